@@ -1,0 +1,44 @@
+"""Build and run-time configuration: thread count and the SIMD path in use."""
+import os
+
+from . import _core
+
+_core.set_num_threads(_core.default_threads())  # honours OMP_NUM_THREADS
+_core._init_arch(os.environ.get("CNNC_ARCH"))
+
+
+def set_num_threads(n):
+    """Set how many threads cnnc's kernels use (results are identical for any count)."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"set_num_threads: n must be an int, received {n!r}")
+    if n < 1:
+        raise ValueError(f"set_num_threads: n must be >= 1, received {n}")
+    if n > 1 and not _core.has_openmp():
+        raise ValueError(f"set_num_threads: this build has no OpenMP, so only 1 thread is possible "
+                         f"(received {n})")
+    _core.set_num_threads(n)
+
+
+def get_num_threads():
+    """The number of threads cnnc's kernels use."""
+    return _core.get_num_threads()
+
+
+def show_config(print_=True):
+    """Describe this build and machine: version, OpenMP, threads, SIMD path. Returns a dict."""
+    from . import __version__
+    cfg = {
+        "version": __version__,
+        "c_core_version": _core.__c_version__,
+        "openmp": _core.has_openmp(),
+        "threads": get_num_threads(),
+        "simd": _core.arch_name(),
+        "simd_supported": [a for a in ("generic", "avx2", "avx512") if _core.cpu_supports(a)],
+        "gemm_blocking": _core.gemm_blocking(),
+        "cpu_count": os.cpu_count(),
+    }
+    if print_:
+        width = max(len(k) for k in cfg)
+        for k, v in cfg.items():
+            print(f"{k:<{width}} : {v}")
+    return cfg

@@ -1,0 +1,116 @@
+# im2col / Conv2D / Dense bindings (included by _core.pyx).
+# `win` is the tuple (n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pb, pl, pr, layout).
+
+cdef cnnc_window2d _window(tuple win) except *:
+    cdef cnnc_window2d p
+    (p.n, p.h, p.w, p.c, p.kh, p.kw, p.sh, p.sw, p.dh, p.dw, p.pt, p.pb, p.pl, p.pr, p.layout) = win
+    return p
+
+
+cdef cnnc_conv2d_params _conv_params(tuple win, int64_t cout, int64_t groups) except *:
+    cdef cnnc_conv2d_params p
+    p.win = _window(win)
+    p.cout = cout
+    p.groups = groups
+    return p
+
+
+def im2col(x, col, tuple win, int64_t c0, int64_t cg):
+    cdef cnnc_ctx ctx = _ctx()
+    cdef cnnc_window2d p = _window(win)
+    cdef const float *px = _cf(x, "x")
+    cdef float *pc = _wf(col, "col")
+    cdef int rc
+    with nogil:
+        rc = cnnc_im2col(&ctx, &p, c0, cg, px, pc)
+    _check(rc, "im2col")
+
+
+def col2im(col, dx, tuple win, int64_t c0, int64_t cg):
+    cdef cnnc_ctx ctx = _ctx()
+    cdef cnnc_window2d p = _window(win)
+    cdef const float *pc = _cf(col, "col")
+    cdef float *px = _wf(dx, "dx")
+    cdef int rc
+    with nogil:
+        rc = cnnc_col2im(&ctx, &p, c0, cg, pc, px)
+    _check(rc, "col2im")
+
+
+def conv2d_workspace_size(tuple win, int64_t cout, int64_t groups, bint backward=False):
+    """Bytes of workspace a conv2d forward (or backward) call needs with the current thread count."""
+    cdef cnnc_ctx ctx = _ctx()
+    cdef cnnc_conv2d_params p = _conv_params(win, cout, groups)
+    if backward:
+        return cnnc_conv2d_backward_workspace_size(&ctx, &p)
+    return cnnc_conv2d_workspace_size(&ctx, &p)
+
+
+def conv2d_forward(x, w, b, y, tuple win, int64_t cout, int64_t groups, int act_kind=0,
+                   float act_alpha=0.0, float act_beta=0.0):
+    cdef cnnc_ctx ctx = _ctx()
+    cdef cnnc_conv2d_params p = _conv_params(win, cout, groups)
+    cdef cnnc_act act = _make_act(act_kind, act_alpha, act_beta)
+    cdef const float *px = _cf(x, "x")
+    cdef const float *pw = _cf(w, "w")
+    cdef const float *pb = _cf_opt(b, "b")
+    cdef float *py = _wf(y, "y")
+    ws = _workspace(cnnc_conv2d_workspace_size(&ctx, &p))
+    cdef void *pws = _wsptr(ws)
+    cdef int64_t nws = ws.shape[0]
+    cdef int rc
+    with nogil:
+        rc = cnnc_conv2d_forward(&ctx, &p, px, pw, pb, act, py, pws, nws)
+    _check(rc, "conv2d")
+
+
+def conv2d_backward(x, w, dy, dx, dw, db, tuple win, int64_t cout, int64_t groups):
+    cdef cnnc_ctx ctx = _ctx()
+    cdef cnnc_conv2d_params p = _conv_params(win, cout, groups)
+    cdef const float *px = _cf(x, "x")
+    cdef const float *pw = _cf(w, "w")
+    cdef const float *pdy = _cf(dy, "dy")
+    cdef float *pdx = _wf_opt(dx, "dx")
+    cdef float *pdw = _wf_opt(dw, "dw")
+    cdef float *pdb = _wf_opt(db, "db")
+    ws = _workspace(cnnc_conv2d_backward_workspace_size(&ctx, &p))
+    cdef void *pws = _wsptr(ws)
+    cdef int64_t nws = ws.shape[0]
+    cdef int rc
+    with nogil:
+        rc = cnnc_conv2d_backward(&ctx, &p, px, pw, pdy, pdx, pdw, pdb, pws, nws)
+    _check(rc, "conv2d_grad")
+
+
+def dense_forward(x, w, b, y, int64_t m, int64_t k, int64_t n, int act_kind=0, float act_alpha=0.0,
+                  float act_beta=0.0):
+    cdef cnnc_ctx ctx = _ctx()
+    cdef cnnc_act act = _make_act(act_kind, act_alpha, act_beta)
+    cdef const float *px = _cf(x, "x")
+    cdef const float *pw = _cf(w, "w")
+    cdef const float *pb = _cf_opt(b, "b")
+    cdef float *py = _wf(y, "y")
+    ws = _workspace(cnnc_dense_workspace_size(&ctx, m, k, n))
+    cdef void *pws = _wsptr(ws)
+    cdef int64_t nws = ws.shape[0]
+    cdef int rc
+    with nogil:
+        rc = cnnc_dense_forward(&ctx, m, k, n, px, pw, pb, act, py, pws, nws)
+    _check(rc, "dense")
+
+
+def dense_backward(x, w, dy, dx, dw, db, int64_t m, int64_t k, int64_t n):
+    cdef cnnc_ctx ctx = _ctx()
+    cdef const float *px = _cf(x, "x")
+    cdef const float *pw = _cf(w, "w")
+    cdef const float *pdy = _cf(dy, "dy")
+    cdef float *pdx = _wf_opt(dx, "dx")
+    cdef float *pdw = _wf_opt(dw, "dw")
+    cdef float *pdb = _wf_opt(db, "db")
+    ws = _workspace(cnnc_dense_workspace_size(&ctx, m, k, n))
+    cdef void *pws = _wsptr(ws)
+    cdef int64_t nws = ws.shape[0]
+    cdef int rc
+    with nogil:
+        rc = cnnc_dense_backward(&ctx, m, k, n, px, pw, pdy, pdx, pdw, pdb, pws, nws)
+    _check(rc, "dense_grad")

@@ -1,0 +1,156 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Thin bindings to the C core.
+
+Callers (cnnc.nn and friends) validate shapes and convert arrays first; the functions here take
+C-contiguous float32 (int64 for argmax, uint8 for masks) ndarrays that already have the right sizes,
+allocate the workspace each C call asks for, release the GIL around the call and turn an error code
+into a ValueError. Pointers come from the array interface, so no NumPy headers are needed to build.
+"""
+import os
+import warnings
+
+import numpy as np
+
+from libc.stdint cimport int64_t, uint64_t, uint8_t, uintptr_t
+from cnnc._core cimport *
+
+__c_version__ = CNNC_VERSION.decode()
+
+_ARCH_BY_NAME = {"generic": CNNC_ARCH_GENERIC, "avx2": CNNC_ARCH_AVX2, "avx512": CNNC_ARCH_AVX512}
+
+cdef cnnc_ctx _base
+
+
+def _init_arch(requested=None):
+    """(Re)select the ISA path: CNNC_ARCH=generic|avx2|avx512, or the best this CPU supports."""
+    global _base
+    cdef int want = CNNC_ARCH_AUTO
+    if requested is None:
+        requested = os.environ.get("CNNC_ARCH", "")
+    requested = requested.strip().lower()
+    if requested and requested != "auto":
+        if requested not in _ARCH_BY_NAME:
+            warnings.warn(f"CNNC_ARCH={requested!r} is not one of generic, avx2, avx512; using the best "
+                          f"path this CPU supports", RuntimeWarning, stacklevel=2)
+        else:
+            want = _ARCH_BY_NAME[requested]
+            if not cnnc_cpu_supports(want):
+                warnings.warn(f"CNNC_ARCH={requested!r}: this CPU or build cannot run that path; using the "
+                              f"best supported one", RuntimeWarning, stacklevel=2)
+    cnnc_ctx_init(&_base, want, 1)
+    return arch_name()
+
+
+def arch_name():
+    return cnnc_arch_name(_base.k.arch).decode()
+
+
+def cpu_supports(name):
+    return bool(cnnc_cpu_supports(_ARCH_BY_NAME[name]))
+
+
+def has_openmp():
+    return bool(cnnc_has_openmp())
+
+
+def default_threads():
+    return cnnc_default_threads()
+
+
+def gemm_blocking():
+    return dict(mr=_base.k.mr, nr=_base.k.nr, mc=_base.k.mc, kc=_base.k.kc, nc=_base.k.nc)
+
+
+# The thread count is Python-level state, copied into the context of each call.
+_nthreads = 1
+
+
+def set_num_threads(int n):
+    global _nthreads
+    _nthreads = n
+
+
+def get_num_threads():
+    return _nthreads
+
+
+cdef inline cnnc_ctx _ctx():
+    cdef cnnc_ctx c = _base
+    c.nthreads = _nthreads
+    return c
+
+
+cdef inline uintptr_t _addr(object a, object dtype, bint writable, str name) except 0:
+    # Internal contract check: the Python layer must hand over exactly this.
+    if (type(a) is not np.ndarray or a.dtype != dtype or not a.flags.c_contiguous
+            or (writable and not a.flags.writeable)):
+        raise TypeError(f"internal: {name} must be a C-contiguous {'writable ' if writable else ''}"
+                        f"{np.dtype(dtype).name} ndarray")
+    if a.size == 0:
+        raise ValueError(f"{name} must not be empty, received shape {a.shape}")
+    return <uintptr_t>a.__array_interface__["data"][0]
+
+
+cdef inline const float *_cf(object a, str name) except NULL:
+    return <const float *>_addr(a, np.float32, False, name)
+
+
+cdef inline float *_wf(object a, str name) except NULL:
+    return <float *>_addr(a, np.float32, True, name)
+
+
+cdef inline float *_wf_opt(object a, str name) except? NULL:
+    if a is None:
+        return NULL
+    return <float *>_addr(a, np.float32, True, name)
+
+
+cdef inline const float *_cf_opt(object a, str name) except? NULL:
+    if a is None:
+        return NULL
+    return <const float *>_addr(a, np.float32, False, name)
+
+
+cdef inline int64_t *_wi64(object a, str name) except NULL:
+    return <int64_t *>_addr(a, np.int64, True, name)
+
+
+cdef inline int64_t *_wi64_opt(object a, str name) except? NULL:
+    if a is None:
+        return NULL
+    return <int64_t *>_addr(a, np.int64, True, name)
+
+
+cdef inline const int64_t *_ci64(object a, str name) except NULL:
+    return <const int64_t *>_addr(a, np.int64, False, name)
+
+
+cdef inline object _workspace(int64_t nbytes):
+    if nbytes < 0:
+        raise MemoryError("the requested operation needs a workspace larger than int64 bytes")
+    return np.empty(max(nbytes, 1), dtype=np.uint8)
+
+
+cdef inline void *_wsptr(object ws):
+    return <void *><uintptr_t>ws.__array_interface__["data"][0]
+
+
+cdef inline int _check(int rc, str what) except -1:
+    if rc != CNNC_OK:
+        raise ValueError(f"{what}: {cnnc_strerror(rc).decode()}")
+    return 0
+
+
+cdef cnnc_act _make_act(int kind, float alpha, float beta):
+    cdef cnnc_act a
+    a.kind = kind
+    a.alpha = alpha
+    a.beta = beta
+    return a
+
+
+include "_gemm.pxi"
+include "_conv.pxi"
+include "_act.pxi"
+include "_pool.pxi"
+include "_norm.pxi"

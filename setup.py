@@ -1,0 +1,104 @@
+"""Build of cnnc's C core and its Cython bindings.
+
+One extension module, cnnc._core, compiled from cnnc/_core.pyx and every .c file under src_c/.
+Files under src_c/arch/<isa>/ get that ISA's compiler flags and nothing else does, so the default
+objects run on any x86-64 (or other) CPU; the ISA path is picked at run time. No -march=native and
+no -ffast-math. OpenMP is used when the compiler supports it; without it the build says so and the
+library runs single-threaded.
+"""
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+HERE = Path(__file__).resolve().parent
+SRC = HERE / "src_c"
+
+ISA_FLAGS = {
+    "avx2": ["-mavx2", "-mfma"],
+    "avx512": ["-mavx512f", "-mavx512dq", "-mavx512bw", "-mavx512vl", "-mfma"],
+}
+X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
+
+
+def c_sources():
+    out = []
+    for path in sorted(SRC.rglob("*.c")):
+        rel = path.relative_to(HERE).as_posix()
+        parts = path.relative_to(SRC).parts
+        if parts[0] == "arch" and parts[1] in ISA_FLAGS and not X86:
+            continue  # x86 micro-kernels are not built elsewhere
+        if parts[0] in ("tests", "examples"):
+            continue
+        out.append(rel)
+    return out
+
+
+def compiler_accepts(compiler, flags, code):
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "probe.c")
+        with open(src, "w") as f:
+            f.write(code)
+        try:
+            objs = compiler.compile([src], output_dir=tmp, extra_postargs=flags)
+            compiler.link_executable(objs, os.path.join(tmp, "probe"), extra_postargs=flags)
+            return True
+        except Exception:
+            return False
+
+
+OMP_PROBE = "#include <omp.h>\nint main(void){int n=0;\n#pragma omp parallel\n{n=omp_get_num_threads();}\nreturn n<1;}\n"
+
+
+class BuildExt(build_ext):
+    def build_extensions(self):
+        compiler = self.compiler
+        is_msvc = compiler.compiler_type == "msvc"
+        base = ["/O2"] if is_msvc else ["-O3", "-std=c11", "-fno-math-errno", "-Wall",
+                                        "-Wno-unknown-pragmas", "-Wno-unused-function"]
+        omp_cflags, omp_ldflags = [], []
+        if os.environ.get("CNNC_NO_OPENMP"):
+            print("cnnc: OpenMP disabled by CNNC_NO_OPENMP; the library will run single-threaded")
+        elif is_msvc:
+            omp_cflags = ["/openmp"]
+        elif compiler_accepts(compiler, ["-fopenmp"], OMP_PROBE):
+            omp_cflags, omp_ldflags = ["-fopenmp"], ["-fopenmp"]
+        else:
+            print("cnnc: WARNING: the C compiler has no OpenMP support; building without it. "
+                  "cnnc will run single-threaded.")
+        for ext in self.extensions:
+            ext.extra_compile_args = base + omp_cflags
+            ext.extra_link_args = omp_ldflags
+
+        # Per-file ISA flags: wrap the compiler's single-file compile step.
+        original = compiler._compile
+
+        def compile_one(obj, src, ext, cc_args, extra_postargs, pp_opts):
+            parts = Path(src).as_posix().split("/")
+            extra = list(extra_postargs)
+            if "arch" in parts:
+                isa = parts[parts.index("arch") + 1]
+                extra += ISA_FLAGS.get(isa, [])
+            return original(obj, src, ext, cc_args, extra, pp_opts)
+
+        if not is_msvc:
+            compiler._compile = compile_one
+        super().build_extensions()
+
+
+def cython_extension():
+    from Cython.Build import cythonize
+    directives = {"language_level": 3, "boundscheck": False, "wraparound": False, "cdivision": True}
+    if os.environ.get("CNNC_CYTHON_DEBUG"):
+        directives.update(boundscheck=True, wraparound=True)
+    ext = Extension("cnnc._core", sources=["cnnc/_core.pyx"] + c_sources(),
+                    include_dirs=["src_c"], depends=[str(p.relative_to(HERE)) for p in SRC.rglob("*.h")])
+    return cythonize([ext], compiler_directives=directives, quiet=True)
+
+
+setup(ext_modules=cython_extension(), cmdclass={"build_ext": BuildExt})

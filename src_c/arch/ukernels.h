@@ -1,0 +1,11 @@
+/* ukernels.h - the per-ISA GEMM micro-kernels (see cnnc_gemm_ukernel_fn in cnnc.h for the contract). */
+#ifndef CNNC_UKERNELS_H
+#define CNNC_UKERNELS_H
+#include "../cnnc.h"
+
+void cnnc_f32_gemm_ukernel_6x8__generic(int64_t k, const float *ap, const float *bp, float *c,
+                                        int64_t ldc, int64_t m, int64_t n,
+                                        const cnnc_gemm_params *params);
+void cnnc_f32_gemm_ukernel_6x16__avx2(int64_t k, const float *ap, const float *bp, float *c,
+                                      int64_t ldc, int64_t m, int64_t n, const cnnc_gemm_params *params);
+#endif

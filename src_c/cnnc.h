@@ -1,0 +1,256 @@
+/*
+ * cnnc.h - the one public header of the cnnc C core.
+ *
+ * Conventions (every function below follows them):
+ *  - float32 data, row-major, densely packed unless a leading dimension says otherwise.
+ *  - Every size, stride and index is int64_t.
+ *  - Kernels never allocate. A call that needs scratch memory takes a workspace pointer and its size in
+ *    bytes; the matching *_workspace_size function says how many bytes that call needs (it may be 0).
+ *  - No global mutable state: the ISA function table and the thread count travel in a cnnc_ctx that the
+ *    caller owns, so concurrent calls from several threads are safe.
+ *  - Results are bit-identical for any thread count: no loop whose reduction order depends on it.
+ *  - Outputs are overwritten (never accumulated into) unless the comment says otherwise.
+ *  - Functions return CNNC_OK (0) or a negative error code; cnnc_strerror() describes it.
+ */
+#ifndef CNNC_H
+#define CNNC_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CNNC_VERSION "0.1.0"
+
+/* ---- errors ---------------------------------------------------------------------------------- */
+enum {
+    CNNC_OK = 0,
+    CNNC_EINVAL = -1,     /* an argument is out of range (size <= 0, stride <= 0, bad enum...) */
+    CNNC_EWORKSPACE = -2, /* the workspace is NULL or smaller than *_workspace_size says */
+    CNNC_EOVERFLOW = -3   /* a derived size does not fit in int64 */
+};
+const char *cnnc_strerror(int code);
+
+/* ---- layouts, ISAs, activations -------------------------------------------------------------- */
+enum { CNNC_NHWC = 0, CNNC_NCHW = 1 };
+
+enum { CNNC_ARCH_AUTO = -1, CNNC_ARCH_GENERIC = 0, CNNC_ARCH_AVX2 = 1, CNNC_ARCH_AVX512 = 2 };
+
+enum {
+    CNNC_ACT_NONE = 0,
+    CNNC_ACT_RELU,         /* max(x, 0) */
+    CNNC_ACT_LEAKY_RELU,   /* x > 0 ? x : alpha * x */
+    CNNC_ACT_ELU,          /* x > 0 ? x : alpha * (exp(x) - 1) */
+    CNNC_ACT_SELU,         /* scale * (x > 0 ? x : a * (exp(x) - 1)), fixed constants */
+    CNNC_ACT_SIGMOID,      /* 1 / (1 + exp(-x)) */
+    CNNC_ACT_TANH,
+    CNNC_ACT_HARD_SIGMOID, /* max(0, min(1, alpha * x + beta)) */
+    CNNC_ACT_HARD_SWISH,   /* x * max(0, min(1, x / 6 + 1 / 2)) */
+    CNNC_ACT_CLIP          /* min(max(x, alpha), beta); relu6 is clip(0, 6) */
+};
+typedef struct {
+    int kind;    /* CNNC_ACT_* */
+    float alpha; /* leaky slope, elu alpha, hard_sigmoid slope, clip minimum */
+    float beta;  /* hard_sigmoid offset, clip maximum */
+} cnnc_act;
+
+/* ---- context: ISA kernels + thread count ------------------------------------------------------ */
+/* GEMM micro-kernel: C[m x n] = alpha * Ap * Bp + beta * C, where Ap is an MR x k panel packed
+ * column by column (Ap[p * MR + i]) and Bp a k x NR panel packed row by row (Bp[p * NR + j]), both
+ * zero-padded to full size. m <= MR and n <= NR give the valid part of the tile; edge tiles are
+ * computed with the same arithmetic as full ones. beta == 0 means C is not read. alpha and beta come
+ * through a params struct read after the k loop, so they never hold registers the loop needs. */
+typedef struct {
+    float alpha, beta;
+} cnnc_gemm_params;
+typedef void (*cnnc_gemm_ukernel_fn)(int64_t k, const float *ap, const float *bp, float *c,
+                                     int64_t ldc, int64_t m, int64_t n, const cnnc_gemm_params *params);
+typedef struct {
+    int arch;                    /* CNNC_ARCH_* actually in use */
+    int64_t mr, nr;              /* register tile */
+    int64_t mc, kc, nc;          /* cache blocks (mc multiple of mr, nc multiple of nr) */
+    cnnc_gemm_ukernel_fn gemm_ukernel;
+} cnnc_kernels;
+
+typedef struct {
+    cnnc_kernels k;
+    int nthreads;                /* threads a call may use (>= 1); 1 inside an OpenMP parallel region */
+} cnnc_ctx;
+
+/* Fill ctx for the requested ISA (CNNC_ARCH_AUTO: the best this CPU supports). Returns the arch used;
+ * a request the CPU cannot run falls back to the best supported one. */
+int cnnc_ctx_init(cnnc_ctx *ctx, int arch, int nthreads);
+int cnnc_cpu_supports(int arch);     /* 1 if this CPU (and this build) can run that ISA path */
+const char *cnnc_arch_name(int arch);
+int cnnc_has_openmp(void);           /* 1 if built with OpenMP */
+int cnnc_default_threads(void);      /* omp_get_max_threads() (honours OMP_NUM_THREADS), or 1 */
+
+/* ---- GEMM -------------------------------------------------------------------------------------- */
+/* C[m x n] = alpha * op(A) * op(B) + beta * C, row-major; op(A) is m x k, op(B) is k x n.
+ * trans_a: A is stored k x m (lda >= m) instead of m x k (lda >= k); likewise trans_b. */
+int64_t cnnc_gemm_workspace_size(const cnnc_ctx *ctx, int64_t m, int64_t n, int64_t k);
+int cnnc_sgemm(const cnnc_ctx *ctx, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
+               float alpha, const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
+               float *c, int64_t ldc, void *ws, int64_t ws_size);
+
+/* ---- im2col / col2im ----------------------------------------------------------------------------- */
+typedef struct {
+    int64_t n, h, w, c;         /* input: batch, height, width, channels */
+    int64_t kh, kw;             /* kernel */
+    int64_t sh, sw;             /* strides >= 1 */
+    int64_t dh, dw;             /* dilations >= 1 */
+    int64_t pt, pb, pl, pr;     /* explicit zero padding: top, bottom, left, right (>= 0) */
+    int layout;                 /* CNNC_NHWC or CNNC_NCHW */
+} cnnc_window2d;
+/* Output height/width of the window; CNNC_EINVAL if the dilated kernel is larger than the padded input. */
+int cnnc_window2d_output(const cnnc_window2d *p, int64_t *oh, int64_t *ow);
+
+/* NHWC: x[N, H, W, C] -> col[N*OH*OW, KH*KW*cg], row (n, oh, ow), column (kh, kw, c), taking channels
+ *       [c0, c0 + cg) of x.
+ * NCHW: x[N, C, H, W] -> col[cg*KH*KW, N*OH*OW], row (c, kh, kw), column (n, oh, ow).
+ * Padding reads as zero. */
+int cnnc_im2col(const cnnc_ctx *ctx, const cnnc_window2d *p, int64_t c0, int64_t cg,
+                const float *x, float *col);
+/* The adjoint of cnnc_im2col: dx[.., c0:c0+cg] = sum of the col entries that read each input element.
+ * Writes (does not accumulate into) channels [c0, c0 + cg) of dx; other channels are untouched. */
+int cnnc_col2im(const cnnc_ctx *ctx, const cnnc_window2d *p, int64_t c0, int64_t cg,
+                const float *col, float *dx);
+
+/* ---- Conv2D ------------------------------------------------------------------------------------ */
+/* Weights: NHWC w[KH, KW, C/groups, Cout]; NCHW w[Cout, C/groups, KH, KW]. Bias b[Cout] (may be NULL).
+ * y: NHWC [N, OH, OW, Cout]; NCHW [N, Cout, OH, OW]. */
+typedef struct {
+    cnnc_window2d win;
+    int64_t cout;
+    int64_t groups;             /* divides c and cout */
+} cnnc_conv2d_params;
+
+int64_t cnnc_conv2d_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params *p);
+/* y = act(conv(x, w) + b) */
+int cnnc_conv2d_forward(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x,
+                        const float *w, const float *b, cnnc_act act, float *y, void *ws,
+                        int64_t ws_size);
+int64_t cnnc_conv2d_backward_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params *p);
+/* Gradients of y = conv(x, w) + b (no activation: apply its backward to dy first).
+ * dx, dw, db may each be NULL to skip them. */
+int cnnc_conv2d_backward(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x,
+                         const float *w, const float *dy, float *dx, float *dw, float *db,
+                         void *ws, int64_t ws_size);
+
+/* ---- Dense, bias, activations --------------------------------------------------------------------- */
+/* dense: x[M, K] * w[K, N] + b[N] -> y[M, N] (w in the Keras layout), then act. */
+/* Workspace for both forward and backward. */
+int64_t cnnc_dense_workspace_size(const cnnc_ctx *ctx, int64_t m, int64_t k, int64_t n);
+int cnnc_dense_forward(const cnnc_ctx *ctx, int64_t m, int64_t k, int64_t n, const float *x,
+                       const float *w, const float *b, cnnc_act act, float *y, void *ws,
+                       int64_t ws_size);
+/* dx[M, K] = dy * w^T; dw[K, N] = x^T * dy; db[N] = column sums of dy. Any output may be NULL. */
+int cnnc_dense_backward(const cnnc_ctx *ctx, int64_t m, int64_t k, int64_t n, const float *x,
+                        const float *w, const float *dy, float *dx, float *dw, float *db, void *ws,
+                        int64_t ws_size);
+
+/* y[rows, cols] = act(y + b[cols]) in place (b may be NULL): the fused bias + activation epilogue.
+ * For NCHW data call it with rows = N*C planes via cnnc_bias_act_planes. */
+int cnnc_bias_act_rows(const cnnc_ctx *ctx, int64_t rows, int64_t cols, const float *b, cnnc_act act,
+                       float *y);
+/* y[N, C, P] = act(y + b[C]) in place, P = plane size. */
+int cnnc_bias_act_planes(const cnnc_ctx *ctx, int64_t n, int64_t c, int64_t plane, const float *b,
+                         cnnc_act act, float *y);
+/* db[cols] = sum over rows of dy[rows, cols] (fixed summation order, double accumulators). */
+int cnnc_bias_grad_rows(const cnnc_ctx *ctx, int64_t rows, int64_t cols, const float *dy, float *db);
+/* db[C] = sum over n and plane of dy[N, C, P]. */
+int cnnc_bias_grad_planes(const cnnc_ctx *ctx, int64_t n, int64_t c, int64_t plane, const float *dy,
+                          float *db);
+
+/* Elementwise activation: y[i] = act(x[i]); x == y allowed. */
+int cnnc_act_forward(const cnnc_ctx *ctx, cnnc_act act, int64_t size, const float *x, float *y);
+/* dx[i] = dy[i] * act'(x[i]). Needs x; y (the forward output) may be NULL, in which case kinds that
+ * are cheaper from y (sigmoid, tanh, elu...) recompute it. dx == dy allowed. */
+int cnnc_act_backward(const cnnc_ctx *ctx, cnnc_act act, int64_t size, const float *x,
+                      const float *y, const float *dy, float *dx);
+
+/* Softmax / log-softmax over the last axis of x[rows, cols] (max-subtracted, stable). */
+int cnnc_softmax_forward(const cnnc_ctx *ctx, int64_t rows, int64_t cols, int logsm, const float *x,
+                         float *y);
+/* From the forward output y: softmax dx = y * (dy - sum(dy * y)); log_softmax dx = dy - exp(y) * sum(dy). */
+int cnnc_softmax_backward(const cnnc_ctx *ctx, int64_t rows, int64_t cols, int logsm, const float *y,
+                          const float *dy, float *dx);
+
+/* ---- Pooling ------------------------------------------------------------------------------------- */
+typedef struct {
+    cnnc_window2d win;          /* c = channels; kh/kw = pool size */
+    int ceil_mode;              /* 1: output size rounds up (a window must start inside input or left pad) */
+} cnnc_pool2d_params;
+int cnnc_pool2d_output(const cnnc_pool2d_params *p, int64_t *oh, int64_t *ow);
+
+/* Max pooling; padding never wins (acts as -inf). NaN propagates. argmax (may be NULL) receives, for
+ * each output, the flat index into x of the chosen element (-1 if the window holds no input element,
+ * in which case y is -inf). Ties pick the first element in (kh, kw) order. */
+int cnnc_max_pool2d_forward(const cnnc_ctx *ctx, const cnnc_pool2d_params *p, const float *x,
+                            float *y, int64_t *argmax);
+/* dx = 0, then dx[argmax[i]] += dy[i]. */
+int cnnc_max_pool2d_backward(const cnnc_ctx *ctx, const cnnc_pool2d_params *p, const float *dy,
+                             const int64_t *argmax, float *dx);
+/* Average pooling. count_include_pad = 1: divide by the number of window positions inside the padded
+ * input; 0: by the number of real input elements (0 -> output 0). */
+int cnnc_avg_pool2d_forward(const cnnc_ctx *ctx, const cnnc_pool2d_params *p, int count_include_pad,
+                            const float *x, float *y);
+int cnnc_avg_pool2d_backward(const cnnc_ctx *ctx, const cnnc_pool2d_params *p, int count_include_pad,
+                             const float *dy, float *dx);
+
+/* Global pooling over H and W: x[N, H, W, C] or [N, C, H, W] -> y[N, C]. */
+int cnnc_global_avg_pool2d_forward(const cnnc_ctx *ctx, int64_t n, int64_t h, int64_t w, int64_t c,
+                                   int layout, const float *x, float *y);
+int cnnc_global_avg_pool2d_backward(const cnnc_ctx *ctx, int64_t n, int64_t h, int64_t w, int64_t c,
+                                    int layout, const float *dy, float *dx);
+/* argmax (may be NULL): flat index into x per output. */
+int cnnc_global_max_pool2d_forward(const cnnc_ctx *ctx, int64_t n, int64_t h, int64_t w, int64_t c,
+                                   int layout, const float *x, float *y, int64_t *argmax);
+/* dx = 0, then dx[argmax[i]] += dy[i]; dx has n*h*w*c elements. */
+int cnnc_global_max_pool2d_backward(const cnnc_ctx *ctx, int64_t n, int64_t h, int64_t w, int64_t c,
+                                    const float *dy, const int64_t *argmax, float *dx);
+
+/* Max pooling across the last (depth) axis: x[rows, C] -> y[rows, OC], OC = (C - k) / s + 1,
+ * y[r, o] = max(x[r, o*s : o*s + k]). argmax as above (flat index into x). */
+int cnnc_max_pool_depth_forward(const cnnc_ctx *ctx, int64_t rows, int64_t c, int64_t k, int64_t s,
+                                const float *x, float *y, int64_t *argmax);
+int cnnc_max_pool_depth_backward(const cnnc_ctx *ctx, int64_t rows, int64_t c, int64_t k, int64_t s,
+                                 const float *dy, const int64_t *argmax, float *dx);
+
+/* ---- Batch normalization --------------------------------------------------------------------------- */
+/* Per-channel statistics over N, H and W (NHWC: x viewed as [outer, C, inner=1]; NCHW: [N, C, H*W]).
+ * Shapes below are given as (outer, c, inner): NHWC (N*H*W, C, 1), NCHW (N, C, H*W); a 2-D input [N, C]
+ * is (N, C, 1). */
+/* Inference: y = gamma * (x - mean) / sqrt(var + eps) + beta. */
+int cnnc_batch_norm_inference(const cnnc_ctx *ctx, int64_t outer, int64_t c, int64_t inner,
+                              const float *x, const float *gamma, const float *beta,
+                              const float *mean, const float *var, float eps, float *y);
+/* Training: batch mean and biased variance; y normalised with them; save_mean[c], save_invstd[c]
+ * (1/sqrt(var + eps)) written for backward; moving_mean/moving_var (may be NULL) updated in place as
+ * moving = momentum * moving + (1 - momentum) * batch (the Keras/ONNX convention, biased variance). */
+int cnnc_batch_norm_training(const cnnc_ctx *ctx, int64_t outer, int64_t c, int64_t inner,
+                             const float *x, const float *gamma, const float *beta, float eps,
+                             float momentum, float *moving_mean, float *moving_var, float *y,
+                             float *save_mean, float *save_invstd);
+/* Backward of the training forward: dx, dgamma, dbeta (any may be NULL). */
+int cnnc_batch_norm_backward(const cnnc_ctx *ctx, int64_t outer, int64_t c, int64_t inner,
+                             const float *x, const float *dy, const float *gamma,
+                             const float *save_mean, const float *save_invstd, float *dx,
+                             float *dgamma, float *dbeta);
+
+/* ---- Dropout ------------------------------------------------------------------------------------- */
+/* Inverted dropout with a counter-based generator: element i is kept iff uniform(seed, i) >= rate;
+ * mask[i] = 1 (kept) or 0; y = kept ? x / (1 - rate) : 0. 0 <= rate < 1. The mask depends only on
+ * (seed, i): identical for any thread count. */
+int cnnc_dropout_forward(const cnnc_ctx *ctx, int64_t size, float rate, uint64_t seed,
+                         const float *x, float *y, uint8_t *mask);
+/* dx = mask ? dy / (1 - rate) : 0 */
+int cnnc_dropout_backward(const cnnc_ctx *ctx, int64_t size, float rate, const uint8_t *mask,
+                          const float *dy, float *dx);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CNNC_H */

@@ -1,0 +1,29 @@
+/* common.c - error strings and build facts. */
+#include "internal.h"
+
+const char *cnnc_strerror(int code) {
+    switch (code) {
+    case CNNC_OK: return "ok";
+    case CNNC_EINVAL: return "invalid argument";
+    case CNNC_EWORKSPACE: return "workspace missing or too small";
+    case CNNC_EOVERFLOW: return "size overflows int64";
+    default: return "unknown error";
+    }
+}
+
+int cnnc_has_openmp(void) {
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+int cnnc_default_threads(void) {
+#ifdef _OPENMP
+    int n = omp_get_max_threads();
+    return n < 1 ? 1 : n;
+#else
+    return 1;
+#endif
+}

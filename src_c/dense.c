@@ -1,0 +1,31 @@
+/* dense.c - fully connected layers as GEMMs, weights in the Keras layout w[K, N]. */
+#include "internal.h"
+
+/* The largest of the three GEMMs (forward, dx, dw) so one workspace serves both directions. */
+int64_t cnnc_dense_workspace_size(const cnnc_ctx *ctx, int64_t m, int64_t k, int64_t n) {
+    const int64_t f = cnnc_gemm_workspace_size(ctx, m, n, k), dx = cnnc_gemm_workspace_size(ctx, m, k, n),
+                  dw = cnnc_gemm_workspace_size(ctx, k, n, m);
+    return CNNC_MAX(f, CNNC_MAX(dx, dw));
+}
+
+// y[M, N] = act(x[M, K] * w[K, N] + b[N])
+int cnnc_dense_forward(const cnnc_ctx *ctx, int64_t m, int64_t k, int64_t n, const float *x,
+                       const float *w, const float *b, cnnc_act act, float *y, void *ws,
+                       int64_t ws_size) {
+    if (m <= 0 || k <= 0 || n <= 0 || !x || !w || !y || !cnnc_act_valid(act)) return CNNC_EINVAL;
+    int rc = cnnc_sgemm(ctx, 0, 0, m, n, k, 1.0f, x, k, w, n, 0.0f, y, n, ws, ws_size);
+    if (!rc && (b || act.kind != CNNC_ACT_NONE)) rc = cnnc_bias_act_rows(ctx, m, n, b, act, y);
+    return rc;
+}
+
+// dx[M, K] = dy * w^T; dw[K, N] = x^T * dy; db[N] = sum_rows dy
+int cnnc_dense_backward(const cnnc_ctx *ctx, int64_t m, int64_t k, int64_t n, const float *x,
+                        const float *w, const float *dy, float *dx, float *dw, float *db, void *ws,
+                        int64_t ws_size) {
+    if (m <= 0 || k <= 0 || n <= 0 || !dy || (dx && !w) || (dw && !x)) return CNNC_EINVAL;
+    int rc = CNNC_OK;
+    if (dx) rc = cnnc_sgemm(ctx, 0, 1, m, k, n, 1.0f, dy, n, w, n, 0.0f, dx, k, ws, ws_size);
+    if (!rc && dw) rc = cnnc_sgemm(ctx, 1, 0, k, n, m, 1.0f, x, k, dy, n, 0.0f, dw, n, ws, ws_size);
+    if (!rc && db) rc = cnnc_bias_grad_rows(ctx, m, n, dy, db);
+    return rc;
+}

@@ -1,0 +1,58 @@
+/* dispatch.c - the only file that looks at CPU features. It fills a cnnc_ctx's kernel table; the
+ * table lives in the caller's context, never in a global. */
+#include "internal.h"
+#include "arch/ukernels.h"
+
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#define CNNC_X86 1
+#endif
+
+const char *cnnc_arch_name(int arch) {
+    switch (arch) {
+    case CNNC_ARCH_GENERIC: return "generic";
+    case CNNC_ARCH_AVX2: return "avx2";
+    case CNNC_ARCH_AVX512: return "avx512";
+    default: return "unknown";
+    }
+}
+
+int cnnc_cpu_supports(int arch) {
+    switch (arch) {
+    case CNNC_ARCH_GENERIC: return 1;
+#ifdef CNNC_X86
+    case CNNC_ARCH_AVX2:
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+    default: return 0; /* no AVX-512 micro-kernel in this build yet */
+    }
+}
+
+static void set_kernels(cnnc_kernels *k, int arch) {
+    k->arch = arch;
+    switch (arch) {
+#ifdef CNNC_X86
+    case CNNC_ARCH_AVX2:
+        k->mr = 6; k->nr = 16; k->mc = 144; k->kc = 256; k->nc = 4080;
+        k->gemm_ukernel = cnnc_f32_gemm_ukernel_6x16__avx2;
+        return;
+#endif
+    default:
+        k->arch = CNNC_ARCH_GENERIC;
+        k->mr = 6; k->nr = 8; k->mc = 144; k->kc = 256; k->nc = 4096;
+        k->gemm_ukernel = cnnc_f32_gemm_ukernel_6x8__generic;
+        return;
+    }
+}
+
+int cnnc_ctx_init(cnnc_ctx *ctx, int arch, int nthreads) {
+    int use = arch;
+    if (use == CNNC_ARCH_AUTO || !cnnc_cpu_supports(use)) {
+        use = CNNC_ARCH_GENERIC;
+        for (int a = CNNC_ARCH_AVX512; a > CNNC_ARCH_GENERIC; --a)
+            if (cnnc_cpu_supports(a)) { use = a; break; }
+    }
+    set_kernels(&ctx->k, use);
+    ctx->nthreads = nthreads < 1 ? 1 : nthreads;
+    return ctx->k.arch;
+}

@@ -1,0 +1,139 @@
+/* im2col.c - sliding windows to column matrices and back, both layouts, with per-axis stride,
+ * dilation and explicit (possibly asymmetric) zero padding. */
+#include "internal.h"
+
+int cnnc_window2d_output(const cnnc_window2d *p, int64_t *oh, int64_t *ow) {
+    if (!p || p->n <= 0 || p->h <= 0 || p->w <= 0 || p->c <= 0 || p->kh <= 0 || p->kw <= 0 ||
+        p->sh <= 0 || p->sw <= 0 || p->dh <= 0 || p->dw <= 0 || p->pt < 0 || p->pb < 0 || p->pl < 0 ||
+        p->pr < 0 || (p->layout != CNNC_NHWC && p->layout != CNNC_NCHW))
+        return CNNC_EINVAL;
+    const int64_t lim = INT64_MAX / 4;
+    if (p->h > lim - p->pt - p->pb || p->w > lim - p->pl - p->pr || p->kh > lim / p->dh ||
+        p->kw > lim / p->dw)
+        return CNNC_EOVERFLOW;
+    const int64_t eh = p->dh * (p->kh - 1) + 1, ew = p->dw * (p->kw - 1) + 1;
+    const int64_t ph = p->h + p->pt + p->pb, pw = p->w + p->pl + p->pr;
+    if (eh > ph || ew > pw) return CNNC_EINVAL;
+    *oh = (ph - eh) / p->sh + 1;
+    *ow = (pw - ew) / p->sw + 1;
+    return CNNC_OK;
+}
+
+// NHWC: x[N, H, W, C] -> col[N*OH*OW, KH*KW*cg]      NCHW: x[N, C, H, W] -> col[cg*KH*KW, N*OH*OW]
+int cnnc_im2col(const cnnc_ctx *ctx, const cnnc_window2d *p, int64_t c0, int64_t cg,
+                const float *restrict x, float *restrict col) {
+    int64_t OH, OW;
+    int rc = cnnc_window2d_output(p, &OH, &OW);
+    if (rc) return rc;
+    if (c0 < 0 || cg <= 0 || c0 + cg > p->c || !x || !col) return CNNC_EINVAL;
+    const int64_t H = p->h, W = p->w, C = p->c, KH = p->kh, KW = p->kw;
+    if (p->layout == CNNC_NHWC) {
+        const int64_t rows = p->n * OH, K = KH * KW * cg;
+        int nt = cnnc_threads(ctx, rows);
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+        for (int64_t r = 0; r < rows; ++r) { /* one output row (n, oh): OW rows of col */
+            const int64_t n = r / OH, oh = r % OH;
+            float *dst = col + r * OW * K;
+            for (int64_t ow = 0; ow < OW; ++ow) {
+                for (int64_t kh = 0; kh < KH; ++kh) {
+                    const int64_t ih = oh * p->sh - p->pt + kh * p->dh;
+                    for (int64_t kw = 0; kw < KW; ++kw, dst += cg) {
+                        const int64_t iw = ow * p->sw - p->pl + kw * p->dw;
+                        if (ih < 0 || ih >= H || iw < 0 || iw >= W)
+                            memset(dst, 0, (size_t)cg * sizeof(float));
+                        else
+                            memcpy(dst, x + ((n * H + ih) * W + iw) * C + c0, (size_t)cg * sizeof(float));
+                    }
+                }
+            }
+        }
+    } else {
+        const int64_t rows = cg * KH * KW, cols = p->n * OH * OW;
+        int nt = cnnc_threads(ctx, rows);
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+        for (int64_t r = 0; r < rows; ++r) {
+            const int64_t c = r / (KH * KW), kh = (r / KW) % KH, kw = r % KW;
+            float *dst = col + r * cols;
+            for (int64_t n = 0; n < p->n; ++n) {
+                const float *xp = x + (n * C + c0 + c) * H * W;
+                for (int64_t oh = 0; oh < OH; ++oh) {
+                    const int64_t ih = oh * p->sh - p->pt + kh * p->dh;
+                    if (ih < 0 || ih >= H) {
+                        memset(dst, 0, (size_t)OW * sizeof(float));
+                        dst += OW;
+                        continue;
+                    }
+                    const float *xrow = xp + ih * W;
+                    for (int64_t ow = 0; ow < OW; ++ow) {
+                        const int64_t iw = ow * p->sw - p->pl + kw * p->dw;
+                        *dst++ = (iw >= 0 && iw < W) ? xrow[iw] : 0.0f;
+                    }
+                }
+            }
+        }
+    }
+    return CNNC_OK;
+}
+
+/* For input position i along one axis: the outputs o and kernel taps t with o*s - pad + t*d == i. */
+static inline int tap_output(int64_t i, int64_t t, int64_t s, int64_t pad, int64_t d, int64_t out,
+                             int64_t *o) {
+    const int64_t num = i + pad - t * d;
+    if (num < 0 || num % s) return 0;
+    *o = num / s;
+    return *o < out;
+}
+
+// col2im (gather form, fixed (kh, kw) summation order): col -> dx[.., c0:c0+cg]
+int cnnc_col2im(const cnnc_ctx *ctx, const cnnc_window2d *p, int64_t c0, int64_t cg,
+                const float *restrict col, float *restrict dx) {
+    int64_t OH, OW;
+    int rc = cnnc_window2d_output(p, &OH, &OW);
+    if (rc) return rc;
+    if (c0 < 0 || cg <= 0 || c0 + cg > p->c || !col || !dx) return CNNC_EINVAL;
+    const int64_t H = p->h, W = p->w, C = p->c, KH = p->kh, KW = p->kw;
+    if (p->layout == CNNC_NHWC) {
+        const int64_t K = KH * KW * cg, rows = p->n * H;
+        int nt = cnnc_threads(ctx, rows);
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+        for (int64_t r = 0; r < rows; ++r) {
+            const int64_t n = r / H, ih = r % H;
+            for (int64_t iw = 0; iw < W; ++iw) {
+                float *d = dx + ((n * H + ih) * W + iw) * C + c0;
+                memset(d, 0, (size_t)cg * sizeof(float));
+                for (int64_t kh = 0; kh < KH; ++kh) {
+                    int64_t oh;
+                    if (!tap_output(ih, kh, p->sh, p->pt, p->dh, OH, &oh)) continue;
+                    for (int64_t kw = 0; kw < KW; ++kw) {
+                        int64_t ow;
+                        if (!tap_output(iw, kw, p->sw, p->pl, p->dw, OW, &ow)) continue;
+                        const float *s = col + ((n * OH + oh) * OW + ow) * K + (kh * KW + kw) * cg;
+                        for (int64_t c = 0; c < cg; ++c) d[c] += s[c];
+                    }
+                }
+            }
+        }
+    } else {
+        const int64_t cols = p->n * OH * OW, planes = p->n * cg;
+        int nt = cnnc_threads(ctx, planes * H);
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+        for (int64_t r = 0; r < planes * H; ++r) {
+            const int64_t n = r / (cg * H), c = (r / H) % cg, ih = r % H;
+            float *d = dx + ((n * C + c0 + c) * H + ih) * W;
+            for (int64_t iw = 0; iw < W; ++iw) {
+                float acc = 0.0f;
+                for (int64_t kh = 0; kh < KH; ++kh) {
+                    int64_t oh;
+                    if (!tap_output(ih, kh, p->sh, p->pt, p->dh, OH, &oh)) continue;
+                    for (int64_t kw = 0; kw < KW; ++kw) {
+                        int64_t ow;
+                        if (!tap_output(iw, kw, p->sw, p->pl, p->dw, OW, &ow)) continue;
+                        acc += col[((c * KH + kh) * KW + kw) * cols + (n * OH + oh) * OW + ow];
+                    }
+                }
+                d[iw] = acc;
+            }
+        }
+    }
+    return CNNC_OK;
+}

@@ -1,0 +1,52 @@
+/* internal.h - helpers shared by the C core's .c files; not part of the public API. */
+#ifndef CNNC_INTERNAL_H
+#define CNNC_INTERNAL_H
+
+#include "cnnc.h"
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define CNNC_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define CNNC_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define CNNC_CEIL_DIV(a, b) (((a) + (b) - 1) / (b))
+#define CNNC_ROUND_UP(a, b) (CNNC_CEIL_DIV(a, b) * (b))
+#define CNNC_ALIGN 64
+
+/* Threads a parallel loop over `work` independent items may use: never more than the context allows,
+ * never more than the items, and 1 when already inside an OpenMP parallel region. Loops use it as
+ *     int nt = cnnc_threads(ctx, work);
+ *     #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+ * Static scheduling over items whose results do not depend on each other keeps results bit-identical
+ * for any thread count. */
+static inline int cnnc_threads(const cnnc_ctx *ctx, int64_t work) {
+    int nt = ctx->nthreads < 1 ? 1 : ctx->nthreads;
+#ifdef _OPENMP
+    if (omp_in_parallel()) nt = 1;
+#else
+    nt = 1;
+#endif
+    if (work < (int64_t)nt) nt = work < 1 ? 1 : (int)work;
+    return nt;
+}
+
+/* Align a workspace pointer up to CNNC_ALIGN bytes. */
+static inline void *cnnc_align_ptr(void *p) {
+    uintptr_t u = (uintptr_t)p;
+    return (void *)((u + (CNNC_ALIGN - 1)) & ~(uintptr_t)(CNNC_ALIGN - 1));
+}
+
+/* Multiply two non-negative int64 values; returns -1 on overflow. */
+static inline int64_t cnnc_mul_ok(int64_t a, int64_t b) {
+    if (a < 0 || b < 0) return -1;
+    if (a != 0 && b > INT64_MAX / a) return -1;
+    return a * b;
+}
+
+/* act(v) for one value: the scalar definition every vector path must agree with. */
+float cnnc_act_scalar(cnnc_act act, float v);
+int cnnc_act_valid(cnnc_act act);
+
+#endif

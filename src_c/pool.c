@@ -1,0 +1,545 @@
+/* pool.c - 2-D max/average pooling, global pooling and max pooling across the depth axis.
+ *
+ * Threading: forward passes split over independent outputs (NHWC: rows (n, oh) or (n, channel block);
+ * NCHW: (n, c) planes). Backward passes scatter-add, so they split over images (NHWC) or planes
+ * (NCHW) and run sequentially inside each; every output element is therefore computed by one thread
+ * in a fixed order and results do not depend on the thread count.
+ */
+#include "internal.h"
+#include <math.h>
+
+#define POOL_CBLOCK 64 /* channels per task / stack accumulator in NHWC global pooling */
+
+static int valid_layout(int layout) { return layout == CNNC_NHWC || layout == CNNC_NCHW; }
+
+/* NaN-propagating "v replaces the current best b": larger, or the first NaN. */
+static inline int max_takes(float v, float b) { return v > b || (v != v && b == b); }
+
+/* One axis: output length of a window of k taps, dilation d, stride s over size + plo + phi. */
+static int axis_output(int64_t size, int64_t k, int64_t s, int64_t d, int64_t plo, int64_t phi,
+                       int ceil_mode, int64_t *out) {
+    if (size < 1 || k < 1 || s < 1 || d < 1 || plo < 0 || phi < 0) return CNNC_EINVAL;
+    if (k - 1 > (INT64_MAX - 1) / d) return CNNC_EOVERFLOW;
+    int64_t ke = d * (k - 1) + 1;
+    if (plo > INT64_MAX - size || phi > INT64_MAX - size - plo) return CNNC_EOVERFLOW;
+    int64_t padded = size + plo + phi;
+    if (ke > padded) return CNNC_EINVAL;
+    int64_t span = padded - ke;
+    int64_t o = (ceil_mode ? span / s + (span % s != 0) : span / s) + 1;
+    /* PyTorch's rule: the last window must start inside the input or the left padding. */
+    if (ceil_mode && o - 1 >= CNNC_CEIL_DIV(size + plo, s)) o--;
+    *out = o;
+    return CNNC_OK;
+}
+
+/* Taps i in [*lo, *hi) of output o whose position o*s - pad + i*d lies in [lo_bound, hi_bound). */
+static inline void window_taps(int64_t o, int64_t s, int64_t d, int64_t k, int64_t pad,
+                               int64_t lo_bound, int64_t hi_bound, int64_t *lo, int64_t *hi) {
+    int64_t start = o * s - pad;
+    int64_t a = lo_bound - start, b = hi_bound - start;
+    int64_t l = a <= 0 ? 0 : (a + d - 1) / d;
+    int64_t h = b <= 0 ? 0 : (b + d - 1) / d;
+    if (h > k) h = k;
+    if (l > h) l = h;
+    *lo = l;
+    *hi = h;
+}
+
+/* oh, ow of p; validates every field and that the input and output element counts fit in int64. */
+int cnnc_pool2d_output(const cnnc_pool2d_params *p, int64_t *oh, int64_t *ow) {
+    if (!p || !oh || !ow) return CNNC_EINVAL;
+    const cnnc_window2d *q = &p->win;
+    if (q->n < 1 || q->c < 1 || !valid_layout(q->layout)) return CNNC_EINVAL;
+    if (p->ceil_mode != 0 && p->ceil_mode != 1) return CNNC_EINVAL;
+    int64_t h, w;
+    int rc = axis_output(q->h, q->kh, q->sh, q->dh, q->pt, q->pb, p->ceil_mode, &h);
+    if (rc != CNNC_OK) return rc;
+    rc = axis_output(q->w, q->kw, q->sw, q->dw, q->pl, q->pr, p->ceil_mode, &w);
+    if (rc != CNNC_OK) return rc;
+    int64_t nc = cnnc_mul_ok(q->n, q->c);
+    if (cnnc_mul_ok(cnnc_mul_ok(nc, q->h), q->w) < 0 || cnnc_mul_ok(cnnc_mul_ok(nc, h), w) < 0)
+        return CNNC_EOVERFLOW;
+    *oh = h;
+    *ow = w;
+    return CNNC_OK;
+}
+
+/* ---- max pooling ---------------------------------------------------------------------------------- */
+
+/* NHWC x[N, H, W, C] -> y[N, OH, OW, C] (+ argmax[N, OH, OW, C]); one task per output row (n, oh). */
+static void max_fwd_nhwc(const cnnc_ctx *ctx, const cnnc_window2d *q, int64_t oh, int64_t ow,
+                         const float *restrict x, float *restrict y, int64_t *restrict am) {
+    const int64_t C = q->c;
+    const int64_t rows = q->n * oh;
+    int nt = cnnc_threads(ctx, rows);
+    (void)nt; /* unused without OpenMP */
+    #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t ni = r / oh, yo = r % oh, ilo, ihi;
+        window_taps(yo, q->sh, q->dh, q->kh, q->pt, 0, q->h, &ilo, &ihi);
+        for (int64_t xo = 0; xo < ow; xo++) {
+            int64_t jlo, jhi;
+            window_taps(xo, q->sw, q->dw, q->kw, q->pl, 0, q->w, &jlo, &jhi);
+            float *restrict yr = y + (r * ow + xo) * C;
+            int64_t *restrict ar = am ? am + (r * ow + xo) * C : NULL;
+            int first = 1;
+            for (int64_t i = ilo; i < ihi; i++) {
+                int64_t ih = yo * q->sh - q->pt + i * q->dh;
+                for (int64_t j = jlo; j < jhi; j++) {
+                    int64_t iw = xo * q->sw - q->pl + j * q->dw;
+                    int64_t base = ((ni * q->h + ih) * q->w + iw) * C;
+                    const float *restrict xr = x + base;
+                    if (first) {
+                        memcpy(yr, xr, (size_t)C * sizeof(float));
+                        if (ar)
+                            for (int64_t ch = 0; ch < C; ch++) ar[ch] = base + ch;
+                        first = 0;
+                    } else if (ar) {
+                        for (int64_t ch = 0; ch < C; ch++) {
+                            if (max_takes(xr[ch], yr[ch])) {
+                                yr[ch] = xr[ch];
+                                ar[ch] = base + ch;
+                            }
+                        }
+                    } else {
+                        for (int64_t ch = 0; ch < C; ch++) {
+                            float v = xr[ch], b = yr[ch];
+                            yr[ch] = max_takes(v, b) ? v : b;
+                        }
+                    }
+                }
+            }
+            if (first) { /* the window holds padding only */
+                for (int64_t ch = 0; ch < C; ch++) yr[ch] = -INFINITY;
+                if (ar)
+                    for (int64_t ch = 0; ch < C; ch++) ar[ch] = -1;
+            }
+        }
+    }
+}
+
+/* NCHW x[N, C, H, W] -> y[N, C, OH, OW] (+ argmax); one task per (n, c) plane. */
+static void max_fwd_nchw(const cnnc_ctx *ctx, const cnnc_window2d *q, int64_t oh, int64_t ow,
+                         const float *restrict x, float *restrict y, int64_t *restrict am) {
+    const int64_t planes = q->n * q->c, hw = q->h * q->w;
+    int nt = cnnc_threads(ctx, planes);
+    (void)nt; /* unused without OpenMP */
+    #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int64_t pl = 0; pl < planes; pl++) {
+        const float *restrict xp = x + pl * hw;
+        for (int64_t yo = 0; yo < oh; yo++) {
+            int64_t ilo, ihi;
+            window_taps(yo, q->sh, q->dh, q->kh, q->pt, 0, q->h, &ilo, &ihi);
+            for (int64_t xo = 0; xo < ow; xo++) {
+                int64_t jlo, jhi;
+                window_taps(xo, q->sw, q->dw, q->kw, q->pl, 0, q->w, &jlo, &jhi);
+                float best = -INFINITY;
+                int64_t at = -1;
+                for (int64_t i = ilo; i < ihi; i++) {
+                    int64_t ih = yo * q->sh - q->pt + i * q->dh;
+                    for (int64_t j = jlo; j < jhi; j++) {
+                        int64_t off = ih * q->w + xo * q->sw - q->pl + j * q->dw;
+                        float v = xp[off];
+                        if (at < 0 || max_takes(v, best)) {
+                            best = v;
+                            at = off;
+                        }
+                    }
+                }
+                int64_t o = (pl * oh + yo) * ow + xo;
+                y[o] = best;
+                if (am) am[o] = at < 0 ? -1 : pl * hw + at;
+            }
+        }
+    }
+}
+
+/* x as p->win describes -> y[N, OH, OW, C] / [N, C, OH, OW]; argmax (may be NULL) of y's shape. */
+int cnnc_max_pool2d_forward(const cnnc_ctx *ctx, const cnnc_pool2d_params *p, const float *x,
+                            float *y, int64_t *argmax) {
+    int64_t oh, ow;
+    if (!ctx || !x || !y) return CNNC_EINVAL;
+    int rc = cnnc_pool2d_output(p, &oh, &ow);
+    if (rc != CNNC_OK) return rc;
+    if (p->win.layout == CNNC_NHWC)
+        max_fwd_nhwc(ctx, &p->win, oh, ow, x, y, argmax);
+    else
+        max_fwd_nchw(ctx, &p->win, oh, ow, x, y, argmax);
+    return CNNC_OK;
+}
+
+/* Scatter dy[groups * per_out] into dx[groups * per_in]: group g's argmax must lie in its own block of
+ * dx (or be -1). Groups are images or planes; one task per group. Returns CNNC_EINVAL on a stray index. */
+static int scatter_groups(const cnnc_ctx *ctx, int64_t groups, int64_t per_out, int64_t per_in,
+                          const float *restrict dy, const int64_t *restrict am, float *restrict dx) {
+    int bad = 0;
+    int nt = cnnc_threads(ctx, groups);
+    (void)nt; /* unused without OpenMP */
+    #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static) reduction(| : bad)
+    for (int64_t g = 0; g < groups; g++) {
+        const int64_t lo = g * per_in, hi = lo + per_in;
+        memset(dx + lo, 0, (size_t)per_in * sizeof(float));
+        const float *restrict d = dy + g * per_out;
+        const int64_t *restrict a = am + g * per_out;
+        for (int64_t i = 0; i < per_out; i++) {
+            int64_t t = a[i];
+            if (t >= lo && t < hi)
+                dx[t] += d[i];
+            else if (t != -1)
+                bad = 1;
+        }
+    }
+    return bad ? CNNC_EINVAL : CNNC_OK;
+}
+
+/* dy, argmax of y's shape -> dx of x's shape: dx = 0, dx[argmax[i]] += dy[i]. */
+int cnnc_max_pool2d_backward(const cnnc_ctx *ctx, const cnnc_pool2d_params *p, const float *dy,
+                             const int64_t *argmax, float *dx) {
+    int64_t oh, ow;
+    if (!ctx || !dy || !argmax || !dx) return CNNC_EINVAL;
+    int rc = cnnc_pool2d_output(p, &oh, &ow);
+    if (rc != CNNC_OK) return rc;
+    const cnnc_window2d *q = &p->win;
+    if (q->layout == CNNC_NHWC)
+        return scatter_groups(ctx, q->n, oh * ow * q->c, q->h * q->w * q->c, dy, argmax, dx);
+    return scatter_groups(ctx, q->n * q->c, oh * ow, q->h * q->w, dy, argmax, dx);
+}
+
+/* ---- average pooling ------------------------------------------------------------------------------ */
+
+/* Divisor of one window: taps inside the input, or (count_include_pad) inside the padded input. */
+static inline int64_t avg_count(const cnnc_window2d *q, int cip, int64_t yo, int64_t xo,
+                                int64_t ilo, int64_t ihi, int64_t jlo, int64_t jhi) {
+    if (!cip) return (ihi - ilo) * (jhi - jlo);
+    int64_t a, b, c, d;
+    window_taps(yo, q->sh, q->dh, q->kh, q->pt, -q->pt, q->h + q->pb, &a, &b);
+    window_taps(xo, q->sw, q->dw, q->kw, q->pl, -q->pl, q->w + q->pr, &c, &d);
+    return (b - a) * (d - c);
+}
+
+/* NHWC x[N, H, W, C] -> y[N, OH, OW, C]; one task per output row (n, oh). */
+static void avg_fwd_nhwc(const cnnc_ctx *ctx, const cnnc_window2d *q, int cip, int64_t oh,
+                         int64_t ow, const float *restrict x, float *restrict y) {
+    const int64_t C = q->c, rows = q->n * oh;
+    int nt = cnnc_threads(ctx, rows);
+    (void)nt; /* unused without OpenMP */
+    #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t ni = r / oh, yo = r % oh, ilo, ihi;
+        window_taps(yo, q->sh, q->dh, q->kh, q->pt, 0, q->h, &ilo, &ihi);
+        for (int64_t xo = 0; xo < ow; xo++) {
+            int64_t jlo, jhi;
+            window_taps(xo, q->sw, q->dw, q->kw, q->pl, 0, q->w, &jlo, &jhi);
+            float *restrict yr = y + (r * ow + xo) * C;
+            memset(yr, 0, (size_t)C * sizeof(float));
+            for (int64_t i = ilo; i < ihi; i++) {
+                int64_t ih = yo * q->sh - q->pt + i * q->dh;
+                for (int64_t j = jlo; j < jhi; j++) {
+                    int64_t iw = xo * q->sw - q->pl + j * q->dw;
+                    const float *restrict xr = x + ((ni * q->h + ih) * q->w + iw) * C;
+                    for (int64_t ch = 0; ch < C; ch++) yr[ch] += xr[ch];
+                }
+            }
+            int64_t cnt = avg_count(q, cip, yo, xo, ilo, ihi, jlo, jhi);
+            if (cnt > 0) {
+                float fc = (float)cnt;
+                for (int64_t ch = 0; ch < C; ch++) yr[ch] /= fc;
+            }
+        }
+    }
+}
+
+/* NCHW x[N, C, H, W] -> y[N, C, OH, OW]; one task per (n, c) plane. */
+static void avg_fwd_nchw(const cnnc_ctx *ctx, const cnnc_window2d *q, int cip, int64_t oh,
+                         int64_t ow, const float *restrict x, float *restrict y) {
+    const int64_t planes = q->n * q->c, hw = q->h * q->w;
+    int nt = cnnc_threads(ctx, planes);
+    (void)nt; /* unused without OpenMP */
+    #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int64_t pl = 0; pl < planes; pl++) {
+        const float *restrict xp = x + pl * hw;
+        for (int64_t yo = 0; yo < oh; yo++) {
+            int64_t ilo, ihi;
+            window_taps(yo, q->sh, q->dh, q->kh, q->pt, 0, q->h, &ilo, &ihi);
+            for (int64_t xo = 0; xo < ow; xo++) {
+                int64_t jlo, jhi;
+                window_taps(xo, q->sw, q->dw, q->kw, q->pl, 0, q->w, &jlo, &jhi);
+                float s = 0.0f;
+                for (int64_t i = ilo; i < ihi; i++) {
+                    int64_t ih = yo * q->sh - q->pt + i * q->dh;
+                    for (int64_t j = jlo; j < jhi; j++) s += xp[ih * q->w + xo * q->sw - q->pl + j * q->dw];
+                }
+                int64_t cnt = avg_count(q, cip, yo, xo, ilo, ihi, jlo, jhi);
+                y[(pl * oh + yo) * ow + xo] = cnt > 0 ? s / (float)cnt : 0.0f;
+            }
+        }
+    }
+}
+
+/* x as p->win describes -> y[N, OH, OW, C] / [N, C, OH, OW]. */
+int cnnc_avg_pool2d_forward(const cnnc_ctx *ctx, const cnnc_pool2d_params *p, int count_include_pad,
+                            const float *x, float *y) {
+    int64_t oh, ow;
+    if (!ctx || !x || !y || (count_include_pad != 0 && count_include_pad != 1)) return CNNC_EINVAL;
+    int rc = cnnc_pool2d_output(p, &oh, &ow);
+    if (rc != CNNC_OK) return rc;
+    if (p->win.layout == CNNC_NHWC)
+        avg_fwd_nhwc(ctx, &p->win, count_include_pad, oh, ow, x, y);
+    else
+        avg_fwd_nchw(ctx, &p->win, count_include_pad, oh, ow, x, y);
+    return CNNC_OK;
+}
+
+/* dy of y's shape -> dx of x's shape: each window spreads dy / count over its taps inside the input. */
+int cnnc_avg_pool2d_backward(const cnnc_ctx *ctx, const cnnc_pool2d_params *p, int count_include_pad,
+                             const float *dy, float *dx) {
+    int64_t oh, ow;
+    if (!ctx || !dy || !dx || (count_include_pad != 0 && count_include_pad != 1)) return CNNC_EINVAL;
+    int rc = cnnc_pool2d_output(p, &oh, &ow);
+    if (rc != CNNC_OK) return rc;
+    const cnnc_window2d *q = &p->win;
+    const int cip = count_include_pad;
+    if (q->layout == CNNC_NHWC) {
+        const int64_t C = q->c, per_in = q->h * q->w * C;
+        int nt = cnnc_threads(ctx, q->n);
+        (void)nt; /* unused without OpenMP */
+        #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+        for (int64_t ni = 0; ni < q->n; ni++) {
+            float *restrict dxi = dx + ni * per_in;
+            memset(dxi, 0, (size_t)per_in * sizeof(float));
+            for (int64_t yo = 0; yo < oh; yo++) {
+                int64_t ilo, ihi;
+                window_taps(yo, q->sh, q->dh, q->kh, q->pt, 0, q->h, &ilo, &ihi);
+                for (int64_t xo = 0; xo < ow; xo++) {
+                    int64_t jlo, jhi;
+                    window_taps(xo, q->sw, q->dw, q->kw, q->pl, 0, q->w, &jlo, &jhi);
+                    int64_t cnt = avg_count(q, cip, yo, xo, ilo, ihi, jlo, jhi);
+                    if (cnt <= 0) continue;
+                    const float fc = (float)cnt;
+                    const float *restrict dr = dy + ((ni * oh + yo) * ow + xo) * C;
+                    for (int64_t i = ilo; i < ihi; i++) {
+                        int64_t ih = yo * q->sh - q->pt + i * q->dh;
+                        for (int64_t j = jlo; j < jhi; j++) {
+                            int64_t iw = xo * q->sw - q->pl + j * q->dw;
+                            float *restrict xr = dxi + (ih * q->w + iw) * C;
+                            for (int64_t ch = 0; ch < C; ch++) xr[ch] += dr[ch] / fc;
+                        }
+                    }
+                }
+            }
+        }
+    } else {
+        const int64_t planes = q->n * q->c, hw = q->h * q->w;
+        int nt = cnnc_threads(ctx, planes);
+        (void)nt; /* unused without OpenMP */
+        #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+        for (int64_t pl = 0; pl < planes; pl++) {
+            float *restrict dxp = dx + pl * hw;
+            memset(dxp, 0, (size_t)hw * sizeof(float));
+            for (int64_t yo = 0; yo < oh; yo++) {
+                int64_t ilo, ihi;
+                window_taps(yo, q->sh, q->dh, q->kh, q->pt, 0, q->h, &ilo, &ihi);
+                for (int64_t xo = 0; xo < ow; xo++) {
+                    int64_t jlo, jhi;
+                    window_taps(xo, q->sw, q->dw, q->kw, q->pl, 0, q->w, &jlo, &jhi);
+                    int64_t cnt = avg_count(q, cip, yo, xo, ilo, ihi, jlo, jhi);
+                    if (cnt <= 0) continue;
+                    const float g = dy[(pl * oh + yo) * ow + xo] / (float)cnt;
+                    for (int64_t i = ilo; i < ihi; i++) {
+                        int64_t ih = yo * q->sh - q->pt + i * q->dh;
+                        for (int64_t j = jlo; j < jhi; j++) dxp[ih * q->w + xo * q->sw - q->pl + j * q->dw] += g;
+                    }
+                }
+            }
+        }
+    }
+    return CNNC_OK;
+}
+
+/* ---- global pooling ------------------------------------------------------------------------------- */
+
+static int global_args(int64_t n, int64_t h, int64_t w, int64_t c, int layout) {
+    if (n < 1 || h < 1 || w < 1 || c < 1 || !valid_layout(layout)) return CNNC_EINVAL;
+    if (cnnc_mul_ok(cnnc_mul_ok(cnnc_mul_ok(n, h), w), c) < 0) return CNNC_EOVERFLOW;
+    return CNNC_OK;
+}
+
+/* x[N, H, W, C] or [N, C, H, W] -> y[N, C]: mean over H*W in a double accumulator (fixed order). */
+int cnnc_global_avg_pool2d_forward(const cnnc_ctx *ctx, int64_t n, int64_t h, int64_t w, int64_t c,
+                                   int layout, const float *x, float *y) {
+    if (!ctx || !x || !y) return CNNC_EINVAL;
+    int rc = global_args(n, h, w, c, layout);
+    if (rc != CNNC_OK) return rc;
+    const int64_t hw = h * w;
+    if (layout == CNNC_NHWC) {
+        const int64_t nb = CNNC_CEIL_DIV(c, POOL_CBLOCK), tasks = n * nb;
+        int nt = cnnc_threads(ctx, tasks);
+        (void)nt; /* unused without OpenMP */
+        #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+        for (int64_t t = 0; t < tasks; t++) {
+            int64_t ni = t / nb, c0 = (t % nb) * POOL_CBLOCK, cn = CNNC_MIN(POOL_CBLOCK, c - c0);
+            double acc[POOL_CBLOCK] = {0};
+            const float *restrict xi = x + ni * hw * c + c0;
+            for (int64_t p = 0; p < hw; p++)
+                for (int64_t j = 0; j < cn; j++) acc[j] += xi[p * c + j];
+            for (int64_t j = 0; j < cn; j++) y[ni * c + c0 + j] = (float)(acc[j] / (double)hw);
+        }
+    } else {
+        const int64_t planes = n * c;
+        int nt = cnnc_threads(ctx, planes);
+        (void)nt; /* unused without OpenMP */
+        #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+        for (int64_t pl = 0; pl < planes; pl++) {
+            const float *restrict xp = x + pl * hw;
+            double acc = 0.0;
+            for (int64_t p = 0; p < hw; p++) acc += xp[p];
+            y[pl] = (float)(acc / (double)hw);
+        }
+    }
+    return CNNC_OK;
+}
+
+/* dy[N, C] -> dx[N, H, W, C] or [N, C, H, W] = dy / (H*W) broadcast. */
+int cnnc_global_avg_pool2d_backward(const cnnc_ctx *ctx, int64_t n, int64_t h, int64_t w, int64_t c,
+                                    int layout, const float *dy, float *dx) {
+    if (!ctx || !dy || !dx) return CNNC_EINVAL;
+    int rc = global_args(n, h, w, c, layout);
+    if (rc != CNNC_OK) return rc;
+    const int64_t hw = h * w;
+    const float fhw = (float)hw;
+    if (layout == CNNC_NHWC) {
+        const int64_t rows = n * hw;
+        int nt = cnnc_threads(ctx, rows);
+        (void)nt; /* unused without OpenMP */
+        #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+        for (int64_t r = 0; r < rows; r++) {
+            const float *restrict d = dy + (r / hw) * c;
+            float *restrict o = dx + r * c;
+            for (int64_t j = 0; j < c; j++) o[j] = d[j] / fhw;
+        }
+    } else {
+        const int64_t planes = n * c;
+        int nt = cnnc_threads(ctx, planes);
+        (void)nt; /* unused without OpenMP */
+        #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+        for (int64_t pl = 0; pl < planes; pl++) {
+            const float g = dy[pl] / fhw;
+            float *restrict o = dx + pl * hw;
+            for (int64_t p = 0; p < hw; p++) o[p] = g;
+        }
+    }
+    return CNNC_OK;
+}
+
+/* x[N, H, W, C] or [N, C, H, W] -> y[N, C] (+ argmax[N, C], flat index into x); NaN propagates,
+ * ties pick the first element in (h, w) order. */
+int cnnc_global_max_pool2d_forward(const cnnc_ctx *ctx, int64_t n, int64_t h, int64_t w, int64_t c,
+                                   int layout, const float *x, float *y, int64_t *argmax) {
+    if (!ctx || !x || !y) return CNNC_EINVAL;
+    int rc = global_args(n, h, w, c, layout);
+    if (rc != CNNC_OK) return rc;
+    const int64_t hw = h * w;
+    if (layout == CNNC_NHWC) {
+        const int64_t nb = CNNC_CEIL_DIV(c, POOL_CBLOCK), tasks = n * nb;
+        int nt = cnnc_threads(ctx, tasks);
+        (void)nt; /* unused without OpenMP */
+        #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+        for (int64_t t = 0; t < tasks; t++) {
+            int64_t ni = t / nb, c0 = (t % nb) * POOL_CBLOCK, cn = CNNC_MIN(POOL_CBLOCK, c - c0);
+            const int64_t base = ni * hw * c + c0;
+            const float *restrict xi = x + base;
+            float *restrict yr = y + ni * c + c0;
+            int64_t *restrict ar = argmax ? argmax + ni * c + c0 : NULL;
+            for (int64_t j = 0; j < cn; j++) yr[j] = xi[j];
+            if (ar) {
+                for (int64_t j = 0; j < cn; j++) ar[j] = base + j;
+                for (int64_t p = 1; p < hw; p++)
+                    for (int64_t j = 0; j < cn; j++)
+                        if (max_takes(xi[p * c + j], yr[j])) {
+                            yr[j] = xi[p * c + j];
+                            ar[j] = base + p * c + j;
+                        }
+            } else {
+                for (int64_t p = 1; p < hw; p++)
+                    for (int64_t j = 0; j < cn; j++) {
+                        float v = xi[p * c + j], b = yr[j];
+                        yr[j] = max_takes(v, b) ? v : b;
+                    }
+            }
+        }
+    } else {
+        const int64_t planes = n * c;
+        int nt = cnnc_threads(ctx, planes);
+        (void)nt; /* unused without OpenMP */
+        #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+        for (int64_t pl = 0; pl < planes; pl++) {
+            const float *restrict xp = x + pl * hw;
+            float best = xp[0];
+            int64_t at = 0;
+            for (int64_t p = 1; p < hw; p++)
+                if (max_takes(xp[p], best)) {
+                    best = xp[p];
+                    at = p;
+                }
+            y[pl] = best;
+            if (argmax) argmax[pl] = pl * hw + at;
+        }
+    }
+    return CNNC_OK;
+}
+
+/* dy[N, C], argmax[N, C] -> dx (n*h*w*c elements, either layout): dx = 0, dx[argmax[i]] += dy[i]. */
+int cnnc_global_max_pool2d_backward(const cnnc_ctx *ctx, int64_t n, int64_t h, int64_t w, int64_t c,
+                                    const float *dy, const int64_t *argmax, float *dx) {
+    if (!ctx || !dy || !argmax || !dx) return CNNC_EINVAL;
+    int rc = global_args(n, h, w, c, CNNC_NHWC);
+    if (rc != CNNC_OK) return rc;
+    /* Whatever the layout, output (n, c) reads only image n's block of x. */
+    return scatter_groups(ctx, n, c, h * w * c, dy, argmax, dx);
+}
+
+/* ---- max pooling across depth --------------------------------------------------------------------- */
+
+static int depth_args(int64_t rows, int64_t c, int64_t k, int64_t s, int64_t *oc) {
+    if (rows < 1 || c < 1 || k < 1 || s < 1 || k > c) return CNNC_EINVAL;
+    if (cnnc_mul_ok(rows, c) < 0) return CNNC_EOVERFLOW;
+    *oc = (c - k) / s + 1;
+    return CNNC_OK;
+}
+
+/* x[rows, C] -> y[rows, OC] (+ argmax[rows, OC]), OC = (C - k) / s + 1. */
+int cnnc_max_pool_depth_forward(const cnnc_ctx *ctx, int64_t rows, int64_t c, int64_t k, int64_t s,
+                                const float *x, float *y, int64_t *argmax) {
+    int64_t oc;
+    if (!ctx || !x || !y) return CNNC_EINVAL;
+    int rc = depth_args(rows, c, k, s, &oc);
+    if (rc != CNNC_OK) return rc;
+    int nt = cnnc_threads(ctx, rows);
+    (void)nt; /* unused without OpenMP */
+    #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *restrict xr = x + r * c;
+        for (int64_t o = 0; o < oc; o++) {
+            int64_t at = o * s;
+            float best = xr[at];
+            for (int64_t i = o * s + 1; i < o * s + k; i++)
+                if (max_takes(xr[i], best)) {
+                    best = xr[i];
+                    at = i;
+                }
+            y[r * oc + o] = best;
+            if (argmax) argmax[r * oc + o] = r * c + at;
+        }
+    }
+    return CNNC_OK;
+}
+
+/* dy[rows, OC], argmax[rows, OC] -> dx[rows, C]: dx = 0, dx[argmax[i]] += dy[i]. */
+int cnnc_max_pool_depth_backward(const cnnc_ctx *ctx, int64_t rows, int64_t c, int64_t k, int64_t s,
+                                 const float *dy, const int64_t *argmax, float *dx) {
+    int64_t oc;
+    if (!ctx || !dy || !argmax || !dx) return CNNC_EINVAL;
+    int rc = depth_args(rows, c, k, s, &oc);
+    if (rc != CNNC_OK) return rc;
+    return scatter_groups(ctx, rows, oc, c, dy, argmax, dx);
+}
