@@ -71,6 +71,9 @@ class BuildExt(build_ext):
         else:
             print("cnnc: WARNING: the C compiler has no OpenMP support; building without it. "
                   "cnnc will run single-threaded.")
+        if not omp_cflags and not is_msvc:
+            # The thread counts the kernels compute feed only their OpenMP pragmas.
+            base += ["-Wno-unused-variable", "-Wno-unused-but-set-variable"]
         for ext in self.extensions:
             ext.extra_compile_args = base + omp_cflags
             ext.extra_link_args = omp_ldflags

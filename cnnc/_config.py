@@ -1,5 +1,6 @@
 """Build and run-time configuration: thread count and the SIMD path in use."""
 import os
+import warnings
 
 from . import _core
 
@@ -14,13 +15,13 @@ def set_num_threads(n):
     if n < 1:
         raise ValueError(f"set_num_threads: n must be >= 1, received {n}")
     if n > 1 and not _core.has_openmp():
-        raise ValueError(f"set_num_threads: this build has no OpenMP, so only 1 thread is possible "
-                         f"(received {n})")
+        warnings.warn(f"set_num_threads({n}): this build of cnnc has no OpenMP and runs single-threaded",
+                      RuntimeWarning, stacklevel=2)
     _core.set_num_threads(n)
 
 
 def get_num_threads():
-    """The number of threads cnnc's kernels use."""
+    """The thread count set for cnnc's kernels (a build without OpenMP uses 1 whatever it is)."""
     return _core.get_num_threads()
 
 
@@ -31,7 +32,7 @@ def show_config(print_=True):
         "version": __version__,
         "c_core_version": _core.__c_version__,
         "openmp": _core.has_openmp(),
-        "threads": get_num_threads(),
+        "threads": get_num_threads() if _core.has_openmp() else 1,  # threads the kernels use
         "simd": _core.arch_name(),
         "simd_supported": [a for a in ("generic", "avx2", "avx512") if _core.cpu_supports(a)],
         "gemm_blocking": _core.gemm_blocking(),

@@ -57,10 +57,8 @@ def _geometry(what, x, pool_size, strides, padding, data_format, dilations, ceil
                 raise ValueError(f"{what}: padding must be smaller than the pool extent on each side; "
                                  f"received {side} padding {pad} with a pool {axis} extent of {ext} "
                                  f"(padding={padding!r})")
-    oh = window_output(h, kh, sh, dh, pt, pb, f"{what}: pool_size does not fit the input height",
-                       ceil_mode)
-    ow = window_output(w, kw, sw, dw, pl, pr, f"{what}: pool_size does not fit the input width",
-                       ceil_mode)
+    oh = window_output(h, kh, sh, dh, pt, pb, f"{what} (height)", ceil_mode, kname="pool_size")
+    ow = window_output(w, kw, sw, dw, pl, pr, f"{what} (width)", ceil_mode, kname="pool_size")
     out_shape = _join(n, oh, ow, c, layout)
     check_total(out_shape, f"{what} output")
     geom = (n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pb, pl, pr, layout, ceil_mode)

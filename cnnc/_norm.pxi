@@ -6,6 +6,12 @@
 def batch_norm_inference(int64_t outer, int64_t c, int64_t inner, x, gamma, beta, mean, var,
                          float eps, y):
     cdef cnnc_ctx ctx = _ctx()
+    _need(x, outer * c * inner, "x")
+    _need(y, outer * c * inner, "y")
+    _need(gamma, c, "gamma")
+    _need(beta, c, "beta")
+    _need(mean, c, "mean")
+    _need(var, c, "variance")
     cdef const float *xp = _cf(x, "x")
     cdef const float *gp = _cf(gamma, "gamma")
     cdef const float *bp = _cf(beta, "beta")
@@ -21,6 +27,14 @@ def batch_norm_inference(int64_t outer, int64_t c, int64_t inner, x, gamma, beta
 def batch_norm_training(int64_t outer, int64_t c, int64_t inner, x, gamma, beta, float eps,
                         float momentum, moving_mean, moving_var, y, save_mean, save_invstd):
     cdef cnnc_ctx ctx = _ctx()
+    _need(x, outer * c * inner, "x")
+    _need(y, outer * c * inner, "y")
+    _need(gamma, c, "gamma")
+    _need(beta, c, "beta")
+    _need(moving_mean, c, "moving_mean")
+    _need(moving_var, c, "moving_variance")
+    _need(save_mean, c, "batch_mean")
+    _need(save_invstd, c, "batch_invstd")
     cdef const float *xp = _cf(x, "x")
     cdef const float *gp = _cf(gamma, "gamma")
     cdef const float *bp = _cf(beta, "beta")
@@ -39,6 +53,14 @@ def batch_norm_training(int64_t outer, int64_t c, int64_t inner, x, gamma, beta,
 def batch_norm_backward(int64_t outer, int64_t c, int64_t inner, x, dy, gamma, save_mean,
                         save_invstd, dx=None, dgamma=None, dbeta=None):
     cdef cnnc_ctx ctx = _ctx()
+    _need(x, outer * c * inner, "x")
+    _need(dy, outer * c * inner, "dy")
+    _need(dx, outer * c * inner, "dx")
+    _need(gamma, c, "gamma")
+    _need(save_mean, c, "batch_mean")
+    _need(save_invstd, c, "batch_invstd")
+    _need(dgamma, c, "dgamma")
+    _need(dbeta, c, "dbeta")
     cdef const float *xp = _cf(x, "x")
     cdef const float *dyp = _cf(dy, "dy")
     cdef const float *gp = _cf(gamma, "gamma")

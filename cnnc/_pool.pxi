@@ -22,6 +22,25 @@ cdef int _pool_params(cnnc_pool2d_params *p, tuple geom) except -1:
     return 0
 
 
+cdef int _need(object a, int64_t size, str name) except -1:
+    # Internal contract check: the C core trusts array sizes, so verify them before every call.
+    if a is not None and a.size != size:
+        raise ValueError(f"internal: {name} has {a.size} elements, the C call needs {size}")
+    return 0
+
+
+cdef int _pool_sizes(cnnc_pool2d_params *p, tuple geom, object xlike, object ylike,
+                     object argmax) except -1:
+    """Fill p from geom and check x-sized / y-sized arrays against the C core's output size."""
+    cdef int64_t oh = 0, ow = 0
+    _pool_params(p, geom)
+    _check(cnnc_pool2d_output(p, &oh, &ow), "pooling geometry")
+    _need(xlike[1], p.win.n * p.win.h * p.win.w * p.win.c, xlike[0])
+    _need(ylike[1], p.win.n * oh * ow * p.win.c, ylike[0])
+    _need(argmax, p.win.n * oh * ow * p.win.c, "argmax")
+    return 0
+
+
 def pool2d_output(tuple geom):
     """(oh, ow) of a pooling geometry; ValueError if the window does not fit."""
     cdef cnnc_pool2d_params p
@@ -33,7 +52,7 @@ def pool2d_output(tuple geom):
 
 def max_pool2d_forward(tuple geom, x, y, argmax=None):
     cdef cnnc_pool2d_params p
-    _pool_params(&p, geom)
+    _pool_sizes(&p, geom, ("x", x), ("y", y), argmax)
     cdef cnnc_ctx ctx = _ctx()
     cdef const float *xp = _cf(x, "x")
     cdef float *yp = _wf(y, "y")
@@ -46,7 +65,7 @@ def max_pool2d_forward(tuple geom, x, y, argmax=None):
 
 def max_pool2d_backward(tuple geom, dy, argmax, dx):
     cdef cnnc_pool2d_params p
-    _pool_params(&p, geom)
+    _pool_sizes(&p, geom, ("dx", dx), ("dy", dy), argmax)
     cdef cnnc_ctx ctx = _ctx()
     cdef const float *dyp = _cf(dy, "dy")
     cdef const int64_t *ap = _ci64(argmax, "argmax")
@@ -59,7 +78,7 @@ def max_pool2d_backward(tuple geom, dy, argmax, dx):
 
 def avg_pool2d_forward(tuple geom, bint count_include_pad, x, y):
     cdef cnnc_pool2d_params p
-    _pool_params(&p, geom)
+    _pool_sizes(&p, geom, ("x", x), ("y", y), None)
     cdef cnnc_ctx ctx = _ctx()
     cdef const float *xp = _cf(x, "x")
     cdef float *yp = _wf(y, "y")
@@ -72,7 +91,7 @@ def avg_pool2d_forward(tuple geom, bint count_include_pad, x, y):
 
 def avg_pool2d_backward(tuple geom, bint count_include_pad, dy, dx):
     cdef cnnc_pool2d_params p
-    _pool_params(&p, geom)
+    _pool_sizes(&p, geom, ("dx", dx), ("dy", dy), None)
     cdef cnnc_ctx ctx = _ctx()
     cdef const float *dyp = _cf(dy, "dy")
     cdef float *dxp = _wf(dx, "dx")
@@ -85,6 +104,8 @@ def avg_pool2d_backward(tuple geom, bint count_include_pad, dy, dx):
 
 def global_avg_pool2d_forward(int64_t n, int64_t h, int64_t w, int64_t c, layout, x, y):
     cdef cnnc_ctx ctx = _ctx()
+    _need(x, n * h * w * c, "x")
+    _need(y, n * c, "y")
     cdef int lay = _layout_code(layout)
     cdef const float *xp = _cf(x, "x")
     cdef float *yp = _wf(y, "y")
@@ -96,6 +117,8 @@ def global_avg_pool2d_forward(int64_t n, int64_t h, int64_t w, int64_t c, layout
 
 def global_avg_pool2d_backward(int64_t n, int64_t h, int64_t w, int64_t c, layout, dy, dx):
     cdef cnnc_ctx ctx = _ctx()
+    _need(dx, n * h * w * c, "dx")
+    _need(dy, n * c, "dy")
     cdef int lay = _layout_code(layout)
     cdef const float *dyp = _cf(dy, "dy")
     cdef float *dxp = _wf(dx, "dx")
@@ -108,6 +131,9 @@ def global_avg_pool2d_backward(int64_t n, int64_t h, int64_t w, int64_t c, layou
 def global_max_pool2d_forward(int64_t n, int64_t h, int64_t w, int64_t c, layout, x, y,
                               argmax=None):
     cdef cnnc_ctx ctx = _ctx()
+    _need(x, n * h * w * c, "x")
+    _need(y, n * c, "y")
+    _need(argmax, n * c, "argmax")
     cdef int lay = _layout_code(layout)
     cdef const float *xp = _cf(x, "x")
     cdef float *yp = _wf(y, "y")
@@ -120,6 +146,9 @@ def global_max_pool2d_forward(int64_t n, int64_t h, int64_t w, int64_t c, layout
 
 def global_max_pool2d_backward(int64_t n, int64_t h, int64_t w, int64_t c, dy, argmax, dx):
     cdef cnnc_ctx ctx = _ctx()
+    _need(dx, n * h * w * c, "dx")
+    _need(dy, n * c, "dy")
+    _need(argmax, n * c, "argmax")
     cdef const float *dyp = _cf(dy, "dy")
     cdef const int64_t *ap = _ci64(argmax, "argmax")
     cdef float *dxp = _wf(dx, "dx")
@@ -131,6 +160,11 @@ def global_max_pool2d_backward(int64_t n, int64_t h, int64_t w, int64_t c, dy, a
 
 def max_pool_depth_forward(int64_t rows, int64_t c, int64_t k, int64_t s, x, y, argmax=None):
     cdef cnnc_ctx ctx = _ctx()
+    if rows < 1 or c < 1 or k < 1 or s < 1 or k > c:
+        _check(-1, "max_pool (depth)")
+    _need(x, rows * c, "x")
+    _need(y, rows * ((c - k) // s + 1), "y")
+    _need(argmax, rows * ((c - k) // s + 1), "argmax")
     cdef const float *xp = _cf(x, "x")
     cdef float *yp = _wf(y, "y")
     cdef int64_t *ap = _wi64_opt(argmax, "argmax")
@@ -142,6 +176,11 @@ def max_pool_depth_forward(int64_t rows, int64_t c, int64_t k, int64_t s, x, y, 
 
 def max_pool_depth_backward(int64_t rows, int64_t c, int64_t k, int64_t s, dy, argmax, dx):
     cdef cnnc_ctx ctx = _ctx()
+    if rows < 1 or c < 1 or k < 1 or s < 1 or k > c:
+        _check(-1, "max_pool (depth)")
+    _need(dx, rows * c, "dx")
+    _need(dy, rows * ((c - k) // s + 1), "dy")
+    _need(argmax, rows * ((c - k) // s + 1), "argmax")
     cdef const float *dyp = _cf(dy, "dy")
     cdef const int64_t *ap = _ci64(argmax, "argmax")
     cdef float *dxp = _wf(dx, "dx")

@@ -1,10 +1,11 @@
 /* dropout.c - inverted dropout with a counter-based generator.
  *
  * uniform(seed, i) = top 24 bits of mix(key + (i + 1) * golden) / 2^24, key = mix(seed), where mix is
- * splitmix64's finaliser. The value depends only on (seed, i), so masks are identical for any thread
- * count and any split of the work.
+ * splitmix64's finaliser; "uniform >= rate" is evaluated exactly in integers. The value depends only
+ * on (seed, i), so masks are identical for any thread count and any split of the work.
  */
 #include "internal.h"
+#include <math.h>
 
 #define DROPOUT_GOLDEN 0x9E3779B97F4A7C15ULL
 
@@ -14,11 +15,13 @@ static inline uint64_t mix64(uint64_t z) {
     return z ^ (z >> 31);
 }
 
-/* uniform(seed, i) in [0, 1) with 24 random bits (exact in float). */
-static inline float uniform_at(uint64_t key, int64_t i) {
-    uint64_t r = mix64(key + ((uint64_t)i + 1u) * DROPOUT_GOLDEN);
-    return (float)(r >> 40) * (1.0f / 16777216.0f);
+/* The 24 random bits of element i: uniform(seed, i) = bits24(key, i) / 2^24 in [0, 1). */
+static inline uint32_t bits24(uint64_t key, int64_t i) {
+    return (uint32_t)(mix64(key + ((uint64_t)i + 1u) * DROPOUT_GOLDEN) >> 40);
 }
+
+/* uniform >= rate  <=>  bits24 >= rate * 2^24 (exact)  <=>  bits24 >= ceil(rate * 2^24). */
+static inline uint32_t keep_threshold(float rate) { return (uint32_t)ceil((double)rate * 16777216.0); }
 
 static int rate_ok(float rate) { return rate >= 0.0f && rate < 1.0f; }
 
@@ -27,14 +30,20 @@ int cnnc_dropout_forward(const cnnc_ctx *ctx, int64_t size, float rate, uint64_t
                          const float *x, float *y, uint8_t *mask) {
     if (!ctx || size < 1 || !x || !y || !mask || !rate_ok(rate)) return CNNC_EINVAL;
     const uint64_t key = mix64(seed);
+    const uint32_t thr = keep_threshold(rate);
     const float keep = 1.0f - rate;
     int nt = cnnc_threads(ctx, CNNC_CEIL_DIV(size, 4096));
     (void)nt; /* unused without OpenMP */
     #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
     for (int64_t i = 0; i < size; i++) {
-        const int kept = uniform_at(key, i) >= rate;
+        /* branch-free (the keep decision is random, so a branch would mispredict half the time) */
+        const uint32_t kept = bits24(key, i) >= thr;
+        const float v = x[i] / keep;
+        uint32_t vb;
+        memcpy(&vb, &v, sizeof vb);
+        vb &= 0u - kept; /* +0.0f when dropped */
+        memcpy(&y[i], &vb, sizeof vb);
         mask[i] = (uint8_t)kept;
-        y[i] = kept ? x[i] / keep : 0.0f;
     }
     return CNNC_OK;
 }
@@ -47,6 +56,12 @@ int cnnc_dropout_backward(const cnnc_ctx *ctx, int64_t size, float rate, const u
     int nt = cnnc_threads(ctx, CNNC_CEIL_DIV(size, 4096));
     (void)nt; /* unused without OpenMP */
     #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-    for (int64_t i = 0; i < size; i++) dx[i] = mask[i] ? dy[i] / keep : 0.0f;
+    for (int64_t i = 0; i < size; i++) {
+        const float v = dy[i] / keep;
+        uint32_t vb;
+        memcpy(&vb, &v, sizeof vb);
+        vb &= 0u - (uint32_t)(mask[i] != 0);
+        memcpy(&dx[i], &vb, sizeof vb);
+    }
     return CNNC_OK;
 }

@@ -13,7 +13,23 @@
 static int valid_layout(int layout) { return layout == CNNC_NHWC || layout == CNNC_NCHW; }
 
 /* NaN-propagating "v replaces the current best b": larger, or the first NaN. */
-static inline int max_takes(float v, float b) { return v > b || (v != v && b == b); }
+static inline int max_takes(float v, float b) { return (v > b) | ((v != v) & (b == b)); }
+
+/* Branch-free t ? a : b (t is 0 or 1). Max-pool updates are data dependent and mispredict badly as
+ * branches, which the compiler otherwise tends to emit when an int64 argmax is updated too. */
+static inline float select_f(int t, float a, float b) {
+    uint32_t ua, ub, m = 0u - (uint32_t)t;
+    memcpy(&ua, &a, sizeof ua);
+    memcpy(&ub, &b, sizeof ub);
+    ua = (ua & m) | (ub & ~m);
+    memcpy(&a, &ua, sizeof a);
+    return a;
+}
+
+static inline int64_t select_i64(int t, int64_t a, int64_t b) {
+    int64_t m = -(int64_t)t;
+    return (a & m) | (b & ~m);
+}
 
 /* One axis: output length of a window of k taps, dilation d, stride s over size + plo + phi. */
 static int axis_output(int64_t size, int64_t k, int64_t s, int64_t d, int64_t plo, int64_t phi,
@@ -95,11 +111,11 @@ static void max_fwd_nhwc(const cnnc_ctx *ctx, const cnnc_window2d *q, int64_t oh
                             for (int64_t ch = 0; ch < C; ch++) ar[ch] = base + ch;
                         first = 0;
                     } else if (ar) {
-                        for (int64_t ch = 0; ch < C; ch++) {
-                            if (max_takes(xr[ch], yr[ch])) {
-                                yr[ch] = xr[ch];
-                                ar[ch] = base + ch;
-                            }
+                        for (int64_t ch = 0; ch < C; ch++) { /* branch-free select */
+                            float v = xr[ch], bv = yr[ch];
+                            int take = max_takes(v, bv);
+                            yr[ch] = select_f(take, v, bv);
+                            ar[ch] = select_i64(take, base + ch, ar[ch]);
                         }
                     } else {
                         for (int64_t ch = 0; ch < C; ch++) {
@@ -118,10 +134,23 @@ static void max_fwd_nhwc(const cnnc_ctx *ctx, const cnnc_window2d *q, int64_t oh
     }
 }
 
-/* NCHW x[N, C, H, W] -> y[N, C, OH, OW] (+ argmax); one task per (n, c) plane. */
+/* Outputs o in [*lo, *hi) (of n) whose tap lands inside [0, size): 0 <= o * s + off < size. */
+static inline void tap_outputs(int64_t off, int64_t s, int64_t size, int64_t n, int64_t *lo,
+                               int64_t *hi) {
+    int64_t l = off >= 0 ? 0 : (-off + s - 1) / s;
+    int64_t h = size - off <= 0 ? 0 : (size - off + s - 1) / s;
+    if (h > n) h = n;
+    if (l > h) l = h;
+    *lo = l;
+    *hi = h;
+}
+
+/* NCHW x[N, C, H, W] -> y[N, C, OH, OW] (+ argmax); one task per (n, c) plane. Each output row is
+ * updated tap by tap in (kh, kw) order with the inner loop over ow, so every output still sees its
+ * taps in scan order (ties, NaN) while the inner loop stays simple. */
 static void max_fwd_nchw(const cnnc_ctx *ctx, const cnnc_window2d *q, int64_t oh, int64_t ow,
                          const float *restrict x, float *restrict y, int64_t *restrict am) {
-    const int64_t planes = q->n * q->c, hw = q->h * q->w;
+    const int64_t planes = q->n * q->c, hw = q->h * q->w, sw = q->sw;
     int nt = cnnc_threads(ctx, planes);
     (void)nt; /* unused without OpenMP */
     #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
@@ -130,25 +159,41 @@ static void max_fwd_nchw(const cnnc_ctx *ctx, const cnnc_window2d *q, int64_t oh
         for (int64_t yo = 0; yo < oh; yo++) {
             int64_t ilo, ihi;
             window_taps(yo, q->sh, q->dh, q->kh, q->pt, 0, q->h, &ilo, &ihi);
-            for (int64_t xo = 0; xo < ow; xo++) {
-                int64_t jlo, jhi;
-                window_taps(xo, q->sw, q->dw, q->kw, q->pl, 0, q->w, &jlo, &jhi);
-                float best = -INFINITY;
-                int64_t at = -1;
-                for (int64_t i = ilo; i < ihi; i++) {
-                    int64_t ih = yo * q->sh - q->pt + i * q->dh;
-                    for (int64_t j = jlo; j < jhi; j++) {
-                        int64_t off = ih * q->w + xo * q->sw - q->pl + j * q->dw;
-                        float v = xp[off];
-                        if (at < 0 || max_takes(v, best)) {
-                            best = v;
-                            at = off;
+            float *restrict yr = y + (pl * oh + yo) * ow;
+            int64_t *restrict ar = am ? am + (pl * oh + yo) * ow : NULL;
+            for (int64_t xo = 0; xo < ow; xo++) yr[xo] = -INFINITY;
+            if (ar) { /* start at each window's first tap inside the input (-1 if none) */
+                for (int64_t xo = 0; xo < ow; xo++) {
+                    int64_t jlo, jhi;
+                    window_taps(xo, q->sw, q->dw, q->kw, q->pl, 0, q->w, &jlo, &jhi);
+                    ar[xo] = ilo < ihi && jlo < jhi
+                        ? pl * hw + (yo * q->sh - q->pt + ilo * q->dh) * q->w + xo * sw - q->pl + jlo * q->dw
+                        : -1;
+                }
+            }
+            for (int64_t i = ilo; i < ihi; i++) {
+                const int64_t ih = yo * q->sh - q->pt + i * q->dh;
+                const float *restrict xrow = xp + ih * q->w;
+                for (int64_t j = 0; j < q->kw; j++) {
+                    const int64_t off = j * q->dw - q->pl;
+                    int64_t lo, hi;
+                    tap_outputs(off, sw, q->w, ow, &lo, &hi);
+                    if (ar) {
+                        const int64_t base = pl * hw + ih * q->w + off;
+                        for (int64_t xo = lo; xo < hi; xo++) {
+                            float v = xrow[xo * sw + off], b = yr[xo];
+                            int take = max_takes(v, b); /* -inf start: ar already holds tap 1 */
+                            yr[xo] = select_f(take, v, b);
+                            ar[xo] = select_i64(take, base + xo * sw, ar[xo]);
+                        }
+                    } else {
+                        /* y starts at -inf: a first tap of -inf leaves the same value */
+                        for (int64_t xo = lo; xo < hi; xo++) {
+                            float v = xrow[xo * sw + off], b = yr[xo];
+                            yr[xo] = max_takes(v, b) ? v : b;
                         }
                     }
                 }
-                int64_t o = (pl * oh + yo) * ow + xo;
-                y[o] = best;
-                if (am) am[o] = at < 0 ? -1 : pl * hw + at;
             }
         }
     }
@@ -249,10 +294,11 @@ static void avg_fwd_nhwc(const cnnc_ctx *ctx, const cnnc_window2d *q, int cip, i
     }
 }
 
-/* NCHW x[N, C, H, W] -> y[N, C, OH, OW]; one task per (n, c) plane. */
+/* NCHW x[N, C, H, W] -> y[N, C, OH, OW]; one task per (n, c) plane. Sums are formed tap by tap in
+ * (kh, kw) order like the NHWC path, with the inner loop over ow. */
 static void avg_fwd_nchw(const cnnc_ctx *ctx, const cnnc_window2d *q, int cip, int64_t oh,
                          int64_t ow, const float *restrict x, float *restrict y) {
-    const int64_t planes = q->n * q->c, hw = q->h * q->w;
+    const int64_t planes = q->n * q->c, hw = q->h * q->w, sw = q->sw;
     int nt = cnnc_threads(ctx, planes);
     (void)nt; /* unused without OpenMP */
     #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
@@ -261,16 +307,22 @@ static void avg_fwd_nchw(const cnnc_ctx *ctx, const cnnc_window2d *q, int cip, i
         for (int64_t yo = 0; yo < oh; yo++) {
             int64_t ilo, ihi;
             window_taps(yo, q->sh, q->dh, q->kh, q->pt, 0, q->h, &ilo, &ihi);
+            float *restrict yr = y + (pl * oh + yo) * ow;
+            for (int64_t xo = 0; xo < ow; xo++) yr[xo] = 0.0f;
+            for (int64_t i = ilo; i < ihi; i++) {
+                const float *restrict xrow = xp + (yo * q->sh - q->pt + i * q->dh) * q->w;
+                for (int64_t j = 0; j < q->kw; j++) {
+                    const int64_t off = j * q->dw - q->pl;
+                    int64_t lo, hi;
+                    tap_outputs(off, sw, q->w, ow, &lo, &hi);
+                    for (int64_t xo = lo; xo < hi; xo++) yr[xo] += xrow[xo * sw + off];
+                }
+            }
             for (int64_t xo = 0; xo < ow; xo++) {
                 int64_t jlo, jhi;
                 window_taps(xo, q->sw, q->dw, q->kw, q->pl, 0, q->w, &jlo, &jhi);
-                float s = 0.0f;
-                for (int64_t i = ilo; i < ihi; i++) {
-                    int64_t ih = yo * q->sh - q->pt + i * q->dh;
-                    for (int64_t j = jlo; j < jhi; j++) s += xp[ih * q->w + xo * q->sw - q->pl + j * q->dw];
-                }
                 int64_t cnt = avg_count(q, cip, yo, xo, ilo, ihi, jlo, jhi);
-                y[(pl * oh + yo) * ow + xo] = cnt > 0 ? s / (float)cnt : 0.0f;
+                yr[xo] = cnt > 0 ? yr[xo] / (float)cnt : 0.0f;
             }
         }
     }

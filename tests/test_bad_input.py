@@ -1,4 +1,5 @@
 """Bad input raises a clear Python exception that names the offending argument (never a crash)."""
+import re
 import textwrap
 
 import numpy as np
@@ -168,6 +169,11 @@ SUBPROCESS_CASES = [
      "kernel"),
     ("im2col_dilation_huge", "nn.im2col(np.ones((1, 5, 5, 2)), 3, dilations=2**61, padding=2**62)",
      "ValueError", "(?i)dilations|kernel|padd"),
+    # per-axis sizes fit in int64 but the output's element count does not
+    ("conv_padding_2pow31", "nn.conv2d(np.ones((1, 5, 5, 2)), np.ones((3, 3, 2, 2)), padding=2**31)",
+     "ValueError", "(?i)padding|shape|too large"),
+    ("im2col_padding_2pow40", "nn.im2col(np.ones((1, 5, 5, 2)), 3, padding=2**40)",
+     "ValueError", "(?i)padding|shape|too large"),
     ("conv_grad_dy_too_small", "nn.conv2d_grad(np.ones((2, 9, 9, 3)), np.ones((3, 3, 3, 4)), "
                                "np.ones((1, 1, 1, 1)))", "ValueError", "dy"),
     ("conv_grad_dy_too_big", "nn.conv2d_grad(np.ones((1, 4, 4, 3)), np.ones((3, 3, 3, 4)), "
@@ -183,7 +189,6 @@ SUBPROCESS_CASES = [
                          ids=[c[0] for c in SUBPROCESS_CASES])
 def test_crash_prone_cases_in_subprocess(stmt, exc_name, match, run_py):
     code = textwrap.dedent(f"""
-        import re, sys
         import numpy as np
         import cnnc.nn as nn
         try:
@@ -197,5 +202,4 @@ def test_crash_prone_cases_in_subprocess(stmt, exc_name, match, run_py):
     assert proc.returncode == 0, f"child died with {proc.returncode}: {proc.stderr[-2000:]}"
     out = proc.stdout
     assert f"RAISED {exc_name}" in out, out + proc.stderr[-2000:]
-    import re
     assert re.search(match, out), out

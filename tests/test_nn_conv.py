@@ -41,6 +41,10 @@ EXPLICIT_CASES = [
     ("k5_s3_dil2_same", 1, 13, 13, 5, 5, (5, 5), 3, "same", 2, 1),
     ("column", 1, 13, 1, 3, 5, (3, 1), 2, "same", 1, 1),
     ("row", 3, 1, 13, 5, 3, (1, 3), (1, 2), ((0, 0), (2, 1)), 1, 1),
+    ("pointwise_groups", 3, 5, 7, 6, 4, (1, 1), 1, "valid", 1, 2),
+    ("pointwise_strided", 1, 7, 5, 5, 3, (1, 1), (2, 3), "valid", 1, 1),
+    ("pointwise_padded", 1, 5, 5, 3, 17, (1, 1), 1, ((1, 0), (2, 1)), 1, 1),
+    ("pointwise_same_s2", 3, 7, 7, 17, 5, (1, 1), 2, "same", 1, 1),
 ]
 
 
@@ -150,6 +154,20 @@ def test_conv2d_fused_activation(activation, data_format, rng):
     mag = ref.conv2d_mag(x, w, b, **kw)
     ref.assert_close(y, ref.conv2d(x, w, b, activation=activation, **kw), mag=mag, atol=1e-6,
                      lipschitz=ref.activation_lipschitz(activation))
+
+
+def test_conv2d_softmax_channels_last(rng):
+    """activation='softmax' normalises over the channel axis, which must be the last one (NHWC)."""
+    case = ("sm", 3, 5, 7, 5, 6, (3, 3), 1, "same", 1, 1)
+    x, w, b, kw = make_inputs(rng, case, "NHWC")
+    y = nn.conv2d(x, w, b, activation="softmax", **kw)
+    mag = ref.conv2d_mag(x, w, b, **kw)
+    mag = np.broadcast_to(mag.max(axis=-1, keepdims=True), mag.shape)
+    ref.assert_close(y, ref.conv2d(x, w, b, activation="softmax", **kw), mag=mag, atol=1e-6,
+                     lipschitz=ref.activation_lipschitz("softmax"))
+    xc, wc, bc, kwc = make_inputs(rng, case, "NCHW")
+    with pytest.raises(ValueError, match="softmax|activation"):
+        nn.conv2d(xc, wc, bc, activation="softmax", **kwc)
 
 
 def test_conv2d_unknown_activation(rng):
@@ -307,3 +325,19 @@ def test_twin_cross_checks(rng):
         want = sum(scipy_signal.correlate2d(x[1, :, :, c], w[:, :, c, o], mode="valid")
                    for c in range(3))
         assert np.allclose(y[1, :, :, o], want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("data_format", LAYOUTS)
+def test_conv2d_large_multi_chunk(data_format, rng):
+    """A bigger problem: GEMM depth K = 3*3*32 = 288 crosses a ~256 kc block, the im2col matrix of a
+    single image is several MB (so a batch is processed in more than one piece by a chunking
+    implementation, with a ragged last piece), and m = N*OH*OW spans many mc blocks."""
+    case = ("big", 3, 56, 57, 32, 17, (3, 3), 1, "same", 1, 1)
+    x, w, b, kw = make_inputs(rng, case, data_format)
+    y = nn.conv2d(x, w, b, **kw)
+    ref.assert_close(y, ref.conv2d(x, w, b, **kw), mag=ref.conv2d_mag(x, w, b, **kw))
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    got = nn.conv2d_grad(x, w, dy, **kw)
+    for g, r, m, name in zip(got, ref.conv2d_grad(x, w, dy, **kw),
+                             ref.conv2d_grad_mag(x, w, dy, **kw), ("dx", "dw", "db")):
+        ref.assert_close(g, r, mag=m, name=name)

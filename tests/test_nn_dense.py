@@ -134,6 +134,16 @@ def test_bias_add_2d_ignores_layout_and_exact(rng):
     assert np.array_equal(nn.bias_add(x, b, activation="relu"), np.maximum(x + b, 0))
 
 
+def test_bias_add_softmax_channels_last(rng):
+    x = rng.standard_normal((3, 5, 7)).astype(np.float32)
+    b = rng.standard_normal(7).astype(np.float32)
+    y = nn.bias_add(x, b, activation="softmax")
+    mag = np.broadcast_to(np.abs(x).max(axis=-1, keepdims=True) + np.abs(b).max(), x.shape)
+    ref.assert_close(y, ref.bias_add(x, b, "softmax"), mag=mag, atol=1e-6, lipschitz=2.0)
+    with pytest.raises(ValueError, match="softmax|activation"):
+        nn.bias_add(np.ones((2, 3, 4, 4)), np.ones(3), activation="softmax", data_format="NCHW")
+
+
 def test_bias_add_unknown_activation(rng):
     with pytest.raises(ValueError, match="relu"):
         nn.bias_add(np.ones((2, 3)), np.ones(3), activation="nope")

@@ -50,7 +50,7 @@ def _make_cases(count, with_dilation, seed):
     ]
     if with_dilation:
         fixed.append(((1, 9, 8, 3), 3, 2, (2, 3), ((1, 3), (2, 0)), True, "NCHW"))
-        fixed.append(((2, 1, 1, 3), 2, 1, 3, ((2, 1), (2, 1)), False, "NHWC"))  # pad-only window
+        fixed.append(((2, 1, 1, 3), 2, 1, 3, ((2, 1), (2, 1)), False, "NHWC"))  # pad-only windows
     cases = [c for c in fixed if _fits(c[0], c[1], c[2], c[3], c[4], c[5])]
     for c in grid:
         if len(cases) >= count:
@@ -168,13 +168,13 @@ def test_max_pool2d_padding_never_wins():
     np.testing.assert_array_equal(arg, rarg)
     # a window holding padding only (dilation skips over the input): -inf and argmax -1
     x1 = np.ones((1, 1, 1, 2), dtype=np.float32)
-    y1, a1 = nn.max_pool2d_with_argmax(x1, 2, 1, padding=((2, 1), (0, 0)), dilations=(3, 1))
+    y1, a1 = nn.max_pool2d_with_argmax(x1, (2, 1), 1, padding=((2, 1), (0, 0)), dilations=(3, 1))
     assert y1.shape == (1, 1, 1, 2)
     assert np.all(y1 == -np.inf) and np.all(a1 == -1)
-    np.testing.assert_array_equal(nn.max_pool2d_grad(x1, np.ones_like(y1), 2, 1, ((2, 1), (0, 0)),
+    np.testing.assert_array_equal(nn.max_pool2d_grad(x1, np.ones_like(y1), (2, 1), 1, ((2, 1), (0, 0)),
                                                      dilations=(3, 1)), 0)
     np.testing.assert_array_equal(
-        nn.avg_pool2d(x1, 2, 1, padding=((1, 0), (0, 0))), np.ones((1, 1, 1, 2)))
+        nn.avg_pool2d(x1, (2, 1), 1, padding=((1, 0), (0, 0))), np.ones((1, 1, 1, 2)))
 
 
 # ---- average pooling ------------------------------------------------------------------------------
@@ -427,9 +427,9 @@ def test_pool_bad_inputs():
         nn.max_pool2d(x[0], 2)
     with pytest.raises(ValueError, match="x must be a 4-D"):
         nn.avg_pool2d(np.zeros((1, 2, 3, 4, 5)), 2)
-    with pytest.raises(ValueError, match="pool_size does not fit the input height"):
+    with pytest.raises(ValueError, match=r"max_pool2d \(height\): .*\(pool_size 5, .*larger than the padded"):
         nn.max_pool2d(x, 5)
-    with pytest.raises(ValueError, match="pool_size does not fit the input width"):
+    with pytest.raises(ValueError, match=r"avg_pool2d \(width\): .*\(pool_size 4, .*larger than the padded"):
         nn.avg_pool2d(x, (2, 4), padding=((0, 0), (0, 0)), data_format="NCHW")
     with pytest.raises(ValueError, match="pool_size must be >= 1"):
         nn.max_pool2d(x, 0)
@@ -492,3 +492,26 @@ def test_pool_accepts_channels_aliases_and_lists(rng):
                                   nn.avg_pool2d(xc.astype(np.float64), 2, data_format="NCHW"))
     # non-contiguous views are accepted
     np.testing.assert_array_equal(nn.max_pool2d(x[:, ::-1], 2), nn.max_pool2d(x[:, ::-1].copy(), 2))
+
+
+def test_core_checks_sizes_and_argmax_ranges():
+    """The bindings refuse arrays of the wrong size, and the C backward refuses an argmax that points
+    outside its own image/plane (which would race between threads) instead of writing there."""
+    from cnnc import _core
+    geom = (2, 4, 4, 1, 2, 2, 2, 2, 1, 1, 0, 0, 0, 0, "NHWC", False)
+    dy = np.ones((2, 2, 2, 1), np.float32)
+    dx = np.empty((2, 4, 4, 1), np.float32)
+    with pytest.raises(ValueError, match="max_pool2d_grad: invalid argument"):
+        _core.max_pool2d_backward(geom, dy, np.zeros((2, 2, 2, 1), np.int64), dx)
+    with pytest.raises(ValueError, match="max_pool2d_grad: invalid argument"):
+        _core.max_pool2d_backward(geom, dy, np.full((2, 2, 2, 1), -2, np.int64), dx)
+    with pytest.raises(ValueError, match="internal: y has 7 elements, the C call needs 8"):
+        _core.max_pool2d_forward(geom, np.zeros(32, np.float32), np.empty(7, np.float32))
+    with pytest.raises(ValueError, match="internal: dx has"):
+        _core.avg_pool2d_backward(geom, False, dy, np.empty(31, np.float32))
+    with pytest.raises(ValueError, match="global_max_pool2d_grad: invalid argument"):
+        _core.global_max_pool2d_backward(2, 2, 2, 1, np.ones(2, np.float32),
+                                         np.array([0, 9], np.int64), np.empty(8, np.float32))
+    with pytest.raises(ValueError, match="max_pool_grad \\(depth\\): invalid argument"):
+        _core.max_pool_depth_backward(2, 4, 2, 2, np.ones(4, np.float32),
+                                      np.array([0, 2, 4, 3], np.int64), np.empty(8, np.float32))

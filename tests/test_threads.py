@@ -54,6 +54,20 @@ def test_conv2d_threads_bit_identical(data_format, kw, threads, rng):
 
 
 @pytest.mark.parametrize("data_format", ["NHWC", "NCHW"])
+def test_conv2d_large_threads_bit_identical(data_format, threads, rng):
+    """Several images per call, a multi-MB column matrix and K = 288 > kc: the weight gradient is a
+    reduction over images/chunks, which must not depend on the thread count."""
+    x = rng.standard_normal((3, 40, 41, 32)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 32, 17)).astype(np.float32)
+    if data_format == "NCHW":
+        x, w = x.transpose(0, 3, 1, 2).copy(), w.transpose(3, 2, 0, 1).copy()
+    y1, y2 = _both(threads, lambda: nn.conv2d(x, w, padding="same", data_format=data_format))
+    _assert_same(y1, y2)
+    _assert_same(*_both(threads, lambda: nn.conv2d_grad(x, w, y1, padding="same",
+                                                        data_format=data_format)))
+
+
+@pytest.mark.parametrize("data_format", ["NHWC", "NCHW"])
 def test_im2col_threads_bit_identical(data_format, threads, rng):
     x, _, _ = _conv_inputs(rng, data_format, 1)
     _assert_same(*_both(threads, lambda: nn.im2col(x, 3, strides=(1, 2), padding="same",
