@@ -5,13 +5,14 @@ import sys
 from cnnc import cli
 
 
-def run_cli(*args):
+def run_cli(*args, cwd):
+    # cwd outside the checkout, so the installed cnnc is imported rather than the source tree
     return subprocess.run([sys.executable, "-m", "cnnc.cli", *args], capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, cwd=cwd)
 
 
-def test_demo_prints_config_shapes_and_timings():
-    r = run_cli("demo", "--batch", "3", "--repeat", "1")
+def test_demo_prints_config_shapes_and_timings(tmp_path):
+    r = run_cli("demo", "--batch", "3", "--repeat", "1", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     out = r.stdout
     assert "SIMD path" in out and "thread" in out
@@ -32,7 +33,7 @@ def test_no_command_prints_help(capsys):
     assert "demo" in capsys.readouterr().out
 
 
-def test_bad_batch_is_a_usage_error():
-    r = run_cli("demo", "--batch", "0")
+def test_bad_batch_is_a_usage_error(tmp_path):
+    r = run_cli("demo", "--batch", "0", cwd=tmp_path)
     assert r.returncode == 2
     assert "--batch" in r.stderr
