@@ -40,6 +40,7 @@ def _demo(args):
     t = x
     total = 0.0
     for name, fn in steps:
+        fn(t)  # warm-up: thread start and first touch of fresh buffers are not part of the timing
         times = []
         for _ in range(args.repeat):
             t0 = time.perf_counter()
@@ -74,7 +75,7 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command")
     p = sub.add_parser("demo", help="run a small CNN forward pass through the C core and time it")
     p.add_argument("--batch", type=int, default=64, help="batch size (default 64)")
-    p.add_argument("--repeat", type=int, default=5, help="timed repetitions per layer (default 5)")
+    p.add_argument("--repeat", type=int, default=10, help="timed repetitions per layer (default 10)")
     p.add_argument("--threads", type=int, default=0, help="threads (default: OMP_NUM_THREADS or all cores)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_demo)
