@@ -17,4 +17,15 @@ except ImportError as exc:  # pragma: no cover - only when the extension was not
 from . import nn
 from ._config import get_num_threads, set_num_threads, show_config
 
-__all__ = ["nn", "show_config", "set_num_threads", "get_num_threads", "__version__"]
+# The Keras-style front end is imported on first use, so `import cnnc` stays fast.
+_LAZY = ("activations", "callbacks", "datasets", "initializers", "layers", "losses", "metrics", "models",
+         "optimizers", "regularizers", "utils")
+
+__all__ = ["nn", "show_config", "set_num_threads", "get_num_threads", "__version__", *_LAZY]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module 'cnnc' has no attribute {name!r}")

@@ -118,13 +118,14 @@ def dense(x, w, b=None, activation=None):
     return _softmax_last_axis(y) if softmax_after else y
 
 
-def dense_grad(x, w, dy):
-    """(dx, dw, db) of y = x @ w + b."""
+def dense_grad(x, w, dy, need_dx=True):
+    """(dx, dw, db) of y = x @ w + b (dx is None when need_dx is False)."""
     x, w = _dense_args(x, w)
     k, n = w.shape
     dy = as_float32(dy, "dy")
     check_shape(dy, x.shape[:-1] + (n,), "dy")
-    dx, dw, db = np.empty_like(x), np.empty_like(w), np.empty(n, dtype=np.float32)
+    dx = np.empty_like(x) if need_dx else None
+    dw, db = np.empty_like(w), np.empty(n, dtype=np.float32)
     _core.dense_backward(x, w, dy, dx, dw, db, x.size // k, k, n)
     return dx, dw, db
 
@@ -230,15 +231,17 @@ def conv2d(x, w, b=None, strides=1, padding="valid", dilations=1, groups=1, data
     return _softmax_last_axis(y) if softmax_after else y
 
 
-def conv2d_grad(x, w, dy, strides=1, padding="valid", dilations=1, groups=1, data_format="NHWC"):
-    """(dx, dw, db) of y = conv2d(x, w, b, ...) without activation."""
+def conv2d_grad(x, w, dy, strides=1, padding="valid", dilations=1, groups=1, data_format="NHWC",
+                need_dx=True):
+    """(dx, dw, db) of y = conv2d(x, w, b, ...) without activation (dx is None when need_dx is False)."""
     layout, x, w, groups, cout, win, yshape = _conv_args(x, w, strides, padding, dilations, groups,
                                                          data_format)
     dy = as_float32(dy, "dy")
     if dy.shape != yshape:
         raise ValueError(f"dy must have the conv2d output shape {yshape} for x {x.shape} and w {w.shape}, "
                          f"received {dy.shape}")
-    dx, dw, db = np.empty_like(x), np.empty_like(w), np.empty(cout, dtype=np.float32)
+    dx = np.empty_like(x) if need_dx else None
+    dw, db = np.empty_like(w), np.empty(cout, dtype=np.float32)
     _core.conv2d_backward(x, w, dy, dx, dw, db, win, cout, groups)
     return dx, dw, db
 

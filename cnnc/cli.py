@@ -1,5 +1,6 @@
 """The `cnnc` command."""
 import argparse
+import os
 import sys
 import time
 
@@ -70,23 +71,144 @@ def _config(args):
     return 0
 
 
+def _load_images(which):
+    """(x_train, y_train), (x_test, y_test) as float32 in [0, 1] with a channel axis."""
+    from cnnc.datasets import fashion_mnist
+    (xtr, ytr), (xte, yte) = fashion_mnist.load_sample() if which == "sample" else fashion_mnist.load_data()
+    prep = lambda x: (x.astype(np.float32) / np.float32(255.0))[..., None]
+    return (prep(xtr), ytr.astype(np.int64)), (prep(xte), yte.astype(np.int64))
+
+
+def _train(args):
+    import cnnc
+    from cnnc import zoo
+    if args.threads:
+        cnnc.set_num_threads(args.threads)
+    cnnc.utils.set_random_seed(args.seed)
+    t0 = time.perf_counter()
+    (xtr, ytr), (xte, yte) = _load_images(args.data)
+    print(f"Fashion-MNIST ({'embedded sample' if args.data == 'sample' else 'full dataset'}): "
+          f"{len(xtr)} training and {len(xte)} test images")
+    model = zoo.ARCHITECTURES[args.model]()
+    model.compile(optimizer=args.optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    if args.verbose:
+        model.summary()
+    model.fit(xtr, ytr, epochs=args.epochs, batch_size=args.batch_size, verbose=args.verbose if args.verbose else 0)
+    loss, acc = model.evaluate(xte, yte, batch_size=256, verbose=0)
+    model.save(args.output)
+    print(f"test accuracy: {acc:.4f} (loss {loss:.4f}) after {args.epochs} epoch(s), "
+          f"{time.perf_counter() - t0:.1f} s in all")
+    print(f"model saved to {os.path.abspath(args.output)}")
+    return 0
+
+
+def _evaluate(args):
+    from cnnc import models
+    model = models.load_model(args.model)
+    _, (xte, yte) = _load_images(args.data)
+    if model.loss is None:
+        model.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    result = model.evaluate(xte, yte, batch_size=256, verbose=0, return_dict=True)
+    print(" - ".join(f"{k}: {v:.4f}" for k, v in result.items()) + f" on {len(xte)} test images")
+    return 0
+
+
+def _read_inputs(path, shape):
+    """Images from a .npy file or (with Pillow) an image file, shaped for a model input `shape`."""
+    h, w, c = shape[1:] if shape[-1] in (1, 3) else (shape[2], shape[3], shape[1])
+    if path.lower().endswith(".npy"):
+        arr = np.load(path, allow_pickle=False)
+    else:
+        try:
+            from PIL import Image
+        except ImportError:
+            raise SystemExit(f"cnnc predict: reading {path} needs Pillow (pip install pillow); .npy files work "
+                             f"without it") from None
+        img = Image.open(path).convert("L" if c == 1 else "RGB").resize((w, h))
+        arr = np.asarray(img)
+    arr = np.asarray(arr, dtype=np.float32)
+    if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] == c and arr.shape[:2] == (h, w)):
+        arr = arr[None]
+    if arr.ndim == 3:
+        arr = arr[..., None]
+    if arr.shape[1:] != (h, w, c):
+        raise SystemExit(f"cnnc predict: {path} holds shape {arr.shape}, the model takes {h}x{w}x{c} images")
+    if arr.max(initial=0) > 1.0:
+        arr = arr / np.float32(255.0)
+    return arr
+
+
+def _predict(args):
+    from cnnc import models
+    from cnnc.datasets.fashion_mnist import CLASS_NAMES
+    model = models.load_model(args.model, compile=False)
+    for path in args.files:
+        x = _read_inputs(path, model.input_shape)
+        probs = model.predict(x, verbose=0)
+        for i, p in enumerate(probs):
+            k = int(np.argmax(p))
+            label = f" ({CLASS_NAMES[k]})" if probs.shape[-1] == len(CLASS_NAMES) else ""
+            where = path if len(probs) == 1 else f"{path}[{i}]"
+            print(f"{where}: class {k}{label}, probability {float(p[k]):.3f}")
+    return 0
+
+
+def _summary(args):
+    from cnnc import models
+    models.load_model(args.model, compile=False).summary()
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="cnnc", description="Convolutional neural networks on the CPU.")
     sub = parser.add_subparsers(dest="command")
+
+    p = sub.add_parser("train", help="train a textbook CNN on Fashion-MNIST and save it")
+    p.add_argument("--model", choices=sorted(__import__("cnnc.zoo").zoo.ARCHITECTURES), default="chollet",
+                   help="architecture: chollet (Deep Learning with Python, ch. 5; default) or geron "
+                        "(Hands-on ML, ch. 14)")
+    p.add_argument("--data", choices=["sample", "full"], default="sample",
+                   help="sample: the embedded stratified sample (default, no download); full: all 70,000 images")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--optimizer", default="rmsprop")
+    p.add_argument("--output", default="fashion_mnist_cnn.cnnc", help="where to save the trained model")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1)
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a saved model on the Fashion-MNIST test images")
+    p.add_argument("model")
+    p.add_argument("--data", choices=["sample", "full"], default="sample")
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("predict", help="classify images (.npy arrays, or PNG/JPEG with Pillow)")
+    p.add_argument("model")
+    p.add_argument("files", nargs="+")
+    p.set_defaults(func=_predict)
+
+    p = sub.add_parser("summary", help="print a saved model's summary")
+    p.add_argument("model")
+    p.set_defaults(func=_summary)
+
     p = sub.add_parser("demo", help="run a small CNN forward pass through the C core and time it")
     p.add_argument("--batch", type=int, default=64, help="batch size (default 64)")
     p.add_argument("--repeat", type=int, default=10, help="timed repetitions per layer (default 10)")
     p.add_argument("--threads", type=int, default=0, help="threads (default: OMP_NUM_THREADS or all cores)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_demo)
+
     p = sub.add_parser("config", help="print the build and run-time configuration")
     p.set_defaults(func=_config)
+
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    if getattr(args, "batch", 1) < 1 or getattr(args, "repeat", 1) < 1:
-        parser.error("--batch and --repeat must be >= 1")
+    for opt in ("batch", "repeat", "epochs", "batch_size"):
+        if getattr(args, opt, 1) < 1:
+            parser.error(f"--{opt.replace('_', '-')} must be >= 1")
     return args.func(args)
 
 

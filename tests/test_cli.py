@@ -37,3 +37,25 @@ def test_bad_batch_is_a_usage_error(tmp_path):
     r = run_cli("demo", "--batch", "0", cwd=tmp_path)
     assert r.returncode == 2
     assert "--batch" in r.stderr
+
+
+def test_train_evaluate_predict_summary(tmp_path):
+    import numpy as np
+    model_path = tmp_path / "m.cnnc"
+    r = run_cli("train", "--epochs", "1", "--verbose", "2", "--output", str(model_path), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "Epoch 1/1" in r.stdout and "test accuracy:" in r.stdout and str(model_path) in r.stdout
+    acc = float(r.stdout.split("test accuracy:")[1].split()[0])
+    assert 0.3 < acc <= 1.0  # one epoch on the sample is far above chance (0.1)
+    r = run_cli("evaluate", str(model_path), cwd=tmp_path)
+    assert r.returncode == 0 and f"accuracy: {acc:.4f}" in r.stdout, r.stdout + r.stderr
+    from cnnc.datasets import fashion_mnist
+    _, (xte, yte) = fashion_mnist.load_sample()
+    np.save(tmp_path / "imgs.npy", xte[:4])
+    np.save(tmp_path / "one.npy", xte[0])
+    r = run_cli("predict", str(model_path), str(tmp_path / "imgs.npy"), str(tmp_path / "one.npy"), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) == 5 and "imgs.npy[3]: class" in lines[3] and "one.npy: class" in lines[4]
+    r = run_cli("summary", str(model_path), cwd=tmp_path)
+    assert r.returncode == 0 and "Total params: 93,322" in r.stdout

@@ -1,0 +1,126 @@
+"""Pooling layers: MaxPooling2D, AveragePooling2D (thin subclasses of one base) and global pooling."""
+import numpy as np
+
+from .. import nn
+from .._checks import as_pair
+from .base import Layer, _format_shape
+from .conv import _padding_mode, window_length
+from .core import _data_format
+
+
+class _Pooling2D(Layer):
+    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        cls = type(self).__name__
+        self.pool_size = as_pair(pool_size, "pool_size", 1)
+        self.strides = self.pool_size if strides is None else as_pair(strides, "strides", 1)
+        self.padding = _padding_mode(padding, cls)
+        self.data_format = _data_format(data_format, cls)
+
+    def _fixed_axes(self):
+        return []
+
+    @property
+    def _nn_format(self):
+        return "NHWC" if self.data_format == "channels_last" else "NCHW"
+
+    def build(self, input_shape):
+        self.compute_output_shape(input_shape)
+        super().build(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 4:
+            raise ValueError(f"{self._desc()} expects 4-D inputs, received {_format_shape(input_shape)}")
+        sp = (1, 2) if self.data_format == "channels_last" else (2, 3)
+        out = list(input_shape)
+        for i, axis in enumerate(sp):
+            d = window_length(input_shape[axis], self.pool_size[i], self.strides[i], 1, self.padding)
+            if d == 0:
+                raise ValueError(f"{self._desc()} with pool_size {self.pool_size} and padding "
+                                 f"'{self.padding}' does not fit input {_format_shape(input_shape)}")
+            out[axis] = d
+        return tuple(out)
+
+    def _kw(self):
+        return dict(pool_size=self.pool_size, strides=self.strides, padding=self.padding,
+                    data_format=self._nn_format)
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(pool_size=list(self.pool_size), strides=list(self.strides), padding=self.padding,
+                   data_format=self.data_format)
+        return cfg
+
+
+class MaxPooling2D(_Pooling2D):
+    """Max pooling; keeps the argmax of each window for the backward pass when training."""
+
+    def forward(self, x, training=False):
+        self._x = x
+        if training:
+            y, self._argmax = nn.max_pool2d_with_argmax(x, **self._kw())
+            return y
+        self._argmax = None
+        return nn.max_pool2d(x, **self._kw())
+
+    def backward(self, dy, need_dx=True):
+        return nn.max_pool2d_grad(self._x, dy, argmax=self._argmax, **self._kw())
+
+
+class AveragePooling2D(_Pooling2D):
+    """Average pooling; 'same' padding is left out of the averages, as in Keras."""
+
+    def forward(self, x, training=False):
+        self._x = x
+        return nn.avg_pool2d(x, **self._kw())
+
+    def backward(self, dy, need_dx=True):
+        return nn.avg_pool2d_grad(self._x, dy, **self._kw())
+
+
+class _GlobalPooling2D(Layer):
+    def __init__(self, data_format=None, keepdims=False, **kwargs):
+        super().__init__(**kwargs)
+        self.data_format = _data_format(data_format, type(self).__name__)
+        self.keepdims = bool(keepdims)
+
+    def _fixed_axes(self):
+        return []
+
+    @property
+    def _nn_format(self):
+        return "NHWC" if self.data_format == "channels_last" else "NCHW"
+
+    def build(self, input_shape):
+        self.compute_output_shape(input_shape)
+        super().build(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 4:
+            raise ValueError(f"{self._desc()} expects 4-D inputs, received {_format_shape(input_shape)}")
+        c = input_shape[3] if self.data_format == "channels_last" else input_shape[1]
+        if not self.keepdims:
+            return (input_shape[0], c)
+        return (input_shape[0], 1, 1, c) if self.data_format == "channels_last" else (input_shape[0], c, 1, 1)
+
+    def forward(self, x, training=False):
+        self._x = x
+        return self._pool(x, data_format=self._nn_format, keepdims=self.keepdims)
+
+    def backward(self, dy, need_dx=True):
+        return self._pool_grad(self._x, dy, data_format=self._nn_format)
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(data_format=self.data_format, keepdims=self.keepdims)
+        return cfg
+
+
+class GlobalAveragePooling2D(_GlobalPooling2D):
+    _pool = staticmethod(nn.global_avg_pool2d)
+    _pool_grad = staticmethod(nn.global_avg_pool2d_grad)
+
+
+class GlobalMaxPooling2D(_GlobalPooling2D):
+    _pool = staticmethod(nn.global_max_pool2d)
+    _pool_grad = staticmethod(nn.global_max_pool2d_grad)

@@ -1,0 +1,167 @@
+"""Weight regularizers with Keras names and defaults.
+
+``reg(w)`` is the penalty added to the loss (Keras: ``l1 * sum(|w|) + l2 * sum(w**2)``), a Python
+float summed in float64; ``reg.gradient(w)`` is its derivative with respect to ``w``
+(``l1 * sign(w) + 2 * l2 * w``, float32, sign(0) = 0 as autodiff gives).
+"""
+import math
+import numbers
+
+import numpy as np
+
+__all__ = ["Regularizer", "L1", "L2", "L1L2", "get", "serialize", "deserialize"]
+
+
+def _factor(value, name):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a non-negative float, received {value!r} ({type(value).__name__})")
+    value = float(value)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite non-negative float, received {name}={value}")
+    return value
+
+
+def _weights(w):
+    w = np.asarray(w)
+    if w.dtype.kind not in "biuf":
+        raise TypeError(f"regularizer weights must be a real array, received dtype {w.dtype.name}")
+    return w
+
+
+class Regularizer:
+    """Base class: subclasses implement ``__call__(w) -> float`` and ``gradient(w) -> ndarray``."""
+
+    def __call__(self, w):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def gradient(self, w):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def get_config(self):
+        return {}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.get_config() == other.get_config()
+
+    def __hash__(self):
+        return hash((type(self).__name__, tuple(sorted(self.get_config().items()))))
+
+
+class L1L2(Regularizer):
+    """``l1 * sum(|w|) + l2 * sum(w**2)``."""
+
+    def __init__(self, l1=0.0, l2=0.0):
+        self.l1 = _factor(l1, "l1")
+        self.l2 = _factor(l2, "l2")
+
+    def __call__(self, w):
+        w = _weights(w)
+        if w.dtype.kind != "f":
+            w = w.astype(np.float64)
+        penalty = 0.0
+        if self.l1:
+            penalty += self.l1 * float(np.sum(np.abs(w), dtype=np.float64))
+        if self.l2:
+            penalty += self.l2 * float(np.sum(np.square(w), dtype=np.float64))
+        return penalty
+
+    def gradient(self, w):
+        w = _weights(w)
+        g = np.zeros(w.shape, dtype=np.float32)
+        if self.l1:
+            np.sign(w, out=g, casting="unsafe")
+            g *= np.float32(self.l1)
+        if self.l2:
+            if self.l1:
+                g += np.float32(2.0 * self.l2) * w.astype(np.float32, copy=False)
+            else:
+                np.multiply(w, np.float32(2.0 * self.l2), out=g, casting="unsafe")
+        return g
+
+    def get_config(self):
+        return {"l1": self.l1, "l2": self.l2}
+
+
+class L1(L1L2):
+    """``l1 * sum(|w|)``."""
+
+    def __init__(self, l1=0.01):
+        super().__init__(l1=l1, l2=0.0)
+
+    def get_config(self):
+        return {"l1": self.l1}
+
+
+class L2(L1L2):
+    """``l2 * sum(w**2)``."""
+
+    def __init__(self, l2=0.01):
+        super().__init__(l1=0.0, l2=l2)
+
+    def get_config(self):
+        return {"l2": self.l2}
+
+
+_CLASSES = {"L1": L1, "L2": L2, "L1L2": L1L2}
+# Strings: 'l1' and 'l2' use the class defaults (0.01); 'l1_l2' is (l1=0.01, l2=0.01) as in Keras'
+# special case (the L1L2 class itself defaults to zeros).
+_STRINGS = {"l1": lambda: L1(), "l2": lambda: L2(), "l1_l2": lambda: L1L2(l1=0.01, l2=0.01),
+            "l1l2": lambda: L1L2(l1=0.01, l2=0.01)}
+
+
+def _choices():
+    return "l1, l2, l1_l2 (or L1, L2, L1L2 configs)"
+
+
+def serialize(regularizer):
+    """{'class_name': ..., 'config': ...} of a Regularizer (None -> None)."""
+    if regularizer is None:
+        return None
+    if not isinstance(regularizer, Regularizer):
+        raise TypeError(f"serialize expects a Regularizer, received {type(regularizer).__name__}")
+    return {"class_name": type(regularizer).__name__, "config": regularizer.get_config()}
+
+
+def deserialize(config):
+    """A Regularizer from serialize()'s dict, a name string, or None (-> None)."""
+    if config is None:
+        return None
+    if isinstance(config, str):
+        return get(config)
+    if not isinstance(config, dict) or "class_name" not in config:
+        raise ValueError(f"a regularizer config must be a dict with 'class_name' and 'config', received {config!r}")
+    name = config["class_name"]
+    cls = _CLASSES.get(name) or {"l1": L1, "l2": L2, "l1_l2": L1L2, "l1l2": L1L2}.get(str(name).lower())
+    if cls is None:
+        raise ValueError(f"unknown regularizer {name!r}; choose one of {_choices()}")
+    return cls.from_config(config.get("config") or {})
+
+
+def get(identifier):
+    """Resolve a regularizer: None (-> None), 'l1' / 'l2' / 'l1_l2' (any case, or the class names),
+    a Regularizer instance or subclass, a config dict, or a callable ``f(w) -> float`` (as is; it
+    then has no gradient method unless it provides one)."""
+    if identifier is None:
+        return None
+    if isinstance(identifier, Regularizer):
+        return identifier
+    if isinstance(identifier, str):
+        make = _STRINGS.get(identifier.lower())
+        if make is None:
+            raise ValueError(f"unknown regularizer {identifier!r}; choose one of {_choices()}")
+        return make()
+    if isinstance(identifier, dict):
+        return deserialize(identifier)
+    if isinstance(identifier, type) and issubclass(identifier, Regularizer):
+        return identifier()
+    if callable(identifier) and not isinstance(identifier, type):
+        return identifier
+    raise ValueError(f"unknown regularizer {identifier!r}; choose one of {_choices()}")
