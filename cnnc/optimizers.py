@@ -19,6 +19,7 @@ import inspect
 import math
 import numbers
 import types
+import warnings
 
 import numpy as np
 
@@ -288,9 +289,9 @@ class Optimizer:
             for g in grads:
                 if g is not None:
                     norm = math.sqrt(float(np.sum(np.square(g), dtype=np.float64)))
-                    if not norm <= self.clipnorm:  # also NaN/inf norms, which then poison g as in Keras
-                        g = g * g.dtype.type(self.clipnorm / max(norm, self.clipnorm) if math.isfinite(norm)
-                                             else math.nan)
+                    if not norm <= self.clipnorm:      # NaN/inf norms make the gradient NaN, as in Keras
+                        scale = self.clipnorm / norm if math.isfinite(norm) else math.nan
+                        g = g * g.dtype.type(scale)
                 out.append(g)
             return out
         if self.global_clipnorm is not None:
@@ -373,7 +374,6 @@ class Optimizer:
         elif isinstance(self._schedule, LearningRateSchedule):
             lr = _serialize_schedule(self._schedule)
         else:
-            import warnings
             lr = self.learning_rate
             warnings.warn(f"{type(self).__name__}.get_config: a plain callable learning-rate schedule cannot be "
                           f"serialized; the config records its current value {lr}", RuntimeWarning, stacklevel=2)

@@ -11,6 +11,8 @@ import numpy as np
 
 __all__ = ["Regularizer", "L1", "L2", "L1L2", "get", "serialize", "deserialize"]
 
+_CHUNK = 1 << 16
+
 
 def _factor(value, name):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
@@ -63,15 +65,18 @@ class L1L2(Regularizer):
         self.l2 = _factor(l2, "l2")
 
     def __call__(self, w):
-        w = _weights(w)
-        if w.dtype.kind != "f":
-            w = w.astype(np.float64)
-        penalty = 0.0
-        if self.l1:
-            penalty += self.l1 * float(np.sum(np.abs(w), dtype=np.float64))
-        if self.l2:
-            penalty += self.l2 * float(np.sum(np.square(w), dtype=np.float64))
-        return penalty
+        if not (self.l1 or self.l2):
+            return 0.0
+        flat = _weights(w).reshape(-1)
+        abs_sum = sq_sum = 0.0
+        # float64 in chunks: exact squares and float64 sums without a full-size float64 copy
+        for start in range(0, flat.size, _CHUNK):
+            c = flat[start:start + _CHUNK].astype(np.float64)
+            if self.l1:
+                abs_sum += float(np.sum(np.abs(c)))
+            if self.l2:
+                sq_sum += float(np.dot(c, c))
+        return self.l1 * abs_sum + self.l2 * sq_sum
 
     def gradient(self, w):
         w = _weights(w)

@@ -495,3 +495,31 @@ def test_argument_errors(make, arg):
 def test_argument_type_errors(make, arg):
     with pytest.raises(TypeError, match=arg):
         make()
+
+
+def test_slot_names_in_state():
+    w = np.ones(2, np.float32)
+
+    def keys(opt):
+        opt.build([w])
+        return set(opt.get_state()) - {"iterations", "learning_rate"}
+    assert keys(SGD()) == set()
+    assert keys(SGD(momentum=0.9)) == {"momentum/0"}
+    assert keys(RMSprop()) == {"velocity/0"}
+    assert keys(RMSprop(momentum=0.5, centered=True)) == {"velocity/0", "momentum/0", "average_gradient/0"}
+    assert keys(Adam(amsgrad=True)) == {"momentum/0", "velocity/0", "velocity_hat/0"}
+    assert keys(AdamW()) == {"momentum/0", "velocity/0"}
+    assert keys(Adagrad()) == {"accumulator/0"}
+    acc = Adagrad(initial_accumulator_value=0.25)
+    acc.build([w])
+    np.testing.assert_array_equal(acc.get_state()["accumulator/0"], [0.25, 0.25])
+    sched = SGD(ExponentialDecay(0.1, 10, 0.5))
+    sched.build([w])
+    assert "learning_rate" not in sched.get_state()
+
+
+def test_plain_callable_schedule_config_warns():
+    opt = SGD(lambda step: 0.5)
+    with pytest.warns(RuntimeWarning, match="cannot be serialized"):
+        cfg = opt.get_config()
+    assert cfg["learning_rate"] == 0.5

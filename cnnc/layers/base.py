@@ -160,8 +160,8 @@ class Layer:
 
     def add_regularization_grads(self):
         for k, reg in self._regularizers.items():
-            if k in self.grads:
-                self.grads[k] = self.grads[k] + reg.gradient(self.params[k])
+            if k in self.grads:  # each backward returns fresh gradient arrays: add in place
+                np.add(self.grads[k], reg.gradient(self.params[k]), out=self.grads[k])
 
     # ---- config ---------------------------------------------------------------------------------
     def get_config(self):
