@@ -13,6 +13,8 @@ import re
 
 import numpy as np
 
+from ._registry import Registry
+
 __all__ = [
     "Initializer", "Zeros", "Ones", "Constant", "RandomNormal", "RandomUniform", "TruncatedNormal",
     "VarianceScaling", "GlorotUniform", "GlorotNormal", "HeNormal", "HeUniform", "LecunNormal",
@@ -339,50 +341,15 @@ _BY_NAME.update({"zero": Zeros, "one": Ones, "normal": RandomNormal, "uniform": 
 del _cls
 
 
-def _choices():
-    return ", ".join(sorted({k for k in _BY_NAME if k == k.lower()}))
-
-
-def _lookup(name):
-    cls = _BY_NAME.get(name)
-    if cls is None:
-        cls = _BY_NAME.get(str(name).lower())
-    if cls is None:
-        raise ValueError(f"unknown initializer {name!r}; choose one of {_choices()}")
-    return cls
-
-
-def serialize(initializer):
-    """{'class_name': ..., 'config': ...} of an Initializer instance."""
-    if not isinstance(initializer, Initializer):
-        raise TypeError(f"serialize expects an Initializer, received {type(initializer).__name__}")
-    return {"class_name": type(initializer).__name__, "config": initializer.get_config()}
-
-
-def deserialize(config):
-    """An Initializer from serialize()'s dict (or a name string)."""
-    if isinstance(config, str):
-        return _lookup(config)()
-    if not isinstance(config, dict) or "class_name" not in config:
-        raise ValueError(f"an initializer config must be a dict with 'class_name' and 'config', received {config!r}")
-    cls = _lookup(config["class_name"])
-    return cls.from_config(config.get("config") or {})
+_REGISTRY = Registry("initializer", Initializer, _CLASSES,
+                     {k.lower(): v for k, v in _BY_NAME.items()},
+                     choices=", ".join(sorted({k for k in _BY_NAME if k == k.lower()})), allow_callable=True)
+serialize = _REGISTRY.serialize
+deserialize = _REGISTRY.deserialize
 
 
 def get(identifier):
     """Resolve an initializer: a name ('glorot_uniform', 'GlorotUniform', 'zeros', ...), an
     Initializer instance or subclass, a config dict, or a callable ``f(shape, rng, fan_in=None,
     fan_out=None)`` (returned as is)."""
-    if identifier is None:
-        raise ValueError(f"initializer must not be None; choose one of {_choices()}")
-    if isinstance(identifier, Initializer):
-        return identifier
-    if isinstance(identifier, str):
-        return _lookup(identifier)()
-    if isinstance(identifier, dict):
-        return deserialize(identifier)
-    if isinstance(identifier, type) and issubclass(identifier, Initializer):
-        return identifier()
-    if callable(identifier) and not isinstance(identifier, type):
-        return identifier
-    raise ValueError(f"unknown initializer {identifier!r}; choose one of {_choices()}")
+    return _REGISTRY.get(identifier)

@@ -19,6 +19,8 @@ import numbers
 
 import numpy as np
 
+from ._registry import Registry
+
 __all__ = [
     "Loss", "CategoricalCrossentropy", "SparseCategoricalCrossentropy", "BinaryCrossentropy",
     "MeanSquaredError", "MeanAbsoluteError",
@@ -471,15 +473,14 @@ mae = MAE = mean_absolute_error
 # --------------------------------------------------------------------------------------------------
 # lookup and serialization
 
-_CLASSES = {c.__name__: c for c in (CategoricalCrossentropy, SparseCategoricalCrossentropy,
-                                    BinaryCrossentropy, MeanSquaredError, MeanAbsoluteError)}
-_BY_NAME = {
+_REGISTRY = Registry("loss", Loss, [CategoricalCrossentropy, SparseCategoricalCrossentropy, BinaryCrossentropy,
+                                     MeanSquaredError, MeanAbsoluteError], {
     "categorical_crossentropy": CategoricalCrossentropy,
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
     "binary_crossentropy": BinaryCrossentropy,
     "mean_squared_error": MeanSquaredError, "mse": MeanSquaredError,
     "mean_absolute_error": MeanAbsoluteError, "mae": MeanAbsoluteError,
-}
+}, abstract=(_Elementwise,))
 _BY_FUNCTION = {
     categorical_crossentropy: CategoricalCrossentropy,
     sparse_categorical_crossentropy: SparseCategoricalCrossentropy,
@@ -487,33 +488,8 @@ _BY_FUNCTION = {
     mean_squared_error: MeanSquaredError,
     mean_absolute_error: MeanAbsoluteError,
 }
-
-
-def _choices():
-    return ", ".join(sorted(_BY_NAME))
-
-
-def _lookup(name):
-    cls = _CLASSES.get(name) or _BY_NAME.get(str(name).lower())
-    if cls is None:
-        raise ValueError(f"unknown loss {name!r}; choose one of {_choices()}")
-    return cls
-
-
-def serialize(loss):
-    """{'class_name': ..., 'config': ...} of a Loss."""
-    if not isinstance(loss, Loss):
-        raise TypeError(f"serialize expects a Loss, received {type(loss).__name__}")
-    return {"class_name": type(loss).__name__, "config": loss.get_config()}
-
-
-def deserialize(config):
-    """A Loss from serialize()'s dict (or a name string)."""
-    if isinstance(config, str):
-        return _lookup(config)()
-    if not isinstance(config, dict) or "class_name" not in config:
-        raise ValueError(f"a loss config must be a dict with 'class_name' and 'config', received {config!r}")
-    return _lookup(config["class_name"]).from_config(config.get("config") or {})
+serialize = _REGISTRY.serialize
+deserialize = _REGISTRY.deserialize
 
 
 def get(identifier):
@@ -521,16 +497,9 @@ def get(identifier):
     'binary_crossentropy', 'mse', 'mae', 'mean_squared_error', 'mean_absolute_error', or a class
     name), a Loss instance (as is) or subclass, one of this module's loss functions, or a config dict.
     Other callables are rejected: a custom loss must subclass Loss to provide its gradient."""
-    if isinstance(identifier, Loss):
-        return identifier
-    if isinstance(identifier, str):
-        return _lookup(identifier)()
-    if isinstance(identifier, dict):
-        return deserialize(identifier)
-    if isinstance(identifier, type) and issubclass(identifier, Loss) and identifier not in (Loss, _Elementwise):
-        return identifier()
-    if callable(identifier) and identifier in _BY_FUNCTION:
-        return _BY_FUNCTION[identifier]()
-    extra = (" (a custom loss must subclass cnnc.losses.Loss and implement call() and gradient())"
-             if callable(identifier) else "")
-    raise ValueError(f"unknown loss {identifier!r}; choose one of {_choices()}{extra}")
+    if callable(identifier) and not isinstance(identifier, (type, Loss)):
+        if identifier in _BY_FUNCTION:
+            return _BY_FUNCTION[identifier]()
+        raise _REGISTRY.error(identifier, " (a custom loss must subclass cnnc.losses.Loss and implement "
+                                          "call() and gradient())")
+    return _REGISTRY.get(identifier)

@@ -12,6 +12,8 @@ import numbers
 
 import numpy as np
 
+from ._registry import Registry
+
 from . import losses as _losses
 
 __all__ = [
@@ -419,23 +421,15 @@ def _accuracy_for(loss, output_shape, name):
     return CategoricalAccuracy(name=name)
 
 
-def serialize(metric):
-    """{'class_name': ..., 'config': ...} of a Metric."""
-    if not isinstance(metric, Metric):
-        raise TypeError(f"serialize expects a Metric, received {type(metric).__name__}")
-    return {"class_name": type(metric).__name__, "config": metric.get_config()}
+_REGISTRY = Registry("metric", Metric, list(_CLASSES.values()), {}, choices=_choices())
+serialize = _REGISTRY.serialize
 
 
 def deserialize(config):
-    """A Metric from serialize()'s dict (or a name string)."""
+    """A Metric from serialize()'s dict (or a name string, resolved like get())."""
     if isinstance(config, str):
         return get(config)
-    if not isinstance(config, dict) or "class_name" not in config:
-        raise ValueError(f"a metric config must be a dict with 'class_name' and 'config', received {config!r}")
-    cls = _CLASSES.get(config["class_name"])
-    if cls is None:
-        raise ValueError(f"unknown metric {config['class_name']!r}; choose one of {_choices()}")
-    return cls.from_config(config.get("config") or {})
+    return _REGISTRY.deserialize(config)
 
 
 def get(identifier, loss=None, output_shape=None):

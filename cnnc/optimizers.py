@@ -23,6 +23,8 @@ import warnings
 
 import numpy as np
 
+from ._registry import Registry
+
 __all__ = [
     "Optimizer", "SGD", "RMSprop", "Adam", "AdamW", "Adagrad",
     "LearningRateSchedule", "ExponentialDecay", "schedules",
@@ -629,46 +631,13 @@ class Adagrad(Optimizer):
 # --------------------------------------------------------------------------------------------------
 # lookup and serialization
 
-_BY_NAME = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW, "adagrad": Adagrad}
-
-
-def _choices():
-    return ", ".join(sorted(_BY_NAME))
-
-
-def _lookup(name):
-    cls = _BY_NAME.get(str(name).lower())
-    if cls is None:
-        raise ValueError(f"unknown optimizer {name!r}; choose one of {_choices()}")
-    return cls
-
-
-def serialize(optimizer):
-    """{'class_name': ..., 'config': ...} of an Optimizer."""
-    if not isinstance(optimizer, Optimizer):
-        raise TypeError(f"serialize expects an Optimizer, received {type(optimizer).__name__}")
-    return {"class_name": type(optimizer).__name__, "config": optimizer.get_config()}
-
-
-def deserialize(config):
-    """An Optimizer from serialize()'s dict (or a name string)."""
-    if isinstance(config, str):
-        return _lookup(config)()
-    if not isinstance(config, dict) or "class_name" not in config:
-        raise ValueError(f"an optimizer config must be a dict with 'class_name' and 'config', received {config!r}")
-    cls = _lookup(config["class_name"])
-    return cls.from_config(config.get("config") or {})
+_REGISTRY = Registry("optimizer", Optimizer, [SGD, RMSprop, Adam, AdamW, Adagrad],
+                     {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW, "adagrad": Adagrad})
+serialize = _REGISTRY.serialize
+deserialize = _REGISTRY.deserialize
 
 
 def get(identifier):
     """Resolve an optimizer: a name ('sgd', 'rmsprop', 'adam', 'adamw', 'adagrad'; any case) giving
     one with default arguments, an Optimizer instance (returned as is) or subclass, or a config dict."""
-    if isinstance(identifier, Optimizer):
-        return identifier
-    if isinstance(identifier, str):
-        return _lookup(identifier)()
-    if isinstance(identifier, dict):
-        return deserialize(identifier)
-    if isinstance(identifier, type) and issubclass(identifier, Optimizer) and identifier is not Optimizer:
-        return identifier()
-    raise ValueError(f"unknown optimizer {identifier!r}; choose one of {_choices()}")
+    return _REGISTRY.get(identifier)

@@ -9,6 +9,8 @@ import numbers
 
 import numpy as np
 
+from ._registry import Registry
+
 __all__ = ["Regularizer", "L1", "L2", "L1L2", "get", "serialize", "deserialize"]
 
 _CHUNK = 1 << 16
@@ -115,58 +117,19 @@ class L2(L1L2):
         return {"l2": self.l2}
 
 
-_CLASSES = {"L1": L1, "L2": L2, "L1L2": L1L2}
 # Strings: 'l1' and 'l2' use the class defaults (0.01); 'l1_l2' is (l1=0.01, l2=0.01) as in Keras'
 # special case (the L1L2 class itself defaults to zeros).
-_STRINGS = {"l1": lambda: L1(), "l2": lambda: L2(), "l1_l2": lambda: L1L2(l1=0.01, l2=0.01),
-            "l1l2": lambda: L1L2(l1=0.01, l2=0.01)}
-
-
-def _choices():
-    return "l1, l2, l1_l2 (or L1, L2, L1L2 configs)"
-
-
-def serialize(regularizer):
-    """{'class_name': ..., 'config': ...} of a Regularizer (None -> None)."""
-    if regularizer is None:
-        return None
-    if not isinstance(regularizer, Regularizer):
-        raise TypeError(f"serialize expects a Regularizer, received {type(regularizer).__name__}")
-    return {"class_name": type(regularizer).__name__, "config": regularizer.get_config()}
-
-
-def deserialize(config):
-    """A Regularizer from serialize()'s dict, a name string, or None (-> None)."""
-    if config is None:
-        return None
-    if isinstance(config, str):
-        return get(config)
-    if not isinstance(config, dict) or "class_name" not in config:
-        raise ValueError(f"a regularizer config must be a dict with 'class_name' and 'config', received {config!r}")
-    name = config["class_name"]
-    cls = _CLASSES.get(name) or {"l1": L1, "l2": L2, "l1_l2": L1L2, "l1l2": L1L2}.get(str(name).lower())
-    if cls is None:
-        raise ValueError(f"unknown regularizer {name!r}; choose one of {_choices()}")
-    return cls.from_config(config.get("config") or {})
+_REGISTRY = Registry("regularizer", Regularizer, [L1, L2, L1L2],
+                     {"l1": L1, "l2": L2, "l1_l2": lambda: L1L2(l1=0.01, l2=0.01),
+                      "l1l2": lambda: L1L2(l1=0.01, l2=0.01)},
+                     aliases={"l1_l2": L1L2}, choices="l1, l2, l1_l2 (or L1, L2, L1L2 configs)",
+                     allow_none=True, allow_callable=True)
+serialize = _REGISTRY.serialize
+deserialize = _REGISTRY.deserialize
 
 
 def get(identifier):
     """Resolve a regularizer: None (-> None), 'l1' / 'l2' / 'l1_l2' (any case, or the class names),
     a Regularizer instance or subclass, a config dict, or a callable ``f(w) -> float`` (as is; it
     then has no gradient method unless it provides one)."""
-    if identifier is None:
-        return None
-    if isinstance(identifier, Regularizer):
-        return identifier
-    if isinstance(identifier, str):
-        make = _STRINGS.get(identifier.lower())
-        if make is None:
-            raise ValueError(f"unknown regularizer {identifier!r}; choose one of {_choices()}")
-        return make()
-    if isinstance(identifier, dict):
-        return deserialize(identifier)
-    if isinstance(identifier, type) and issubclass(identifier, Regularizer):
-        return identifier()
-    if callable(identifier) and not isinstance(identifier, type):
-        return identifier
-    raise ValueError(f"unknown regularizer {identifier!r}; choose one of {_choices()}")
+    return _REGISTRY.get(identifier)
