@@ -114,8 +114,10 @@ def _evaluate(args):
 
 
 def _read_inputs(path, shape):
-    """Images from a .npy file or (with Pillow) an image file, shaped for a model input `shape`."""
-    h, w, c = shape[1:] if shape[-1] in (1, 3) else (shape[2], shape[3], shape[1])
+    """Images from a .npy file or (with Pillow) an image file, shaped for a model input `shape`
+    (NHWC, or NCHW when the last axis is not 1 or 3 channels)."""
+    channels_last = shape[-1] in (1, 3)
+    h, w, c = shape[1:] if channels_last else (shape[2], shape[3], shape[1])
     if path.lower().endswith(".npy"):
         arr = np.load(path, allow_pickle=False)
     else:
@@ -135,22 +137,44 @@ def _read_inputs(path, shape):
         raise SystemExit(f"cnnc predict: {path} holds shape {arr.shape}, the model takes {h}x{w}x{c} images")
     if arr.max(initial=0) > 1.0:
         arr = arr / np.float32(255.0)
-    return arr
+    return arr if channels_last else np.ascontiguousarray(arr.transpose(0, 3, 1, 2))
+
+
+def _onnx_predictor(path):
+    """(input shape with None batch, predict(x)) for an .onnx file, run by cnnc's ONNX runtime."""
+    from cnnc.onnx import InferenceSession
+    sess = InferenceSession(path)
+    inp = sess.get_inputs()[0]
+    shape = tuple(d if isinstance(d, int) else None for d in inp.shape)
+    return shape, lambda x: sess.run(None, {inp.name: x})[0]
 
 
 def _predict(args):
     from cnnc import models
     from cnnc.datasets.fashion_mnist import CLASS_NAMES
-    model = models.load_model(args.model, compile=False)
+    if args.model.lower().endswith(".onnx"):
+        shape, run = _onnx_predictor(args.model)
+    else:
+        model = models.load_model(args.model, compile=False)
+        shape, run = model.input_shape, lambda x: model.predict(x, verbose=0)
     for path in args.files:
-        x = _read_inputs(path, model.input_shape)
-        probs = model.predict(x, verbose=0)
+        x = _read_inputs(path, shape)
+        probs = run(x)
         for i, p in enumerate(probs):
             k = int(np.argmax(p))
             label = f" ({CLASS_NAMES[k]})" if probs.shape[-1] == len(CLASS_NAMES) else ""
             where = path if len(probs) == 1 else f"{path}[{i}]"
             print(f"{where}: class {k}{label}, probability {float(p[k]):.3f}")
     return 0
+
+
+def _onnx(args):
+    from cnnc.onnx import check_model_report
+    if args.action != "check":
+        raise SystemExit(f"cnnc onnx: unknown action {args.action!r}; use: cnnc onnx check MODEL")
+    report = check_model_report(args.model)
+    print(report)
+    return 0 if report.supported else 1
 
 
 def _summary(args):
@@ -183,10 +207,16 @@ def main(argv=None):
     p.add_argument("--data", choices=["sample", "full"], default="sample")
     p.set_defaults(func=_evaluate)
 
-    p = sub.add_parser("predict", help="classify images (.npy arrays, or PNG/JPEG with Pillow)")
+    p = sub.add_parser("predict", help="classify images (.npy arrays, or PNG/JPEG with Pillow) with a .cnnc "
+                                       "or .onnx model")
     p.add_argument("model")
     p.add_argument("files", nargs="+")
     p.set_defaults(func=_predict)
+
+    p = sub.add_parser("onnx", help="ONNX tools: `cnnc onnx check MODEL` reports support, ops, parameters, MACs")
+    p.add_argument("action", choices=["check"])
+    p.add_argument("model")
+    p.set_defaults(func=_onnx)
 
     p = sub.add_parser("summary", help="print a saved model's summary")
     p.add_argument("model")

@@ -523,9 +523,17 @@ class Sequential:
     # ---- save / load ----------------------------------------------------------------------------
     def save(self, filepath, overwrite=True, include_optimizer=True):
         """Save architecture, weights and optimizer state in one file (cnnc's zip format, no pickle).
-        The file is written to a temporary name and renamed, so a crash never leaves half a file."""
+        The file is written to a temporary name and renamed, so a crash never leaves half a file.
+        A path ending in .onnx exports the model to ONNX instead (cnnc.onnx.export)."""
         self._require_built("save()")
-        _write_model_file(self, os.fspath(filepath), overwrite, include_optimizer, None)
+        path = os.fspath(filepath)
+        if path.lower().endswith(".onnx"):
+            if not overwrite and os.path.exists(path):
+                raise FileExistsError(path)
+            from .onnx import export
+            export(self, path)
+            return
+        _write_model_file(self, path, overwrite, include_optimizer, None)
 
     def save_weights(self, filepath, overwrite=True):
         """Save only the weights (a zip of .npy arrays)."""
