@@ -254,3 +254,17 @@ def test_verbose_two_prints_one_line_per_epoch(rng, capsys):
     lines = [l for l in capsys.readouterr().out.splitlines() if l.strip()]
     assert len(lines) == 3 and all(l.startswith(f"Epoch {i + 1}/3") for i, l in enumerate(lines))
     assert "loss:" in lines[0] and "accuracy:" in lines[0]
+
+
+def test_inference_keeps_no_activations(rng):
+    """predict() holds no layer inputs/outputs, so each buffer is freed once the next layer is done;
+    training keeps what backward needs."""
+    x, y = _data(rng, n=16)
+    model = _small_cnn(dropout=True)
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    model.train_on_batch(x, y)
+    assert model.layers[0]._x is not None
+    model.predict(x, verbose=0)
+    for layer in model.layers:
+        for attr in ("_x", "_y", "_z", "_argmax", "_mask"):
+            assert getattr(layer, attr, None) is None, (layer.name, attr)

@@ -74,6 +74,12 @@ class Layer:
     def backward(self, dy, need_dx=True):
         raise NotImplementedError
 
+    def _keep(self, training, **values):
+        """Keep what backward needs, in training only: in inference nothing is held, so each buffer is
+        released as soon as the next layer has consumed it."""
+        for k, v in values.items():
+            setattr(self, k, v if training else None)
+
     def __call__(self, x, training=False):
         x = np.asarray(x)
         if not self.built:

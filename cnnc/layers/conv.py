@@ -121,13 +121,13 @@ class _Conv2DBase(Layer):
         act = self.activation
         fused = act.fused_name if act.from_output and not act.softmax else None
         y = nn.conv2d(x, self._c_kernel(), self.params.get("bias"), activation=fused, **self._op_kwargs())
-        self._z = None
+        z = None
         if fused is None and not act.is_linear:
             if act.softmax and self.data_format == "channels_first":
-                self._z, y = y, nn.softmax(y, axis=1)
+                z, y = y, nn.softmax(y, axis=1)
             else:
-                self._z, y = y, act.forward(y)
-        self._x, self._y = x, y
+                z, y = y, act.forward(y)
+        self._keep(training, _x=x, _y=y, _z=z)
         return y
 
     def backward(self, dy, need_dx=True, preactivation=False):

@@ -91,10 +91,10 @@ class Dense(Layer):
         act = self.activation
         fused = act.fused_name if act.from_output else None
         y = nn.dense(x, self.params["kernel"], self.params.get("bias"), activation=fused)
-        self._z = None
+        z = None
         if fused is None and not act.is_linear:
-            self._z, y = y, act.forward(y)
-        self._x, self._y = x, y
+            z, y = y, act.forward(y)
+        self._keep(training, _x=x, _y=y, _z=z)
         return y
 
     def backward(self, dy, need_dx=True, preactivation=False):
@@ -244,8 +244,7 @@ class _ActivationLayer(Layer):
 
     def forward(self, x, training=False):
         y = self.act.forward(x)
-        self._z = None if self.act.from_output else x
-        self._y = y
+        self._keep(training, _z=None if self.act.from_output else x, _y=y)
         return y
 
     def backward(self, dy, need_dx=True, preactivation=False):
@@ -293,7 +292,7 @@ class ReLU(_ActivationLayer):
     def forward(self, x, training=False):
         if self.act is not None:
             return super().forward(x, training)
-        self._x = x
+        self._keep(training, _x=x)
         y = np.where(x >= self.threshold, x, self.negative_slope * (x - self.threshold))
         if self.max_value is not None:
             y = np.minimum(y, self.max_value)
@@ -349,8 +348,9 @@ class Softmax(_ActivationLayer):
     def forward(self, x, training=False):
         if self.axis in (-1, x.ndim - 1):
             return super().forward(x, training)
-        self._y = nn.softmax(x, axis=self.axis)
-        return self._y
+        y = nn.softmax(x, axis=self.axis)
+        self._keep(training, _y=y)
+        return y
 
     def backward(self, dy, need_dx=True, preactivation=False):
         if preactivation:

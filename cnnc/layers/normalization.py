@@ -81,7 +81,7 @@ class BatchNormalization(Layer):
         y, self._mean, self._invstd = nn.batch_norm_train(
             x, gamma, beta, self.params["moving_mean"], self.params["moving_variance"], momentum=self.momentum,
             epsilon=self.epsilon, data_format=self._format)
-        self._x = x
+        self._keep(True, _x=x)
         return y
 
     def backward(self, dy, need_dx=True):

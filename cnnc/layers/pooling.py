@@ -56,11 +56,11 @@ class MaxPooling2D(_Pooling2D):
     """Max pooling; keeps the argmax of each window for the backward pass when training."""
 
     def forward(self, x, training=False):
-        self._x = x
         if training:
-            y, self._argmax = nn.max_pool2d_with_argmax(x, **self._kw())
+            y, argmax = nn.max_pool2d_with_argmax(x, **self._kw())
+            self._keep(True, _x=x, _argmax=argmax)
             return y
-        self._argmax = None
+        self._keep(False, _x=None, _argmax=None)
         return nn.max_pool2d(x, **self._kw())
 
     def backward(self, dy, need_dx=True):
@@ -71,7 +71,7 @@ class AveragePooling2D(_Pooling2D):
     """Average pooling; 'same' padding is left out of the averages, as in Keras."""
 
     def forward(self, x, training=False):
-        self._x = x
+        self._keep(training, _x=x)
         return nn.avg_pool2d(x, **self._kw())
 
     def backward(self, dy, need_dx=True):
@@ -104,7 +104,7 @@ class _GlobalPooling2D(Layer):
         return (input_shape[0], 1, 1, c) if self.data_format == "channels_last" else (input_shape[0], c, 1, 1)
 
     def forward(self, x, training=False):
-        self._x = x
+        self._keep(training, _x=x)
         return self._pool(x, data_format=self._nn_format, keepdims=self.keepdims)
 
     def backward(self, dy, need_dx=True):
