@@ -33,7 +33,11 @@ def as_float32(x, name, ndim=None, min_ndim=None):
         raise ValueError(f"{name} must be a {ndim}-D array, received shape {arr.shape} ({arr.ndim}-D)")
     if min_ndim is not None and arr.ndim < min_ndim:
         raise ValueError(f"{name} must have at least {min_ndim} dimensions, received shape {arr.shape}")
-    return np.ascontiguousarray(arr, dtype=np.float32)
+    out = np.ascontiguousarray(arr, dtype=np.float32)
+    if out is not arr and out.base is None:
+        from . import _alloc
+        _alloc.track(out)  # a converted copy is one of cnnc's buffers
+    return out
 
 
 def check_nonempty(arr, name):

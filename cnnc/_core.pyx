@@ -11,6 +11,8 @@ import warnings
 
 import numpy as np
 
+from cnnc import _alloc
+
 from libc.stdint cimport int64_t, uint64_t, uint8_t, uintptr_t
 from cnnc._core cimport *
 
@@ -128,7 +130,7 @@ cdef inline const int64_t *_ci64(object a, str name) except NULL:
 cdef inline object _workspace(int64_t nbytes):
     if nbytes < 0:
         raise MemoryError("the requested operation needs a workspace larger than int64 bytes")
-    return np.empty(max(nbytes, 1), dtype=np.uint8)
+    return _alloc.empty(max(nbytes, 1), dtype=np.uint8)
 
 
 cdef inline void *_wsptr(object ws):

@@ -5,7 +5,7 @@ C-contiguous), then calls the C core with the GIL released.
 """
 import numpy as np
 
-from . import _core
+from . import _alloc, _core
 from ._checks import (as_float32, as_int, as_layout, as_pair, check_nonempty, check_shape, check_total,
                       resolve_padding, window_output)
 
@@ -55,7 +55,7 @@ def _activation(activation, softmax_ok):
 
 def _softmax_last_axis(y):
     cols = y.shape[-1]
-    out = np.empty_like(y)
+    out = _alloc.empty_like(y)
     _core.softmax_forward(y, out, y.size // cols, cols, False)
     return out
 
@@ -84,7 +84,7 @@ def matmul(a, b, transpose_a=False, transpose_b=False):
         raise ValueError(f"matmul: inner dimensions differ: op(a) is {m}x{k} and op(b) is {kb}x{n} "
                          f"(a {np.shape(a)}, b {np.shape(b)}, transpose_a={transpose_a}, "
                          f"transpose_b={transpose_b})")
-    c = np.empty((m, n), dtype=np.float32)
+    c = _alloc.empty((m, n), dtype=np.float32)
     if c.size == 0:
         return c
     if k == 0:
@@ -113,7 +113,7 @@ def dense(x, w, b=None, activation=None):
         b = as_float32(b, "b", ndim=1)
         check_shape(b, (n,), "b")
     (kind, alpha, beta), softmax_after = _activation(activation, softmax_ok=True)
-    y = np.empty(x.shape[:-1] + (n,), dtype=np.float32)
+    y = _alloc.empty(x.shape[:-1] + (n,), dtype=np.float32)
     _core.dense_forward(x, w, b, y, x.size // k, k, n, kind, alpha, beta)
     return _softmax_last_axis(y) if softmax_after else y
 
@@ -124,8 +124,8 @@ def dense_grad(x, w, dy, need_dx=True):
     k, n = w.shape
     dy = as_float32(dy, "dy")
     check_shape(dy, x.shape[:-1] + (n,), "dy")
-    dx = np.empty_like(x) if need_dx else None
-    dw, db = np.empty_like(w), np.empty(n, dtype=np.float32)
+    dx = _alloc.empty_like(x) if need_dx else None
+    dw, db = _alloc.empty_like(w), _alloc.empty(n, dtype=np.float32)
     _core.dense_backward(x, w, dy, dx, dw, db, x.size // k, k, n)
     return dx, dw, db
 
@@ -158,7 +158,7 @@ def bias_add_grad(dy, data_format="NHWC"):
     dy = as_float32(dy, "dy", min_ndim=2)
     check_nonempty(dy, "dy")
     n, c, plane = _channel_view(dy, layout)
-    db = np.empty(c, dtype=np.float32)
+    db = _alloc.empty(c, dtype=np.float32)
     _core.bias_grad(dy, db, n, c, plane)
     return db
 
@@ -226,7 +226,7 @@ def conv2d(x, w, b=None, strides=1, padding="valid", dilations=1, groups=1, data
         b = as_float32(b, "b", ndim=1)
         check_shape(b, (cout,), "b")
     (kind, alpha, beta), softmax_after = _activation(activation, softmax_ok=layout == "NHWC")
-    y = np.empty(yshape, dtype=np.float32)
+    y = _alloc.empty(yshape, dtype=np.float32)
     _core.conv2d_forward(x, w, b, y, win, cout, groups, kind, alpha, beta)
     return _softmax_last_axis(y) if softmax_after else y
 
@@ -240,8 +240,8 @@ def conv2d_grad(x, w, dy, strides=1, padding="valid", dilations=1, groups=1, dat
     if dy.shape != yshape:
         raise ValueError(f"dy must have the conv2d output shape {yshape} for x {x.shape} and w {w.shape}, "
                          f"received {dy.shape}")
-    dx = np.empty_like(x) if need_dx else None
-    dw, db = np.empty_like(w), np.empty(cout, dtype=np.float32)
+    dx = _alloc.empty_like(x) if need_dx else None
+    dw, db = _alloc.empty_like(w), _alloc.empty(cout, dtype=np.float32)
     _core.conv2d_backward(x, w, dy, dx, dw, db, win, cout, groups)
     return dx, dw, db
 
@@ -261,7 +261,7 @@ def im2col(x, kernel_size, strides=1, padding="valid", dilations=1, data_format=
     n, c = win[0], win[3]
     shape = (n * oh * ow, kh * kw * c) if layout == "NHWC" else (c * kh * kw, n * oh * ow)
     check_total(shape, "the im2col matrix")
-    col = np.empty(shape, dtype=np.float32)
+    col = _alloc.empty(shape, dtype=np.float32)
     _core.im2col(x, col, win, 0, c)
     return col
 
@@ -271,7 +271,7 @@ def im2col(x, kernel_size, strides=1, padding="valid", dilations=1, data_format=
 def _act_forward(x, name, alpha=None, beta=None):
     x = as_float32(x, "x")
     kind, a, b = _ACTIVATIONS[name]
-    y = np.empty_like(x)
+    y = _alloc.empty_like(x)
     if x.size:
         _core.act_forward(x, y, kind, a if alpha is None else alpha, b if beta is None else beta)
     return y
@@ -282,7 +282,7 @@ def _act_backward(x, dy, name, alpha=None, beta=None):
     dy = as_float32(dy, "dy")
     check_shape(dy, x.shape, "dy")
     kind, a, b = _ACTIVATIONS[name]
-    dx = np.empty_like(x)
+    dx = _alloc.empty_like(x)
     if x.size:
         _core.act_backward(x, None, dy, dx, kind, a if alpha is None else alpha, b if beta is None else beta)
     return dx
@@ -398,7 +398,7 @@ def _softmax_rows(x, axis, name):
 
 def _softmax(x, axis, log):
     xm, axis = _softmax_rows(x, axis, "x")
-    y = np.empty_like(xm)
+    y = _alloc.empty_like(xm)
     if xm.size:
         _core.softmax_forward(xm, y, xm.size // xm.shape[-1], xm.shape[-1], log)
     return np.ascontiguousarray(np.moveaxis(y, -1, axis))
@@ -408,8 +408,8 @@ def _softmax_grad(x, dy, axis, log):
     xm, axis = _softmax_rows(x, axis, "x")
     dym, _ = _softmax_rows(dy, axis, "dy")
     check_shape(dym, xm.shape, "dy (moved to the softmax axis)")
-    y = np.empty_like(xm)
-    dx = np.empty_like(xm)
+    y = _alloc.empty_like(xm)
+    dx = _alloc.empty_like(xm)
     if xm.size:
         rows, cols = xm.size // xm.shape[-1], xm.shape[-1]
         _core.softmax_forward(xm, y, rows, cols, log)

@@ -8,7 +8,7 @@ import numbers
 
 import numpy as np
 
-from . import _core
+from . import _alloc, _core
 from ._checks import as_float32, as_layout, check_nonempty, check_shape
 
 __all__ = ["batch_norm", "batch_norm_train", "batch_norm_grad", "dropout", "dropout_grad"]
@@ -78,7 +78,7 @@ def batch_norm(x, gamma, beta, mean, variance, epsilon=1e-3, data_format="NHWC")
     mean = _param(mean, "mean", c)
     variance = _param(variance, "variance", c)
     eps = _real(epsilon, "epsilon", lo=0.0)
-    y = np.empty(x.shape, dtype=np.float32)
+    y = _alloc.empty(x.shape, dtype=np.float32)
     _core.batch_norm_inference(outer, c, inner, x, gamma, beta, mean, variance, eps, y)
     return y
 
@@ -98,9 +98,9 @@ def batch_norm_train(x, gamma, beta, moving_mean=None, moving_variance=None, mom
         raise ValueError("moving_mean and moving_variance must not share memory")
     mom = _real(momentum, "momentum", lo=0.0, hi=1.0)
     eps = _real(epsilon, "epsilon", lo=0.0)
-    y = np.empty(x.shape, dtype=np.float32)
-    batch_mean = np.empty(c, dtype=np.float32)
-    batch_invstd = np.empty(c, dtype=np.float32)
+    y = _alloc.empty(x.shape, dtype=np.float32)
+    batch_mean = _alloc.empty(c, dtype=np.float32)
+    batch_invstd = _alloc.empty(c, dtype=np.float32)
     _core.batch_norm_training(outer, c, inner, x, gamma, beta, eps, mom, moving_mean,
                               moving_variance, y, batch_mean, batch_invstd)
     return y, batch_mean, batch_invstd
@@ -115,9 +115,9 @@ def batch_norm_grad(x, dy, gamma, batch_mean, batch_invstd, data_format="NHWC"):
     gamma = _param(gamma, "gamma", c)
     batch_mean = _param(batch_mean, "batch_mean", c)
     batch_invstd = _param(batch_invstd, "batch_invstd", c)
-    dx = np.empty(x.shape, dtype=np.float32)
-    dgamma = np.empty(c, dtype=np.float32)
-    dbeta = np.empty(c, dtype=np.float32)
+    dx = _alloc.empty(x.shape, dtype=np.float32)
+    dgamma = _alloc.empty(c, dtype=np.float32)
+    dbeta = _alloc.empty(c, dtype=np.float32)
     _core.batch_norm_backward(outer, c, inner, x, dy, gamma, batch_mean, batch_invstd, dx, dgamma,
                               dbeta)
     return dx, dgamma, dbeta
@@ -149,8 +149,8 @@ def dropout(x, rate, seed):
     x_in = x
     x = as_float32(x, "x")
     shape = np.shape(x_in)  # as_float32 turns a 0-d input into shape (1,)
-    y = np.empty(x.shape, dtype=np.float32)
-    mask = np.empty(x.shape, dtype=np.uint8)
+    y = _alloc.empty(x.shape, dtype=np.float32)
+    mask = _alloc.empty(x.shape, dtype=np.uint8)
     if x.size:
         _core.dropout_forward(r, s, x, y, mask)
     return y.reshape(shape), mask.reshape(shape)
@@ -168,7 +168,7 @@ def dropout_grad(dy, mask, rate):
         raise ValueError(f"mask must have dy's shape {dy.shape}, received {m.shape}")
     m = np.ascontiguousarray(m if m.dtype == np.uint8 and m.max(initial=0) <= 1 else (m != 0),
                              dtype=np.uint8)
-    dx = np.empty(dy.shape, dtype=np.float32)
+    dx = _alloc.empty(dy.shape, dtype=np.float32)
     if dy.size:
         _core.dropout_backward(r, m, dy, dx)
     return dx

@@ -5,7 +5,7 @@ Layouts: 'NHWC' x[N, H, W, C] (also 'channels_last') and 'NCHW' x[N, C, H, W] ('
 """
 import numpy as np
 
-from . import _core
+from . import _alloc, _core
 from ._checks import (as_float32, as_int, as_layout, as_pair, check_nonempty, check_shape,
                       check_total, resolve_padding, window_output)
 
@@ -78,7 +78,7 @@ def max_pool2d(x, pool_size, strides=None, padding="valid", data_format="NHWC", 
     """Max pooling over H and W; padding never wins and NaN propagates."""
     x, geom, out_shape = _geometry("max_pool2d", x, pool_size, strides, padding, data_format,
                                    dilations, ceil_mode)
-    y = np.empty(out_shape, dtype=np.float32)
+    y = _alloc.empty(out_shape, dtype=np.float32)
     _core.max_pool2d_forward(geom, x, y, None)
     return y
 
@@ -89,8 +89,8 @@ def max_pool2d_with_argmax(x, pool_size, strides=None, padding="valid", data_for
     (ties pick the first in (kh, kw) order; -1 for a window holding padding only)."""
     x, geom, out_shape = _geometry("max_pool2d_with_argmax", x, pool_size, strides, padding,
                                    data_format, dilations, ceil_mode)
-    y = np.empty(out_shape, dtype=np.float32)
-    argmax = np.empty(out_shape, dtype=np.int64)
+    y = _alloc.empty(out_shape, dtype=np.float32)
+    argmax = _alloc.empty(out_shape, dtype=np.int64)
     _core.max_pool2d_forward(geom, x, y, argmax)
     return y, argmax
 
@@ -129,11 +129,11 @@ def max_pool2d_grad(x, dy, pool_size, strides=None, padding="valid", data_format
                                    ceil_mode)
     dy = _check_dy(dy, out_shape, what)
     if argmax is None:
-        argmax = np.empty(out_shape, dtype=np.int64)
-        _core.max_pool2d_forward(geom, x, np.empty(out_shape, dtype=np.float32), argmax)
+        argmax = _alloc.empty(out_shape, dtype=np.int64)
+        _core.max_pool2d_forward(geom, x, _alloc.empty(out_shape, dtype=np.float32), argmax)
     else:
         argmax = _check_argmax(argmax, out_shape, x.shape, geom[14], what)
-    dx = np.empty(x.shape, dtype=np.float32)
+    dx = _alloc.empty(x.shape, dtype=np.float32)
     _core.max_pool2d_backward(geom, dy, argmax, dx)
     return dx
 
@@ -146,7 +146,7 @@ def avg_pool2d(x, pool_size, strides=None, padding="valid", data_format="NHWC", 
     x, geom, out_shape = _geometry("avg_pool2d", x, pool_size, strides, padding, data_format, 1,
                                    ceil_mode)
     cip = _as_bool(count_include_pad, "count_include_pad")
-    y = np.empty(out_shape, dtype=np.float32)
+    y = _alloc.empty(out_shape, dtype=np.float32)
     _core.avg_pool2d_forward(geom, cip, x, y)
     return y
 
@@ -158,7 +158,7 @@ def avg_pool2d_grad(x, dy, pool_size, strides=None, padding="valid", data_format
     x, geom, out_shape = _geometry(what, x, pool_size, strides, padding, data_format, 1, ceil_mode)
     cip = _as_bool(count_include_pad, "count_include_pad")
     dy = _check_dy(dy, out_shape, what)
-    dx = np.empty(x.shape, dtype=np.float32)
+    dx = _alloc.empty(x.shape, dtype=np.float32)
     _core.avg_pool2d_backward(geom, cip, dy, dx)
     return dx
 
@@ -183,7 +183,7 @@ def _global_out_shape(n, c, layout, keepdims):
 def global_avg_pool2d(x, data_format="NHWC", keepdims=False):
     """Mean over H and W -> [N, C] (keepdims: [N, 1, 1, C] / [N, C, 1, 1])."""
     x, layout, (n, h, w, c), keep = _global_setup(x, data_format, keepdims, "global_avg_pool2d")
-    y = np.empty((n, c), dtype=np.float32)
+    y = _alloc.empty((n, c), dtype=np.float32)
     _core.global_avg_pool2d_forward(n, h, w, c, layout, x, y)
     return y.reshape(_global_out_shape(n, c, layout, keep))
 
@@ -191,7 +191,7 @@ def global_avg_pool2d(x, data_format="NHWC", keepdims=False):
 def global_max_pool2d(x, data_format="NHWC", keepdims=False):
     """Maximum over H and W -> [N, C] (keepdims: [N, 1, 1, C] / [N, C, 1, 1]); NaN propagates."""
     x, layout, (n, h, w, c), keep = _global_setup(x, data_format, keepdims, "global_max_pool2d")
-    y = np.empty((n, c), dtype=np.float32)
+    y = _alloc.empty((n, c), dtype=np.float32)
     _core.global_max_pool2d_forward(n, h, w, c, layout, x, y, None)
     return y.reshape(_global_out_shape(n, c, layout, keep))
 
@@ -209,7 +209,7 @@ def global_avg_pool2d_grad(x, dy, data_format="NHWC"):
     what = "global_avg_pool2d_grad"
     x, layout, (n, h, w, c), _ = _global_setup(x, data_format, None, what)
     dy = _global_dy(dy, n, c, layout, what)
-    dx = np.empty(x.shape, dtype=np.float32)
+    dx = _alloc.empty(x.shape, dtype=np.float32)
     _core.global_avg_pool2d_backward(n, h, w, c, layout, dy, dx)
     return dx
 
@@ -219,10 +219,10 @@ def global_max_pool2d_grad(x, dy, data_format="NHWC"):
     what = "global_max_pool2d_grad"
     x, layout, (n, h, w, c), _ = _global_setup(x, data_format, None, what)
     dy = _global_dy(dy, n, c, layout, what)
-    argmax = np.empty((n, c), dtype=np.int64)
-    _core.global_max_pool2d_forward(n, h, w, c, layout, x, np.empty((n, c), dtype=np.float32),
+    argmax = _alloc.empty((n, c), dtype=np.int64)
+    _core.global_max_pool2d_forward(n, h, w, c, layout, x, _alloc.empty((n, c), dtype=np.float32),
                                     argmax)
-    dx = np.empty(x.shape, dtype=np.float32)
+    dx = _alloc.empty(x.shape, dtype=np.float32)
     _core.global_max_pool2d_backward(n, h, w, c, dy, argmax, dx)
     return dx
 
@@ -280,7 +280,7 @@ def max_pool(x, ksize, strides, padding="VALID"):
     """tf.nn.max_pool for NHWC input: ksize/strides are ints or 4-tuples (1, kh, kw, 1) for spatial
     pooling, or (1, 1, 1, k) for pooling across channels (padding 'VALID', k dividing C)."""
     kind, x, geom, out_shape = _tf_plan(x, ksize, strides, padding, "max_pool")
-    y = np.empty(out_shape, dtype=np.float32)
+    y = _alloc.empty(out_shape, dtype=np.float32)
     if kind == "spatial":
         _core.max_pool2d_forward(geom, x, y, None)
     else:
@@ -294,9 +294,9 @@ def max_pool_grad(x, dy, ksize, strides, padding="VALID"):
     what = "max_pool_grad"
     kind, x, geom, out_shape = _tf_plan(x, ksize, strides, padding, what)
     dy = _check_dy(dy, out_shape, what)
-    argmax = np.empty(out_shape, dtype=np.int64)
-    scratch = np.empty(out_shape, dtype=np.float32)
-    dx = np.empty(x.shape, dtype=np.float32)
+    argmax = _alloc.empty(out_shape, dtype=np.int64)
+    scratch = _alloc.empty(out_shape, dtype=np.float32)
+    dx = _alloc.empty(x.shape, dtype=np.float32)
     if kind == "spatial":
         _core.max_pool2d_forward(geom, x, scratch, argmax)
         _core.max_pool2d_backward(geom, dy, argmax, dx)

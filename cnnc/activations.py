@@ -6,7 +6,7 @@ core fuse the activation into the producing op. hard_sigmoid and hard_swish need
 """
 import numpy as np
 
-from . import _core
+from . import _alloc, _core
 from . import nn
 
 __all__ = ["get", "serialize", "deserialize", "Activation", "names"]
@@ -43,7 +43,7 @@ class Activation:
             return z
         if self.softmax:
             return nn.softmax(z, axis=-1)
-        y = np.empty_like(z)
+        y = _alloc.empty_like(z)
         if z.size:
             _core.act_forward(z, y, self.kind, self.alpha, self.beta)
         return y
@@ -53,7 +53,7 @@ class Activation:
         if self.is_linear:
             return dy
         dy = np.ascontiguousarray(dy, dtype=np.float32)
-        dz = np.empty_like(dy)
+        dz = _alloc.empty_like(dy)
         if dy.size == 0:
             return dz
         if self.softmax:

@@ -9,7 +9,7 @@ import zipfile
 
 import numpy as np
 
-from . import __version__, utils
+from . import __version__, _alloc, utils
 from . import layers as layers_mod
 from .layers.base import Layer, _format_shape, unique_name
 from .layers.core import InputLayer
@@ -305,6 +305,9 @@ class Sequential:
                     grads_and_vars.append((layer.grads[k], layer.params[k]))
         if grads_and_vars:
             self.optimizer.apply_gradients(grads_and_vars)
+        del grads_and_vars, dy
+        for layer in self._layers:  # between steps only weights and optimizer state stay alive
+            layer._release()
         return loss, out
 
     def _check_xy(self, x, y, what):
@@ -379,7 +382,7 @@ class Sequential:
                     xb, yb = x[sl], y[sl]
                 else:
                     idx = order[sl]
-                    xb, yb = x[idx], y[idx]
+                    xb, yb = _alloc.track(x[idx]), y[idx]
                 cbs.on_train_batch_begin(step)
                 loss, out = self._train_step(xb, yb)
                 for m in self.metrics:

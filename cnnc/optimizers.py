@@ -23,6 +23,7 @@ import warnings
 
 import numpy as np
 
+from . import _alloc
 from ._registry import Registry
 
 __all__ = [
@@ -231,7 +232,7 @@ class Optimizer:
         self._slots = {}
         for name in self._slot_names():
             init = self._slot_init(name)
-            self._slots[name] = [np.full(s, init, dtype=d) for s, d in zip(shapes, dtypes)]
+            self._slots[name] = [_alloc.full(s, init, dtype=d) for s, d in zip(shapes, dtypes)]
         self._scratch = {}
         self.built = True
 
@@ -242,7 +243,7 @@ class Optimizer:
         buf = self._scratch.get(dtype)
         if buf is None or buf.size < n:
             size = max((math.prod(s) for s, d in zip(self._shapes, self._dtypes) if d == dtype), default=n)
-            buf = np.empty(max(size, n), dtype=dtype)
+            buf = _alloc.empty(max(size, n), dtype=dtype)
             self._scratch[dtype] = buf
         return buf[:n].reshape(shape)
 

@@ -256,15 +256,42 @@ def test_verbose_two_prints_one_line_per_epoch(rng, capsys):
     assert "loss:" in lines[0] and "accuracy:" in lines[0]
 
 
-def test_inference_keeps_no_activations(rng):
-    """predict() holds no layer inputs/outputs, so each buffer is freed once the next layer is done;
-    training keeps what backward needs."""
+def test_only_training_keeps_activations(rng):
+    """A training forward keeps what backward needs; a finished training step releases it (only
+    weights and optimizer state stay alive); predict() holds no layer inputs/outputs at all, so each
+    buffer is freed once the next layer is done."""
     x, y = _data(rng, n=16)
     model = _small_cnn(dropout=True)
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    model._forward(x, training=True)
+    assert model.layers[0]._x is not None and model.layers[1]._argmax is not None
+
+    def assert_released():
+        for layer in model.layers:
+            assert not layer.grads, layer.name
+            for attr in ("_x", "_y", "_z", "_argmax", "_mask"):
+                assert getattr(layer, attr, None) is None, (layer.name, attr)
+
     model.train_on_batch(x, y)
-    assert model.layers[0]._x is not None
+    assert_released()
     model.predict(x, verbose=0)
-    for layer in model.layers:
-        for attr in ("_x", "_y", "_z", "_argmax", "_mask"):
-            assert getattr(layer, attr, None) is None, (layer.name, attr)
+    assert_released()
+
+
+def test_memory_measure_sees_weights_and_step_buffers(rng):
+    from cnnc import memory
+    x, y = _data(rng, n=32)
+    model = _small_cnn()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    weights = sum(w.nbytes for w in model.weights)
+    assert memory.current_bytes() >= weights
+    base = memory.current_bytes()
+    peak = memory.measure(model.fit, x, y, batch_size=32, epochs=1, verbose=0)
+    after = memory.current_bytes()
+    # Adam keeps two slots per weight; the step itself needed at least the first conv's output
+    assert after - base >= 2 * weights
+    assert peak - after >= 32 * 8 * 8 * 4 * 4
+    del model
+    import gc
+    gc.collect()
+    assert memory.current_bytes() <= base - weights

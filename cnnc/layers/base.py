@@ -9,7 +9,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .. import utils
+from .. import _alloc, utils
 
 _NAME_COUNTS = {}
 
@@ -80,6 +80,15 @@ class Layer:
         for k, v in values.items():
             setattr(self, k, v if training else None)
 
+    _CACHE_ATTRS = ("_x", "_y", "_z", "_argmax", "_mask", "_mean", "_invstd")
+
+    def _release(self):
+        """Drop what the last forward kept for backward, and the last gradients."""
+        for attr in self._CACHE_ATTRS:
+            if getattr(self, attr, None) is not None:
+                setattr(self, attr, None)
+        self.grads = {}
+
     def __call__(self, x, training=False):
         x = np.asarray(x)
         if not self.built:
@@ -116,8 +125,8 @@ class Layer:
                    fan_out=None):
         from .. import initializers
         init = initializers.get(initializer)
-        value = np.ascontiguousarray(init(tuple(shape), utils.get_rng(), fan_in=fan_in, fan_out=fan_out),
-                                     dtype=np.float32)
+        value = _alloc.copy(np.asarray(init(tuple(shape), utils.get_rng(), fan_in=fan_in, fan_out=fan_out),
+                                       dtype=np.float32))
         self.params[name] = value
         if not trainable:
             self._non_trainable.add(name)
