@@ -82,6 +82,12 @@ def conv2d_backward(x, w, dy, dx, dw, db, tuple win, int64_t cout, int64_t group
     _check(rc, "conv2d_grad")
 
 
+def dense_workspace_size(int64_t m, int64_t k, int64_t n):
+    """Bytes of workspace a dense forward or backward call needs with the current thread count."""
+    cdef cnnc_ctx ctx = _ctx()
+    return cnnc_dense_workspace_size(&ctx, m, k, n)
+
+
 def dense_forward(x, w, b, y, int64_t m, int64_t k, int64_t n, int act_kind=0, float act_alpha=0.0,
                   float act_beta=0.0):
     cdef cnnc_ctx ctx = _ctx()

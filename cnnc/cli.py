@@ -177,6 +177,22 @@ def _onnx(args):
     return 0 if report.supported else 1
 
 
+def _memory(args):
+    from cnnc import models, zoo
+    if args.model in zoo.ARCHITECTURES:
+        model = zoo.ARCHITECTURES[args.model]()
+        model.compile(optimizer=args.optimizer or "rmsprop", loss="sparse_categorical_crossentropy")
+    else:
+        model = models.load_model(args.model)
+    report = model.memory_estimate(args.batch_size, optimizer=args.optimizer)
+    print(report)
+    if args.budget:
+        n = model.max_batch_size(args.budget, training=True, optimizer=args.optimizer)
+        m = model.max_batch_size(args.budget, training=False)
+        print(f"largest batch within {args.budget}: {n} for training, {m} for inference")
+    return 0
+
+
 def _summary(args):
     from cnnc import models
     models.load_model(args.model, compile=False).summary()
@@ -217,6 +233,14 @@ def main(argv=None):
     p.add_argument("action", choices=["check"])
     p.add_argument("model")
     p.set_defaults(func=_onnx)
+
+    p = sub.add_parser("memory", help="per-layer RAM for training versus inference of a saved model (or of "
+                                      "the textbook CNNs: chollet, geron)")
+    p.add_argument("model")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--optimizer", default=None, help="default: the model's compiled optimizer")
+    p.add_argument("--budget", default=None, help="also print the largest batch that fits, e.g. 2GB")
+    p.set_defaults(func=_memory)
 
     p = sub.add_parser("summary", help="print a saved model's summary")
     p.add_argument("model")

@@ -188,6 +188,18 @@ class Sequential:
             l.set_weights(weights[i:i + k])
             i += k
 
+    # ---- memory ---------------------------------------------------------------------------------
+    def memory_estimate(self, batch_size=32, optimizer=None):
+        """Per-layer memory for one batch and the peaks of a training step and of inference
+        (cnnc.memory.MemoryReport); optimizer defaults to the compiled one."""
+        from . import memory
+        return memory.estimate(self, batch_size, optimizer)
+
+    def max_batch_size(self, memory_budget, training=True, optimizer=None):
+        """The largest batch whose estimated peak fits memory_budget (bytes, or '2GB', '512MiB')."""
+        from . import memory
+        return memory.max_batch_size(self, memory_budget, training=training, optimizer=optimizer)
+
     # ---- summary --------------------------------------------------------------------------------
     def summary(self, line_length=65, print_fn=None):
         """Print Keras' table: layer name (type), output shape, parameter count, then the totals."""
@@ -268,17 +280,21 @@ class Sequential:
     def _loss_gradient(self, y, out):
         """(dy, is_preactivation): the fused softmax/sigmoid + loss gradient when it applies."""
         final = self._final_activation()
+        g, pre = None, False
         if final == "softmax" and hasattr(self.loss, "fused_softmax_gradient"):
             g = self.loss.fused_softmax_gradient(y, out)
-            if g is not None:
-                return g, True
-        if final == "sigmoid" and hasattr(self.loss, "fused_sigmoid_gradient"):
+        elif final == "sigmoid" and hasattr(self.loss, "fused_sigmoid_gradient"):
             g = self.loss.fused_sigmoid_gradient(y, out)
-            if g is not None:
-                return g, True
-        return self.loss.gradient(y, out), False
+        if g is not None:
+            pre = True
+        else:
+            g = self.loss.gradient(y, out)
+        g = np.ascontiguousarray(g, dtype=np.float32)
+        return (_alloc.track(g) if g.base is None else g), pre
 
-    def _backward(self, dy, preactivation):
+    def _backward(self, dy, preactivation, release=False):
+        """Backward through every layer; with release, each layer drops what its forward kept as
+        soon as its own backward is done (its gradients stay until the update)."""
         n = len(self._layers)
         for i in range(n - 1, -1, -1):
             layer = self._layers[i]
@@ -286,6 +302,8 @@ class Sequential:
             if i == n - 1 and preactivation:
                 kw["preactivation"] = True
             dy = layer.backward(dy, **kw)
+            if release:
+                layer._release_cache()
 
     def _regularization_loss(self):
         return sum(l.regularization_loss() for l in self._layers if l.trainable)
@@ -293,8 +311,7 @@ class Sequential:
     def _train_step(self, x, y):
         out = self._forward(x, training=True)
         loss = float(self.loss(y, out)) + self._regularization_loss()
-        dy, pre = self._loss_gradient(y, out)
-        self._backward(dy, pre)
+        self._backward(*self._loss_gradient(y, out), release=True)
         grads_and_vars = []
         if self.trainable:
             for layer in self._layers:
@@ -305,7 +322,7 @@ class Sequential:
                     grads_and_vars.append((layer.grads[k], layer.params[k]))
         if grads_and_vars:
             self.optimizer.apply_gradients(grads_and_vars)
-        del grads_and_vars, dy
+        del grads_and_vars
         for layer in self._layers:  # between steps only weights and optimizer state stay alive
             layer._release()
         return loss, out

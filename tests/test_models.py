@@ -279,11 +279,14 @@ def test_only_training_keeps_activations(rng):
 
 
 def test_memory_measure_sees_weights_and_step_buffers(rng):
+    import gc
+
     from cnnc import memory
     x, y = _data(rng, n=32)
     model = _small_cnn()
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     weights = sum(w.nbytes for w in model.weights)
+    gc.collect()  # earlier tests' garbage must not leave the count during this one
     assert memory.current_bytes() >= weights
     base = memory.current_bytes()
     peak = memory.measure(model.fit, x, y, batch_size=32, epochs=1, verbose=0)
@@ -292,6 +295,5 @@ def test_memory_measure_sees_weights_and_step_buffers(rng):
     assert after - base >= 2 * weights
     assert peak - after >= 32 * 8 * 8 * 4 * 4
     del model
-    import gc
     gc.collect()
     assert memory.current_bytes() <= base - weights

@@ -82,11 +82,15 @@ class Layer:
 
     _CACHE_ATTRS = ("_x", "_y", "_z", "_argmax", "_mask", "_mean", "_invstd")
 
-    def _release(self):
-        """Drop what the last forward kept for backward, and the last gradients."""
+    def _release_cache(self):
+        """Drop what the last forward kept for backward."""
         for attr in self._CACHE_ATTRS:
             if getattr(self, attr, None) is not None:
                 setattr(self, attr, None)
+
+    def _release(self):
+        """Drop the forward's cache and the last gradients."""
+        self._release_cache()
         self.grads = {}
 
     def __call__(self, x, training=False):

@@ -4,7 +4,7 @@ Kernels keep the Keras layout [KH, KW, Cin/groups, Cout] whatever the data forma
 layers hand the C core the NCHW layout [Cout, Cin/groups, KH, KW]."""
 import numpy as np
 
-from .. import activations, nn
+from .. import _alloc, activations, nn
 from .._checks import as_int, as_pair
 from .base import Layer, _format_shape
 from .core import _data_format
@@ -115,7 +115,7 @@ class _Conv2DBase(Layer):
 
     def _c_kernel(self):
         w = self._conv_kernel()
-        return w if self.data_format == "channels_last" else np.ascontiguousarray(w.transpose(3, 2, 0, 1))
+        return w if self.data_format == "channels_last" else _alloc.copy(w.transpose(3, 2, 0, 1))
 
     def forward(self, x, training=False):
         act = self.activation
@@ -140,8 +140,8 @@ class _Conv2DBase(Layer):
             dz = act.backward(dy, z=self._z, y=self._y)
         dx, dw, db = nn.conv2d_grad(self._x, self._c_kernel(), dz, need_dx=need_dx, **self._op_kwargs())
         if self.data_format == "channels_first":
-            dw = dw.transpose(2, 3, 1, 0)
-        self.grads = {self._kernel_name: self._kernel_grad(np.ascontiguousarray(dw))}
+            dw = _alloc.copy(dw.transpose(2, 3, 1, 0))
+        self.grads = {self._kernel_name: self._kernel_grad(dw)}
         if self.use_bias:
             self.grads["bias"] = db
         return dx

@@ -2,7 +2,7 @@
 activation layers ReLU, LeakyReLU, ELU and Softmax."""
 import numpy as np
 
-from .. import activations, nn, utils
+from .. import _alloc, activations, nn, utils
 from .._checks import as_int
 from .base import Layer, _format_shape
 
@@ -134,13 +134,13 @@ class Flatten(Layer):
     def forward(self, x, training=False):
         self._shape = x.shape
         if self.data_format == "channels_first" and x.ndim > 2:
-            x = np.moveaxis(x, 1, -1)
-        return np.ascontiguousarray(x).reshape(x.shape[0], -1)
+            x = _alloc.copy(np.moveaxis(x, 1, -1))
+        return x.reshape(x.shape[0], -1)
 
     def backward(self, dy, need_dx=True):
         if self.data_format == "channels_first" and len(self._shape) > 2:
             s = self._shape
-            return np.ascontiguousarray(np.moveaxis(dy.reshape((s[0],) + s[2:] + (s[1],)), -1, 1))
+            return _alloc.copy(np.moveaxis(dy.reshape((s[0],) + s[2:] + (s[1],)), -1, 1))
         return dy.reshape(self._shape)
 
     def get_config(self):
@@ -296,7 +296,7 @@ class ReLU(_ActivationLayer):
         y = np.where(x >= self.threshold, x, self.negative_slope * (x - self.threshold))
         if self.max_value is not None:
             y = np.minimum(y, self.max_value)
-        return y.astype(np.float32)
+        return _alloc.track(y.astype(np.float32, copy=False))
 
     def backward(self, dy, need_dx=True, preactivation=False):
         if self.act is not None:
@@ -305,7 +305,7 @@ class ReLU(_ActivationLayer):
         g = np.where(x >= self.threshold, 1.0, self.negative_slope)
         if self.max_value is not None:
             g = np.where(x >= self.threshold, np.where(x < self.max_value, 1.0, 0.0), g)
-        return (dy * g).astype(np.float32)
+        return _alloc.track((dy * g).astype(np.float32, copy=False))
 
     def get_config(self):
         cfg = super().get_config()
@@ -401,7 +401,7 @@ class ZeroPadding2D(Layer):
         pads = [(0, 0)] * 4
         ah, aw = self._spatial()
         pads[ah], pads[aw] = (t, b), (l, r)
-        return np.pad(x, pads)
+        return _alloc.track(np.pad(x, pads))
 
     def backward(self, dy, need_dx=True):
         t, b, l, r = self.padding
@@ -409,7 +409,7 @@ class ZeroPadding2D(Layer):
         ah, aw = self._spatial()
         sl[ah] = slice(t, dy.shape[ah] - b)
         sl[aw] = slice(l, dy.shape[aw] - r)
-        return np.ascontiguousarray(dy[tuple(sl)])
+        return _alloc.copy(dy[tuple(sl)])
 
     def get_config(self):
         cfg = super().get_config()

@@ -1,7 +1,7 @@
 """BatchNormalization."""
 import numpy as np
 
-from .. import nn
+from .. import _alloc, nn
 from .base import Layer, _format_shape
 
 
@@ -91,7 +91,7 @@ class BatchNormalization(Layer):
             shape = [1] * dy.ndim
             shape[self._axis] = -1
             self.grads = {}
-            return (dy * scale.reshape(shape)).astype(np.float32)
+            return _alloc.track((dy * scale.reshape(shape)).astype(np.float32, copy=False))
         dx, dgamma, dbeta = nn.batch_norm_grad(self._x, dy, gamma, self._mean, self._invstd,
                                                data_format=self._format)
         self.grads = {}

@@ -1,0 +1,172 @@
+"""The memory estimate against what cnnc really allocates: its own accounting (every model, batch size
+and mode) and, independently, the process's resident memory and tracemalloc."""
+import gc
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import cnnc
+from cnnc import layers, memory, models, zoo
+
+
+def test_geron_memory_example():
+    """Hands-on ML ch. 14: 200 5x5 filters, stride 1, 'same', on a 150x100 RGB image."""
+    model = models.Sequential([layers.Conv2D(200, 5, padding="same", input_shape=(150, 100, 3))])
+    row = model.memory_estimate(batch_size=1).rows[0]
+    assert row["params"] == 15_200
+    assert row["macs"] == 225_000_000
+    assert row["output_bytes"] == 12_000_000
+    assert model.memory_estimate(batch_size=100).rows[0]["output_bytes"] == 1_200_000_000
+    assert row["param_bytes"] == 15_200 * 4
+
+
+def _data(b, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((b, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, b)
+
+
+CASES = [(name, b) for name in ("chollet", "geron") for b in (1, 64, 256)]
+
+
+@pytest.mark.parametrize("name,b", CASES)
+def test_estimate_matches_cnnc_accounting(name, b):
+    cnnc.utils.set_random_seed(0)
+    x, y = _data(b)
+    # inference: a model that never trained (no optimizer state)
+    model = zoo.ARCHITECTURES[name]()
+    measured_inf = memory.measure(model.predict, x, batch_size=b, verbose=0)
+    est_inf = model.memory_estimate(b).inference_bytes
+    assert abs(est_inf - measured_inf) <= 0.10 * measured_inf, (est_inf, measured_inf)
+    # training: a steady-state step (the first one creates the optimizer state)
+    model.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, y, batch_size=b, epochs=1, verbose=0)
+    measured_train = memory.measure(model.fit, x, y, batch_size=b, epochs=1, verbose=0)
+    est_train = model.memory_estimate(b).training_bytes
+    assert abs(est_train - measured_train) <= 0.10 * measured_train, (est_train, measured_train)
+    if (name, b) == ("geron", 256):
+        # inference needs a small fraction of the training peak, and report and measurement agree on it
+        est_ratio, measured_ratio = est_inf / est_train, measured_inf / measured_train
+        assert est_ratio < 0.3
+        assert abs(est_ratio - measured_ratio) <= 0.10 * measured_ratio, (est_ratio, measured_ratio)
+    del model
+    gc.collect()
+
+
+_PROBE = textwrap.dedent("""
+    import gc, json, sys, tracemalloc
+    import numpy as np, cnnc
+    from cnnc import memory, zoo
+    name, b, mode, how = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    cnnc.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x, y = rng.random((b, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, b)
+    m = zoo.ARCHITECTURES[name]()
+    if mode == "train":
+        m.compile("rmsprop", "sparse_categorical_crossentropy")
+        m.fit(x[:1], y[:1], batch_size=1, epochs=1, verbose=0)   # warm-up: imports, threads, optimizer
+        est = m.memory_estimate(b).training_bytes
+        fn = lambda: m.fit(x, y, batch_size=b, epochs=1, verbose=0)
+    else:
+        m.predict(x[:1], verbose=0)
+        est = m.memory_estimate(b).inference_bytes
+        fn = lambda: m.predict(x, batch_size=b, verbose=0)
+    gc.collect()
+    alive = memory.current_bytes()
+    if how == "rss":
+        def status(key):  # kB lines of /proc/self/status; VmHWM is this process image's peak RSS
+            for line in open("/proc/self/status"):
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset the peak to the current resident size
+        base = status("VmRSS")
+        fn()
+        grown = status("VmHWM") - base
+    else:
+        tracemalloc.start()
+        fn()
+        grown = tracemalloc.get_traced_memory()[1]
+    print(json.dumps({"estimated_growth": est - alive, "measured_growth": grown}))
+""")
+
+# cases whose step allocates at least ~5 MB: below that the process's own noise dominates RSS
+INDEPENDENT = [("chollet", 64, "train"), ("chollet", 256, "train"), ("chollet", 256, "infer"),
+               ("geron", 1, "train"), ("geron", 64, "infer"), ("geron", 256, "infer")]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"),
+                    reason="needs Linux's /proc/self/status VmHWM and clear_refs to read a peak RSS")
+@pytest.mark.parametrize("how", ["rss", "tracemalloc"])
+@pytest.mark.parametrize("name,b,mode", INDEPENDENT)
+def test_estimate_matches_resident_memory_and_tracemalloc(name, b, mode, how, tmp_path):
+    # Large buffers straight from mmap, so freed memory leaves the resident set at once and the
+    # high-water mark follows what is alive rather than heap fragmentation.
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536",
+               PYTHONPATH=os.path.dirname(os.path.dirname(cnnc.__file__)))
+    r = subprocess.run([sys.executable, "-c", _PROBE, name, str(b), mode, how], capture_output=True, text=True,
+                       env=env, cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    est, got = out["estimated_growth"], out["measured_growth"]
+    assert got > 0 and abs(est - got) <= 0.10 * got, out
+
+
+def test_report_rows_table_and_dict():
+    model = zoo.geron_cnn()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    r = model.memory_estimate(64)
+    assert [row["name"] for row in r.rows] == [l.name for l in model.layers]
+    keys = {"name", "type", "output_shape", "params", "param_bytes", "macs", "output_bytes", "saved_bytes",
+            "grad_bytes", "optimizer_bytes", "workspace_bytes"}
+    assert all(set(row) == keys for row in r.rows)
+    conv = r.rows[0]
+    assert conv["output_bytes"] == 64 * 28 * 28 * 64 * 4
+    assert conv["optimizer_bytes"] == 2 * conv["grad_bytes"]  # Adam: two slots
+    assert r.rows[1]["saved_bytes"] == 64 * 14 * 14 * 64 * 8  # max pooling keeps int64 argmax
+    assert all(row["grad_bytes"] == 0 for row in r.rows if row["params"] == 0)
+    text = str(r)
+    assert "Training peak" in text and "Inference peak" in text and " *" in text and "MB" in text
+    d = r.to_dict()
+    json.dumps(d)
+    assert d["training_bytes"] == r.training_bytes > r.inference_bytes
+    sgd = model.memory_estimate(64, optimizer="sgd")
+    assert sgd.training_bytes < r.training_bytes and all(row["optimizer_bytes"] == 0 for row in sgd.rows)
+
+
+def test_max_batch_size_fits_the_budget():
+    model = zoo.chollet_cnn()
+    model.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy")
+    budget = 50_000_000
+    n = model.max_batch_size(budget)
+    assert model.memory_estimate(n).training_bytes <= budget < model.memory_estimate(n + 1).training_bytes
+    assert model.max_batch_size("50MB") == n
+    assert model.max_batch_size(budget, training=False) > n
+    assert model.max_batch_size(1000) == 0
+    assert memory.parse_bytes("2GB") == 2_000_000_000 and memory.parse_bytes("1.5 GiB") == 3 * 2**29
+    for bad in ("lots", -5, "0MB"):
+        with pytest.raises(ValueError, match="memory_budget"):
+            memory.parse_bytes(bad)
+
+
+def test_estimate_arguments():
+    with pytest.raises(ValueError, match="batch_size"):
+        zoo.chollet_cnn().memory_estimate(0)
+    with pytest.raises(ValueError, match="not built"):
+        models.Sequential([layers.Dense(3)]).memory_estimate(4)
+
+
+def test_memory_command(tmp_path):
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(cnnc.__file__)))
+    path = tmp_path / "m.cnnc"
+    model = zoo.chollet_cnn()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.save(path)
+    r = subprocess.run([sys.executable, "-m", "cnnc.cli", "memory", str(path), "--batch-size", "64",
+                        "--budget", "100MB"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "batch size 64" in r.stdout and "Training peak" in r.stdout and "largest batch within 100MB" in r.stdout
