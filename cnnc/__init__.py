@@ -6,6 +6,16 @@ cnnc.nn.
 """
 __version__ = "0.1.0"
 
+import os as _os
+
+# OpenMP workers must not keep spinning on the cores after a kernel returns: on a shared or busy
+# machine spinning threads starve everyone (including the next kernel). Unless the user chose a policy,
+# GNU OpenMP spins briefly (about 10-30 us) and then sleeps; LLVM's runtime sleeps after 1 ms.
+# These are read when the OpenMP runtime loads, i.e. with cnnc._core just below.
+if not any(k in _os.environ for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")):
+    _os.environ["GOMP_SPINCOUNT"] = "10000"
+    _os.environ["KMP_BLOCKTIME"] = "1"
+
 try:
     from . import _core
 except ImportError as exc:  # pragma: no cover - only when the extension was not built
