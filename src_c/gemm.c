@@ -64,11 +64,19 @@ static void blocks(const cnnc_kernels *kt, int64_t m, int64_t n, int64_t k, int6
     *mc = CNNC_MIN(CNNC_ROUND_UP(m, kt->mr), kt->mc);
 }
 
+/* Threads one GEMM uses: at most one per (MC-row block, NR panel) pair of the first column block,
+ * and 1 for problems too small to be worth waking threads. The workspace is sized with the same count,
+ * so it holds exactly the A panels the call packs. */
+static int gemm_threads(const cnnc_ctx *ctx, int64_t m, int64_t n, int64_t k, int64_t MC, int64_t NC) {
+    if ((double)m * n * k < 64.0 * 64.0 * 64.0) return 1;
+    return cnnc_threads(ctx, CNNC_CEIL_DIV(m, MC) * CNNC_CEIL_DIV(NC, ctx->k.nr));
+}
+
 int64_t cnnc_gemm_workspace_size(const cnnc_ctx *ctx, int64_t m, int64_t n, int64_t k) {
     if (m <= 0 || n <= 0 || k <= 0) return 0;
     int64_t mc, nc, kc;
     blocks(&ctx->k, m, n, k, &mc, &nc, &kc);
-    const int64_t nt = ctx->nthreads < 1 ? 1 : ctx->nthreads;
+    const int64_t nt = gemm_threads(ctx, m, n, k, mc, nc);
     return (int64_t)sizeof(float) * (kc * nc + nt * mc * kc) + 2 * CNNC_ALIGN;
 }
 
@@ -106,9 +114,8 @@ int cnnc_sgemm(const cnnc_ctx *ctx, int trans_a, int trans_b, int64_t m, int64_t
     /* Work per (NC, KC) block: MC-row blocks, split further along the NR panels when there are fewer
      * row blocks than threads. */
     const int64_t mblocks = CNNC_CEIL_DIV(m, MC);
-    int nt = cnnc_threads(ctx, mblocks * CNNC_CEIL_DIV(NC, nr));
-    if ((double)m * n * k < 64.0 * 64.0 * 64.0) nt = 1; /* not worth waking threads */
-    (void)nt;                                            /* unused without OpenMP */
+    const int nt = gemm_threads(ctx, m, n, k, MC, NC);
+    (void)nt; /* unused without OpenMP */
 
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {

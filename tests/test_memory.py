@@ -61,7 +61,7 @@ _PROBE = textwrap.dedent("""
     import gc, json, sys, tracemalloc
     import numpy as np, cnnc
     from cnnc import memory, zoo
-    name, b, mode, how = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    name, b, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     cnnc.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     x, y = rng.random((b, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, b)
@@ -75,45 +75,46 @@ _PROBE = textwrap.dedent("""
         m.predict(x[:1], verbose=0)
         est = m.memory_estimate(b).inference_bytes
         fn = lambda: m.predict(x, batch_size=b, verbose=0)
+    def status(key):  # /proc/self/status in kB; VmHWM is this process image's peak resident size
+        for line in open("/proc/self/status"):
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
     gc.collect()
     alive = memory.current_bytes()
-    if how == "rss":
-        def status(key):  # kB lines of /proc/self/status; VmHWM is this process image's peak RSS
-            for line in open("/proc/self/status"):
-                if line.startswith(key + ":"):
-                    return int(line.split()[1]) * 1024
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # reset the peak to the current resident size
-        base = status("VmRSS")
-        fn()
-        grown = status("VmHWM") - base
-    else:
-        tracemalloc.start()
-        fn()
-        grown = tracemalloc.get_traced_memory()[1]
-    print(json.dumps({"estimated_growth": est - alive, "measured_growth": grown}))
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the peak to the current resident size
+    base = status("VmRSS")
+    fn()
+    rss = status("VmHWM") - base
+    gc.collect()
+    tracemalloc.start()
+    fn()
+    traced = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    print(json.dumps({"estimated_growth": est - alive, "rss_growth": rss, "traced": traced}))
 """)
-
-# cases whose step allocates at least ~5 MB: below that the process's own noise dominates RSS
-INDEPENDENT = [("chollet", 64, "train"), ("chollet", 256, "train"), ("chollet", 256, "infer"),
-               ("geron", 1, "train"), ("geron", 64, "infer"), ("geron", 256, "infer")]
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"),
                     reason="needs Linux's /proc/self/status VmHWM and clear_refs to read a peak RSS")
-@pytest.mark.parametrize("how", ["rss", "tracemalloc"])
-@pytest.mark.parametrize("name,b,mode", INDEPENDENT)
-def test_estimate_matches_resident_memory_and_tracemalloc(name, b, mode, how, tmp_path):
-    # Large buffers straight from mmap, so freed memory leaves the resident set at once and the
-    # high-water mark follows what is alive rather than heap fragmentation.
+@pytest.mark.parametrize("mode", ["train", "infer"])
+@pytest.mark.parametrize("name,b", CASES)
+def test_estimate_matches_resident_memory_and_tracemalloc(name, b, mode, tmp_path):
+    """Independent of cnnc's accounting: tracemalloc sees every NumPy buffer; the resident set's
+    growth sees what the process really touched. Large buffers come straight from mmap so freed
+    memory leaves the resident set at once. Steps under 5 MB (batch 1 of the small CNN) are below
+    what RSS resolves -- the allocator reuses pages the warm-up touched -- and are checked by
+    tracemalloc only."""
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536",
                PYTHONPATH=os.path.dirname(os.path.dirname(cnnc.__file__)))
-    r = subprocess.run([sys.executable, "-c", _PROBE, name, str(b), mode, how], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-c", _PROBE, name, str(b), mode], capture_output=True, text=True,
                        env=env, cwd=tmp_path, timeout=300)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout.strip().splitlines()[-1])
-    est, got = out["estimated_growth"], out["measured_growth"]
-    assert got > 0 and abs(est - got) <= 0.10 * got, out
+    est = out["estimated_growth"]
+    assert abs(est - out["traced"]) <= 0.10 * out["traced"], out
+    if est >= 5_000_000:
+        assert abs(est - out["rss_growth"]) <= 0.10 * out["rss_growth"], out
 
 
 def test_report_rows_table_and_dict():

@@ -734,13 +734,13 @@ def test_find_unsupported_lists_everything():
         assert frag in msg, frag
     assert ei.value.nodes == probs
     # opset out of range
-    m2 = make([helper.make_node("Relu", ["x"], ["y"])], [("x", F, [1])], [("y", F, None)], opset=22)
+    m2 = make([helper.make_node("Relu", ["x"], ["y"])], [("x", F, [1])], [("y", F, None)], opset=29)
     assert connx.find_unsupported(m2)
-    with pytest.raises(connx.UnsupportedModelError, match="opset 22"):
+    with pytest.raises(connx.UnsupportedModelError, match="opset 29"):
         connx.InferenceSession(m2.SerializeToString())
     assert connx.find_unsupported(residual_model()) == []
-    assert connx.SUPPORTED_OPS["HardSwish"] == (14, 21)
-    assert connx.SUPPORTED_OPS["Conv"] == (7, 21)
+    assert connx.SUPPORTED_OPS["HardSwish"] == (14, 28)
+    assert connx.SUPPORTED_OPS["Conv"] == (7, 28)
 
 
 def test_import_cnnc_does_not_import_onnx(run_py):
