@@ -481,11 +481,10 @@ class Sequential:
     def predict_on_batch(self, x):
         return self(x)
 
-    def train_on_batch(self, x, y, return_dict=False):
-        x, y = self._prepare(x, y, "train_on_batch")
-        self._build_optimizer()
+    def _one_batch(self, x, y, what, step, return_dict):
+        x, y = self._prepare(x, y, what)
         self._reset_metrics()
-        loss, out = self._train_step(x, y)
+        loss, out = step(x, y)
         for m in self.metrics:
             m.update_state(y, out)
         logs = self._logs(loss, 1)
@@ -493,17 +492,19 @@ class Sequential:
             return logs
         return logs["loss"] if not self.metrics else list(logs.values())
 
+    def train_on_batch(self, x, y, return_dict=False):
+        """One training step on this batch; the loss (and metrics) on it."""
+        def step(xb, yb):
+            self._build_optimizer()  # after _prepare has built the model from the batch
+            return self._train_step(xb, yb)
+        return self._one_batch(x, y, "train_on_batch", step, return_dict)
+
     def test_on_batch(self, x, y, return_dict=False):
-        x, y = self._prepare(x, y, "test_on_batch")
-        self._reset_metrics()
-        out = self._forward(x, training=False)
-        loss = float(self.loss(y, out)) + self._regularization_loss()
-        for m in self.metrics:
-            m.update_state(y, out)
-        logs = self._logs(loss, 1)
-        if return_dict:
-            return logs
-        return logs["loss"] if not self.metrics else list(logs.values())
+        """The loss (and metrics) on this batch, in inference mode."""
+        def step(xb, yb):
+            out = self._forward(xb, training=False)
+            return float(self.loss(yb, out)) + self._regularization_loss(), out
+        return self._one_batch(x, y, "test_on_batch", step, return_dict)
 
     # ---- config ---------------------------------------------------------------------------------
     def get_config(self):

@@ -128,6 +128,17 @@ def test_train_and_test_on_batch(rng):
     np.testing.assert_array_equal(model.predict_on_batch(x), model.predict(x, verbose=0))
 
 
+def test_train_on_batch_builds_a_lazy_model_first(rng):
+    x, y = _data(rng, n=16)
+    model = models.Sequential([layers.Flatten(), layers.Dense(3, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.train_on_batch(x, y)
+    before = model.get_weights()
+    model.train_on_batch(x, y)
+    assert model.optimizer.iterations == 2
+    assert all(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+
+
 def test_frozen_layer_keeps_its_weights(rng):
     x, y = _data(rng, n=32)
     model = _small_cnn()

@@ -8,14 +8,8 @@ from .conv import _padding_mode, window_length
 from .core import _data_format
 
 
-class _Pooling2D(Layer):
-    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None, **kwargs):
-        super().__init__(**kwargs)
-        cls = type(self).__name__
-        self.pool_size = as_pair(pool_size, "pool_size", 1)
-        self.strides = self.pool_size if strides is None else as_pair(strides, "strides", 1)
-        self.padding = _padding_mode(padding, cls)
-        self.data_format = _data_format(data_format, cls)
+class _PoolBase(Layer):
+    """4-D inputs in either data format; shape checks at build; no weights."""
 
     def _fixed_axes(self):
         return []
@@ -28,9 +22,22 @@ class _Pooling2D(Layer):
         self.compute_output_shape(input_shape)
         super().build(input_shape)
 
-    def compute_output_shape(self, input_shape):
+    def _check_rank(self, input_shape):
         if len(input_shape) != 4:
             raise ValueError(f"{self._desc()} expects 4-D inputs, received {_format_shape(input_shape)}")
+
+
+class _Pooling2D(_PoolBase):
+    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        cls = type(self).__name__
+        self.pool_size = as_pair(pool_size, "pool_size", 1)
+        self.strides = self.pool_size if strides is None else as_pair(strides, "strides", 1)
+        self.padding = _padding_mode(padding, cls)
+        self.data_format = _data_format(data_format, cls)
+
+    def compute_output_shape(self, input_shape):
+        self._check_rank(input_shape)
         sp = (1, 2) if self.data_format == "channels_last" else (2, 3)
         out = list(input_shape)
         for i, axis in enumerate(sp):
@@ -78,26 +85,14 @@ class AveragePooling2D(_Pooling2D):
         return nn.avg_pool2d_grad(self._x, dy, **self._kw())
 
 
-class _GlobalPooling2D(Layer):
+class _GlobalPooling2D(_PoolBase):
     def __init__(self, data_format=None, keepdims=False, **kwargs):
         super().__init__(**kwargs)
         self.data_format = _data_format(data_format, type(self).__name__)
         self.keepdims = bool(keepdims)
 
-    def _fixed_axes(self):
-        return []
-
-    @property
-    def _nn_format(self):
-        return "NHWC" if self.data_format == "channels_last" else "NCHW"
-
-    def build(self, input_shape):
-        self.compute_output_shape(input_shape)
-        super().build(input_shape)
-
     def compute_output_shape(self, input_shape):
-        if len(input_shape) != 4:
-            raise ValueError(f"{self._desc()} expects 4-D inputs, received {_format_shape(input_shape)}")
+        self._check_rank(input_shape)
         c = input_shape[3] if self.data_format == "channels_last" else input_shape[1]
         if not self.keepdims:
             return (input_shape[0], c)
