@@ -740,7 +740,10 @@ def test_find_unsupported_lists_everything():
         connx.InferenceSession(m2.SerializeToString())
     assert connx.find_unsupported(residual_model()) == []
     assert connx.SUPPORTED_OPS["HardSwish"] == (14, 28)
-    assert connx.SUPPORTED_OPS["Conv"] == (7, 28)
+    assert connx.SUPPORTED_OPS["Conv"] == (6, 28)
+    m5 = make([helper.make_node("Relu", ["x"], ["y"])], [("x", F, [1])], [("y", F, None)], opset=5)
+    with pytest.raises(connx.UnsupportedModelError, match="opset 5 is outside the supported 6..28"):
+        connx.InferenceSession(m5.SerializeToString())
 
 
 def test_import_cnnc_does_not_import_onnx(run_py):
@@ -825,3 +828,142 @@ def test_light_model_random_weights_vs_ort(name):
     for g, w in zip(got, want):
         scale = float(np.abs(w).max())
         np.testing.assert_allclose(g, w, rtol=1e-3, atol=1e-4 * scale)
+
+
+# ---- opset 6: legacy broadcasting and the opset-6 attributes ---------------------------------------
+# ONNX Runtime does not run opset-6 Add/Gemm/... (no kernels before opset 7): NumPy is the oracle.
+
+def _run6(nodes, inputs, feeds, inits=()):
+    m = make(nodes, inputs, [("y", F, None)], inits, opset=6)
+    assert connx.find_unsupported(m) == []
+    return connx.InferenceSession(m.SerializeToString()).run(None, feeds)[0]
+
+
+_A = rnd(2, 3, 4, 5)
+
+
+@pytest.mark.parametrize("op,fn", [("Add", np.add), ("Sub", np.subtract), ("Mul", np.multiply),
+                                   ("Div", np.divide)])
+@pytest.mark.parametrize("b_shape,axis,b_view", [
+    ((), None, ()),                       # scalar
+    ((1, 1), None, ()),                   # one element, any rank <= A's
+    ((5,), None, (5,)),                   # suffix matching
+    ((4, 5), None, (4, 5)),
+    ((3, 4), 1, (1, 3, 4, 1)),            # axis=1
+    ((2,), 0, (2, 1, 1, 1)),              # axis=0
+    ((3,), 1, (1, 3, 1, 1)),              # per channel
+    ((1, 4), 1, (1, 1, 4, 1)),            # a size-1 dim inside the window expands
+    ((2, 3, 4, 5), None, (2, 3, 4, 5)),   # same shape
+])
+def test_opset6_legacy_broadcast(op, fn, b_shape, axis, b_view):
+    b = rnd(*b_shape) if b_shape else np.array(rnd(1)[0])
+    attrs = {"broadcast": 1} if axis is None else {"broadcast": 1, "axis": axis}
+    node = helper.make_node(op, ["a", "b"], ["y"], **attrs)
+    got = _run6([node], [("a", F, list(_A.shape)), ("b", F, list(b_shape))], {"a": _A, "b": b})
+    want = fn(_A, b.reshape(b_view))
+    assert got.shape == _A.shape and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_opset6_legacy_broadcast_hand_computed():
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    for b, axis, want in (([10, 20], 0, [[10, 11, 12], [23, 24, 25]]),
+                          ([10, 20, 30], 1, [[10, 21, 32], [13, 24, 35]]),
+                          ([10, 20, 30], None, [[10, 21, 32], [13, 24, 35]])):
+        attrs = {"broadcast": 1} if axis is None else {"broadcast": 1, "axis": axis}
+        got = _run6([helper.make_node("Add", ["a", "b"], ["y"], **attrs)],
+                    [("a", F, [2, 3]), ("b", F, [len(b)])], {"a": a, "b": np.float32(b)})
+        assert got.tolist() == want, (b, axis)
+    # axis=0 aligns B with A's rows, where NumPy broadcasting would align it with the columns
+    sq = np.arange(9, dtype=np.float32).reshape(3, 3)
+    got = _run6([helper.make_node("Add", ["a", "b"], ["y"], broadcast=1, axis=0)],
+                [("a", F, [3, 3]), ("b", F, [3])], {"a": sq, "b": np.float32([100, 200, 300])})
+    np.testing.assert_array_equal(got, sq + np.float32([100, 200, 300])[:, None])  # rows, not columns
+
+
+@pytest.mark.parametrize("attrs,b_shape,frag", [
+    ({}, (5,), "broadcast=0"),                              # no broadcasting without broadcast=1
+    ({"broadcast": 1}, (4,), "does not match"),             # suffix mismatch
+    ({"broadcast": 1, "axis": 3}, (3, 4), "does not fit"),  # window runs past A
+    ({"broadcast": 1, "axis": 2}, (3, 4), "does not match"),
+    ({"broadcast": 1, "axis": 0}, (3,), "does not match"),
+    ({"broadcast": 1}, (1, 2, 3, 4, 5), "rank"),            # B larger than A
+])
+def test_opset6_legacy_broadcast_errors(attrs, b_shape, frag):
+    node = helper.make_node("Mul", ["a", "b"], ["y"], **attrs)
+    m = make([node], [("a", F, [2, 3, 4, 5]), ("b", F, list(b_shape))], [("y", F, None)], opset=6)
+    sess = connx.InferenceSession(m.SerializeToString())
+    with pytest.raises(ValueError, match=frag):
+        sess.run(None, {"a": _A, "b": rnd(*b_shape)})
+
+
+def test_opset6_checks_up_front():
+    a = [("a", F, [2, 3]), ("b", F, [3])]
+    neg = make([helper.make_node("Add", ["a", "b"], ["y"], broadcast=1, axis=-1)], a, [("y", F, None)], opset=6)
+    assert "negative axis" in connx.find_unsupported(neg)[0][2]
+    # the opset-6 attributes are unknown at opset 7
+    m7 = make([helper.make_node("Add", ["a", "b"], ["y"], broadcast=1)], a, [("y", F, None)], opset=7)
+    assert "unknown attribute 'broadcast'" in connx.find_unsupported(m7)[0][2]
+    x = [("x", F, [2, 3, 4, 4])]
+    p = {k: np.ones(3, np.float32) for k in "sbmv"}
+    for is_test, ok in ((None, False), (0, False), (1, True)):
+        attrs = {} if is_test is None else {"is_test": is_test}
+        bn = make([helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y"], momentum=0.5,
+                                    **attrs)], x, [("y", F, None)], p, opset=6)
+        dr = make([helper.make_node("Dropout", ["x"], ["y"], ratio=0.3, **attrs)], x, [("y", F, None)],
+                  opset=6)
+        for m, op in ((bn, "BatchNormalization"), (dr, "Dropout")):
+            probs = connx.find_unsupported(m)
+            assert (probs == []) == ok, (op, is_test, probs)
+            if not ok:
+                assert "is_test" in probs[0][2] and "training" in probs[0][2]
+    sp = make([helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y"], is_test=1, spatial=0)],
+              x, [("y", F, None)], p, opset=6)
+    assert "spatial=0" in connx.find_unsupported(sp)[0][2]
+    # inference with is_test=1: momentum is ignored, Dropout is the identity
+    xv = rnd(2, 3, 4, 4)
+    y = _run6([helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y"], is_test=1,
+                                momentum=0.5, epsilon=1e-3)], x, {"x": xv}, p)
+    np.testing.assert_allclose(y, (xv - 1) / np.sqrt(1 + 1e-3) + 1, rtol=1e-5, atol=1e-5)
+    y = _run6([helper.make_node("Dropout", ["x"], ["y"], is_test=1, ratio=0.3)], x, {"x": xv})
+    np.testing.assert_array_equal(y, xv)
+
+
+def test_opset6_gemm_broadcast():
+    a, b = rnd(2, 3), rnd(3, 4)
+    ins = [("a", F, [2, 3]), ("b", F, [3, 4]), ("c", F, None)]
+    for c_shape in ((4,), (1,), (2, 4), (1, 4), (2, 1)):
+        c = rnd(*c_shape)
+        got = _run6([helper.make_node("Gemm", ["a", "b", "c"], ["y"], broadcast=1, beta=0.5)], ins,
+                    {"a": a, "b": b, "c": c})
+        np.testing.assert_allclose(got, a @ b + 0.5 * c, rtol=1e-5, atol=1e-5)
+    c = rnd(2, 4)
+    got = _run6([helper.make_node("Gemm", ["a", "b", "c"], ["y"])], ins, {"a": a, "b": b, "c": c})
+    np.testing.assert_allclose(got, a @ b + c, rtol=1e-5, atol=1e-5)
+    # constant B and C (the prepared fast path) go through the same checks
+    for attrs, c_shape, ok in (({"broadcast": 1}, (4,), True), ({}, (4,), False), ({"broadcast": 1}, (3,), False)):
+        m = make([helper.make_node("Gemm", ["a", "b", "c"], ["y"], **attrs)], [("a", F, [2, 3])], [("y", F, None)],
+                 {"b": b, "c": rnd(*c_shape)}, opset=6)
+        sess = connx.InferenceSession(m.SerializeToString())
+        if ok:
+            sess.run(None, {"a": a})
+        else:
+            with pytest.raises(ValueError, match="broadcast"):
+                sess.run(None, {"a": a})
+
+
+def test_opset6_prelu_sum():
+    x = rnd(2, 3, 4)
+    ins = [("x", F, [2, 3, 4])]
+    for slope, view in ((rnd(3), (3, 1)), (rnd(1), ()), (rnd(2, 3, 4), (2, 3, 4))):
+        got = _run6([helper.make_node("PRelu", ["x", "s"], ["y"])], ins, {"x": x}, {"s": slope})
+        s = slope.reshape(view)
+        np.testing.assert_allclose(got, np.where(x < 0, x * s, x), rtol=1e-6)
+    m = make([helper.make_node("PRelu", ["x", "s"], ["y"])], ins, [("y", F, None)], {"s": rnd(4)}, opset=6)
+    with pytest.raises(ValueError, match="PRelu-6"):  # numpy broadcasting over the last axis is opset 7+
+        connx.InferenceSession(m.SerializeToString()).run(None, {"x": x})
+    got = _run6([helper.make_node("Sum", ["x", "x", "x"], ["y"])], ins, {"x": x})
+    np.testing.assert_allclose(got, 3 * x, rtol=1e-6)
+    m = make([helper.make_node("Sum", ["x", "z"], ["y"])], ins + [("z", F, [4])], [("y", F, None)], opset=6)
+    with pytest.raises(ValueError, match="one shape"):
+        connx.InferenceSession(m.SerializeToString()).run(None, {"x": x, "z": rnd(4)})

@@ -6,7 +6,7 @@ import os
 
 from ._ops import MAX_ELEMENTS, ONNX_DTYPES, OPS, SUPPORTED_OPS, type_name
 
-MIN_OPSET, MAX_OPSET = 7, 28  # 22-28 only widen the element types of the ops cnnc runs
+MIN_OPSET, MAX_OPSET = 6, 28  # 6: legacy broadcasting etc. handled per op; 22-28 only widen element types
 _DEFAULT_DOMAINS = ("", "ai.onnx")
 
 

@@ -258,7 +258,31 @@ def make_globalmaxpool(node):
 
 # ---- Gemm / MatMul -------------------------------------------------------------------------------
 
+def _check_gemm6_c(node, a, b, c, ta, tb):
+    """Gemm-6: C must be (M, N) when broadcast=0; broadcast=1 broadcasts C to (M, N) (NumPy rules,
+    one way: the unidirectional broadcasting Gemm-7 kept when it dropped the attribute)."""
+    if a.ndim != 2 or b.ndim != 2:
+        return  # the kernel reports it
+    mn = (a.shape[1] if ta else a.shape[0], b.shape[0] if tb else b.shape[1])
+    if node.attr("broadcast", 0):
+        try:
+            ok = np.broadcast_shapes(c.shape, mn) == mn
+        except ValueError:
+            ok = False
+        if not ok:
+            raise _err(node, f"broadcast=1: C {c.shape} cannot be broadcast to (M, N) = {mn}")
+    elif c.shape != mn:
+        raise _err(node, f"broadcast=0 (opset {node.opset}): C must have the shape (M, N) = {mn}, "
+                         f"received {c.shape} (set broadcast=1 to broadcast C)")
+
+
+def _check_gemm(attrs, opset, node):
+    b = attrs.get("broadcast", 0)
+    return [] if b in (0, 1) else [f"broadcast={b}: must be 0 or 1"]
+
+
 def make_gemm(node):
+    legacy = node.opset < 7
     ta, tb = bool(node.attr("transA", 0)), bool(node.attr("transB", 0))
     alpha, beta = float(node.attr("alpha", 1.0)), float(node.attr("beta", 1.0))
     act = node.fused_act
@@ -286,6 +310,8 @@ def make_gemm(node):
             b = b_const
         if c is None and node.is_const(2):
             c = c_const
+        if legacy and c is not None:
+            _check_gemm6_c(node, a, b, c, ta, tb)
         if a.ndim != 2:
             raise _err(node, f"A must be 2-D, received shape {a.shape}")
         if b_prep is not None and a.dtype == F32:
@@ -343,9 +369,52 @@ def _broadcast_error(node, arrays):
                 " cannot be broadcast together")
 
 
+def _legacy_b(node, a, b):
+    """Add/Sub/Mul/Div before opset 7: B reshaped for ONNX's legacy ('limited') broadcasting.
+
+    broadcast=0: B must have A's shape. broadcast=1: B of one element (any rank <= A's) is a scalar;
+    otherwise B's dims are aligned with A's dims starting at `axis` (suffix matching when `axis` is
+    absent) and B is padded with 1s to A's rank; B's dims in that window must equal A's or be 1 (the
+    PyTorch-exported reference data expands size-1 dims), and the result always has A's shape."""
+    if not node.attr("broadcast", 0):
+        if a.shape != b.shape:
+            raise _err(node, f"broadcast=0 (opset {node.opset}): B must have the shape of A {a.shape}, "
+                             f"received {b.shape} (set broadcast=1 for legacy broadcasting)")
+        return b
+    if b.ndim > a.ndim:
+        raise _err(node, f"broadcast=1: B of rank {b.ndim} {b.shape} cannot be broadcast to A of rank "
+                         f"{a.ndim} {a.shape}")
+    if b.size == 1:
+        return b.reshape(())
+    axis = node.attr("axis")
+    ax = a.ndim - b.ndim if axis is None else int(axis)
+    if not 0 <= ax <= a.ndim - b.ndim:
+        raise _err(node, f"broadcast=1, axis={axis}: B {b.shape} does not fit in A {a.shape} at that "
+                         f"axis")
+    window = a.shape[ax:ax + b.ndim]
+    if any(db not in (1, da) for da, db in zip(window, b.shape)):
+        raise _err(node, f"broadcast=1: B {b.shape} does not match A's dims {window} starting at axis "
+                         f"{ax} (A {a.shape})")
+    return b.reshape((1,) * ax + b.shape + (1,) * (a.ndim - ax - b.ndim))
+
+
+def _check_legacy_broadcast(attrs, opset, node):
+    reasons = []
+    if attrs.get("broadcast", 0) not in (0, 1):
+        reasons.append(f"broadcast={attrs['broadcast']}: must be 0 or 1")
+    if "axis" in attrs and attrs["axis"] < 0:
+        reasons.append(f"axis={attrs['axis']}: a negative axis is not defined for legacy (opset < 7) "
+                       f"broadcasting")
+    return reasons
+
+
 def _binary(fn):
     def maker(node):
+        legacy = node.opset < 7
+
         def kernel(a, b):
+            if legacy:
+                b = _legacy_b(node, a, b)
             try:
                 return (_arr(fn(a, b)),)
             except ValueError:
@@ -370,7 +439,12 @@ make_div = _binary(_div)
 
 
 def make_sum(node):
+    same_shape = node.opset < 8  # Sum-6 (opsets 6 and 7): no broadcasting
+
     def total(*xs):
+        if same_shape and any(x.shape != xs[0].shape for x in xs[1:]):
+            raise _err(node, f"Sum-6 (opset {node.opset}) needs inputs of one shape (no broadcasting "
+                             f"before opset 8), received " + ", ".join(str(x.shape) for x in xs))
         y = xs[0]
         try:
             for x in xs[1:]:
@@ -450,7 +524,18 @@ def make_hardswish(node):
 
 
 def make_prelu(node):
+    legacy = node.opset < 7
+
     def prelu(x, slope):
+        if legacy:  # PRelu-6: a slope of one element is shared; a 1-D slope of C values is per channel
+            if slope.size == 1:
+                slope = slope.reshape(())
+            elif x.ndim >= 2 and slope.shape == (x.shape[1],):
+                slope = slope.reshape((-1,) + (1,) * (x.ndim - 2))
+            elif slope.shape != x.shape:
+                raise _err(node, f"PRelu-6 needs a slope of one element, of shape (C,) = "
+                                 f"({x.shape[1] if x.ndim >= 2 else '?'},) or of X's shape {x.shape}; "
+                                 f"received {slope.shape}")
         try:
             np.broadcast_shapes(slope.shape, x.shape)
         except ValueError:
@@ -532,6 +617,10 @@ def _check_softmax(attrs, opset, node):
 
 def _check_bn(attrs, opset, node):
     reasons = []
+    if opset < 7 and attrs.get("is_test", 0) != 1:
+        reasons.append(f"is_test={attrs.get('is_test', 0)}{' (the default)' if 'is_test' not in attrs else ''}: "
+                       f"BatchNormalization-6 then runs in training mode (batch statistics); only "
+                       f"is_test=1 (inference) is supported")
     if opset < 9 and attrs.get("spatial", 1) != 1:
         reasons.append(f"spatial={attrs['spatial']}: only spatial=1 is supported")
     if attrs.get("training_mode", 0) != 0:
@@ -605,6 +694,10 @@ def _check_lrn(attrs, opset, node):
 
 
 def _check_dropout(attrs, opset, node):
+    if opset < 7 and attrs.get("is_test", 0) != 1:
+        return [f"is_test={attrs.get('is_test', 0)}{' (the default)' if 'is_test' not in attrs else ''}: "
+                f"Dropout-6 then drops values at random (training mode); only is_test=1 (inference, "
+                f"Y = X) is supported"]
     return []
 
 
@@ -916,46 +1009,46 @@ def _check_clip(attrs, opset, node):
 
 # op -> (min_opset, max_opset, maker, checker)
 OPS = {
-    "Conv": (7, 28, make_conv, _check_conv),
-    "MaxPool": (7, 28, make_maxpool, _check_maxpool),
-    "AveragePool": (7, 28, make_avgpool, _check_avgpool),
-    "GlobalAveragePool": (7, 28, make_globalavgpool, _no_check),
-    "GlobalMaxPool": (7, 28, make_globalmaxpool, _no_check),
-    "Gemm": (7, 28, make_gemm, _no_check),
-    "MatMul": (7, 28, make_matmul, _no_check),
-    "Add": (7, 28, make_add, _no_check),
-    "Sub": (7, 28, make_sub, _no_check),
-    "Mul": (7, 28, make_mul, _no_check),
-    "Div": (7, 28, make_div, _no_check),
-    "Sum": (7, 28, make_sum, _no_check),
-    "Relu": (7, 28, make_relu, _no_check),
-    "LeakyRelu": (7, 28, make_leakyrelu, _no_check),
-    "PRelu": (7, 28, make_prelu, _no_check),
-    "Elu": (7, 28, make_elu, _no_check),
-    "Selu": (7, 28, make_selu, _no_check),
-    "Sigmoid": (7, 28, make_sigmoid, _no_check),
-    "Tanh": (7, 28, make_tanh, _no_check),
-    "HardSigmoid": (7, 28, make_hardsigmoid, _no_check),
+    "Conv": (6, 28, make_conv, _check_conv),
+    "MaxPool": (6, 28, make_maxpool, _check_maxpool),
+    "AveragePool": (6, 28, make_avgpool, _check_avgpool),
+    "GlobalAveragePool": (6, 28, make_globalavgpool, _no_check),
+    "GlobalMaxPool": (6, 28, make_globalmaxpool, _no_check),
+    "Gemm": (6, 28, make_gemm, _check_gemm),
+    "MatMul": (6, 28, make_matmul, _no_check),
+    "Add": (6, 28, make_add, _check_legacy_broadcast),
+    "Sub": (6, 28, make_sub, _check_legacy_broadcast),
+    "Mul": (6, 28, make_mul, _check_legacy_broadcast),
+    "Div": (6, 28, make_div, _check_legacy_broadcast),
+    "Sum": (6, 28, make_sum, _no_check),
+    "Relu": (6, 28, make_relu, _no_check),
+    "LeakyRelu": (6, 28, make_leakyrelu, _no_check),
+    "PRelu": (6, 28, make_prelu, _no_check),
+    "Elu": (6, 28, make_elu, _no_check),
+    "Selu": (6, 28, make_selu, _no_check),
+    "Sigmoid": (6, 28, make_sigmoid, _no_check),
+    "Tanh": (6, 28, make_tanh, _no_check),
+    "HardSigmoid": (6, 28, make_hardsigmoid, _no_check),
     "HardSwish": (14, 28, make_hardswish, _no_check),
-    "Clip": (7, 28, make_clip, _check_clip),
-    "Softmax": (7, 28, make_softmax, _check_softmax),
-    "LogSoftmax": (7, 28, make_logsoftmax, _check_softmax),
-    "BatchNormalization": (7, 28, make_batchnorm, _check_bn),
-    "Dropout": (7, 28, make_dropout, _check_dropout),
-    "Identity": (7, 28, make_identity, _no_check),
-    "Flatten": (7, 28, make_flatten, _no_check),
-    "Reshape": (7, 28, make_reshape, _no_check),
-    "Transpose": (7, 28, make_transpose, _no_check),
-    "Concat": (7, 28, make_concat, _check_concat),
-    "Squeeze": (7, 28, make_squeeze, _no_check),
-    "Unsqueeze": (7, 28, make_unsqueeze, _no_check),
-    "Pad": (7, 28, make_pad, _check_pad),
-    "LRN": (7, 28, make_lrn, _check_lrn),
-    "Constant": (7, 28, make_constant, _check_constant),
+    "Clip": (6, 28, make_clip, _check_clip),
+    "Softmax": (6, 28, make_softmax, _check_softmax),
+    "LogSoftmax": (6, 28, make_logsoftmax, _check_softmax),
+    "BatchNormalization": (6, 28, make_batchnorm, _check_bn),
+    "Dropout": (6, 28, make_dropout, _check_dropout),
+    "Identity": (6, 28, make_identity, _no_check),
+    "Flatten": (6, 28, make_flatten, _no_check),
+    "Reshape": (6, 28, make_reshape, _no_check),
+    "Transpose": (6, 28, make_transpose, _no_check),
+    "Concat": (6, 28, make_concat, _check_concat),
+    "Squeeze": (6, 28, make_squeeze, _no_check),
+    "Unsqueeze": (6, 28, make_unsqueeze, _no_check),
+    "Pad": (6, 28, make_pad, _check_pad),
+    "LRN": (6, 28, make_lrn, _check_lrn),
+    "Constant": (6, 28, make_constant, _check_constant),
     "ConstantOfShape": (9, 28, make_constantofshape, _check_constantofshape),
-    "Shape": (7, 28, make_shape, _no_check),
-    "Gather": (7, 28, make_gather, _no_check),
-    "Cast": (7, 28, make_cast, _check_cast),
+    "Shape": (6, 28, make_shape, _no_check),
+    "Gather": (6, 28, make_gather, _no_check),
+    "Cast": (6, 28, make_cast, _check_cast),
 }
 
 SUPPORTED_OPS = {op: (lo, hi) for op, (lo, hi, _, _) in OPS.items()}

@@ -1,0 +1,81 @@
+"""Batch-1 inference of ONNX model-zoo classics: cnnc.onnx.InferenceSession next to ONNX Runtime.
+
+Both run in this process with the same thread count; calls alternate and the table reports medians and
+the ratio (cnnc / ONNX Runtime; below 1 means cnnc is faster). The models are the 'light' ones shipped
+inside the onnx package; their weights are generated at load (ConstantOfShape), so they are randomised
+here to keep the runtimes from seeing constant tensors.
+
+    python tools/bench_onnx.py                     # squeezenet, resnet50, vgg19; 2 threads
+    python tools/bench_onnx.py --models squeezenet --threads 1 --reps 20
+"""
+import argparse
+import os
+import time
+
+import numpy as np
+
+
+def _randomized(model, seed=0):
+    import onnx
+    from onnx import numpy_helper
+    rng = np.random.default_rng(seed)
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    keep, new = [], []
+    for node in m.graph.node:
+        if node.op_type == "ConstantOfShape" and node.input[0] in inits:
+            shape = tuple(int(v) for v in inits[node.input[0]])
+            fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+            v = (rng.random(shape) * 0.5 + 0.5) if len(shape) == 1 else rng.standard_normal(shape) * np.sqrt(2 / fan_in)
+            new.append(numpy_helper.from_array(v.astype(np.float32), node.output[0]))
+        else:
+            keep.append(node)
+    del m.graph.node[:]
+    m.graph.node.extend(keep)
+    m.graph.initializer.extend(new)
+    return m
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="*", default=["squeezenet", "resnet50", "vgg19"])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--reps", type=int, default=11)
+    args = ap.parse_args()
+    import onnx
+    import onnxruntime as ort
+
+    import cnnc
+    import cnnc.onnx
+    cnnc.set_num_threads(args.threads)
+    light = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = args.threads
+    so.inter_op_num_threads = 1
+    print(f"threads {args.threads}, cnnc {cnnc.__version__} ({cnnc.show_config(False)['simd']}), "
+          f"onnxruntime {ort.__version__}")
+    print(f"{'model':<12} {'cnnc ms':>9} {'ORT ms':>9} {'ratio':>6} {'max |diff|':>11}")
+    for name in args.models:
+        model = _randomized(onnx.load(os.path.join(light, f"light_{name}.onnx")))
+        data = model.SerializeToString()
+        inp = model.graph.input[0]
+        shape = [d.dim_value or 1 for d in inp.type.tensor_type.shape.dim]
+        x = np.random.default_rng(1).random(shape, dtype=np.float32)
+        mine = cnnc.onnx.InferenceSession(data)
+        ref = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+        feed = {inp.name: x}
+        a, b = mine.run(None, feed)[0], ref.run(None, feed)[0]
+        times = {"cnnc": [], "ort": []}
+        for _ in range(args.reps):
+            for key, sess in (("cnnc", mine), ("ort", ref)):
+                t0 = time.perf_counter()
+                sess.run(None, feed)
+                times[key].append(time.perf_counter() - t0)
+        med = {k: 1e3 * float(np.median(v)) for k, v in times.items()}
+        print(f"{name:<12} {med['cnnc']:>9.2f} {med['ort']:>9.2f} {med['cnnc'] / med['ort']:>6.2f} "
+              f"{float(np.abs(a - b).max()):>11.2e}")
+
+
+if __name__ == "__main__":
+    main()
