@@ -1,7 +1,7 @@
 """cnnc.nn.matmul against numpy.matmul (OpenBLAS) on float32, measured in one run.
 
 Each thread count runs in its own subprocess (OpenBLAS reads its thread count at load) where the two
-libraries alternate call by call; the table reports median times, GFLOP/s and the ratio.
+libraries alternate call by call; the table reports median times, GFLOP/s and the ratio (cnnc/numpy).
 
     python tools/bench_matmul.py                 # 1024^3 plus the two textbook CNNs' im2col shapes
     python tools/bench_matmul.py --sizes 1024x1024x1024 --threads 2 --reps 30
@@ -55,7 +55,10 @@ def main():
     print(f"{'threads':>7} {'simd':>7} {'m x n x k':>16} {'cnnc ms':>9} {'numpy ms':>9} {'cnnc GF/s':>10} "
           f"{'numpy GF/s':>10} {'ratio':>6} {'rel err':>8}")
     for t in args.threads:
-        env = dict(os.environ, OMP_NUM_THREADS=str(t), OPENBLAS_NUM_THREADS=str(t), MKL_NUM_THREADS=str(t))
+        # OpenBLAS's workers busy-wait for a long time after each call; interleaved with cnnc they would
+        # hold the second core while cnnc runs. A short timeout lets each library have the cores in turn.
+        env = dict(os.environ, OMP_NUM_THREADS=str(t), OPENBLAS_NUM_THREADS=str(t), MKL_NUM_THREADS=str(t),
+                   OPENBLAS_THREAD_TIMEOUT=os.environ.get("OPENBLAS_THREAD_TIMEOUT", "4"))
         out = subprocess.run([sys.executable, __file__, "--worker", "--reps", str(args.reps), "--sizes",
                               *args.sizes], env=env, check=True, capture_output=True, text=True).stdout
         for r in json.loads(out.strip().splitlines()[-1]):

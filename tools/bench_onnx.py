@@ -53,13 +53,15 @@ def main():
     so = ort.SessionOptions()
     so.intra_op_num_threads = args.threads
     so.inter_op_num_threads = 1
+    so.log_severity_level = 3
     print(f"threads {args.threads}, cnnc {cnnc.__version__} ({cnnc.show_config(False)['simd']}), "
           f"onnxruntime {ort.__version__}")
     print(f"{'model':<12} {'cnnc ms':>9} {'ORT ms':>9} {'ratio':>6} {'max |diff|':>11}")
     for name in args.models:
         model = _randomized(onnx.load(os.path.join(light, f"light_{name}.onnx")))
         data = model.SerializeToString()
-        inp = model.graph.input[0]
+        inits = {t.name for t in model.graph.initializer}
+        inp = next(i for i in model.graph.input if i.name not in inits)
         shape = [d.dim_value or 1 for d in inp.type.tensor_type.shape.dim]
         x = np.random.default_rng(1).random(shape, dtype=np.float32)
         mine = cnnc.onnx.InferenceSession(data)
