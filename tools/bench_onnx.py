@@ -54,6 +54,9 @@ def main():
     so.intra_op_num_threads = args.threads
     so.inter_op_num_threads = 1
     so.log_severity_level = 3
+    # ONNX Runtime's pool spins between calls by default; interleaved with cnnc it would hold the cores
+    # while cnnc runs (cnnc's OpenMP workers spin only briefly, see cnnc/__init__.py)
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     print(f"threads {args.threads}, cnnc {cnnc.__version__} ({cnnc.show_config(False)['simd']}), "
           f"onnxruntime {ort.__version__}")
     print(f"{'model':<12} {'cnnc ms':>9} {'ORT ms':>9} {'ratio':>6} {'max |diff|':>11}")
