@@ -82,9 +82,11 @@ def conv2d_backward(x, w, dy, dx, dw, db, tuple win, int64_t cout, int64_t group
     _check(rc, "conv2d_grad")
 
 
-def dense_workspace_size(int64_t m, int64_t k, int64_t n):
-    """Bytes of workspace a dense forward or backward call needs with the current thread count."""
+def dense_workspace_size(int64_t m, int64_t k, int64_t n, bint backward=False):
+    """Bytes of workspace a dense forward (or backward) call needs with the current thread count."""
     cdef cnnc_ctx ctx = _ctx()
+    if backward:
+        return cnnc_dense_backward_workspace_size(&ctx, m, k, n)
     return cnnc_dense_workspace_size(&ctx, m, k, n)
 
 
@@ -113,7 +115,7 @@ def dense_backward(x, w, dy, dx, dw, db, int64_t m, int64_t k, int64_t n):
     cdef float *pdx = _wf_opt(dx, "dx")
     cdef float *pdw = _wf_opt(dw, "dw")
     cdef float *pdb = _wf_opt(db, "db")
-    ws = _workspace(cnnc_dense_workspace_size(&ctx, m, k, n))
+    ws = _workspace(cnnc_dense_backward_workspace_size(&ctx, m, k, n))
     cdef void *pws = _wsptr(ws)
     cdef int64_t nws = ws.shape[0]
     cdef int rc

@@ -77,6 +77,7 @@ cdef extern from "cnnc.h" nogil:
     int cnnc_dense_forward(const cnnc_ctx *ctx, int64_t m, int64_t k, int64_t n, const float *x,
                            const float *w, const float *b, cnnc_act act, float *y, void *ws,
                            int64_t ws_size)
+    int64_t cnnc_dense_backward_workspace_size(const cnnc_ctx *ctx, int64_t m, int64_t k, int64_t n)
     int cnnc_dense_backward(const cnnc_ctx *ctx, int64_t m, int64_t k, int64_t n, const float *x,
                             const float *w, const float *dy, float *dx, float *dw, float *db,
                             void *ws, int64_t ws_size)

@@ -151,13 +151,13 @@ def _profile(layer, in_shape, out_shape, training, first):
     if isinstance(layer, L.Dense):
         k, n = layer.params["kernel"].shape
         m = _nbytes(in_shape, 1) // k
-        ws = _core.dense_workspace_size(m, k, n)
+        ws, ws_b = _core.dense_workspace_size(m, k, n), _core.dense_workspace_size(m, k, n, True)
         act = layer.activation
         if act.softmax:  # the op applies softmax into a second buffer; the first is dropped
             keep, tmp, dz = 0, b_out, b_out
         else:
             keep, tmp, dz = _activation_parts(act, b_out, training)
-        return _Profile(out=b_out, fwd_temp=ws + tmp, saved=keep, holds_out=True, holds_in=True, bwd_temp=ws,
+        return _Profile(out=b_out, fwd_temp=ws + tmp, saved=keep, holds_out=True, holds_in=True, bwd_temp=ws_b,
                         dz=dz, dx=dx, grads=gbytes, macs=(m // in_shape[0]) * k * n, params=pbytes)
     if isinstance(layer, L.MaxPooling2D):
         argmax = _nbytes(out_shape, 8) if training else 0

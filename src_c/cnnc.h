@@ -141,8 +141,8 @@ int cnnc_conv2d_backward(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const
 
 /* ---- Dense, bias, activations --------------------------------------------------------------------- */
 /* dense: x[M, K] * w[K, N] + b[N] -> y[M, N] (w in the Keras layout), then act. */
-/* Workspace for both forward and backward. */
 int64_t cnnc_dense_workspace_size(const cnnc_ctx *ctx, int64_t m, int64_t k, int64_t n);
+int64_t cnnc_dense_backward_workspace_size(const cnnc_ctx *ctx, int64_t m, int64_t k, int64_t n);
 int cnnc_dense_forward(const cnnc_ctx *ctx, int64_t m, int64_t k, int64_t n, const float *x,
                        const float *w, const float *b, cnnc_act act, float *y, void *ws,
                        int64_t ws_size);

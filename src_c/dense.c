@@ -1,11 +1,13 @@
 /* dense.c - fully connected layers as GEMMs, weights in the Keras layout w[K, N]. */
 #include "internal.h"
 
-/* The largest of the three GEMMs (forward, dx, dw) so one workspace serves both directions. */
 int64_t cnnc_dense_workspace_size(const cnnc_ctx *ctx, int64_t m, int64_t k, int64_t n) {
-    const int64_t f = cnnc_gemm_workspace_size(ctx, m, n, k), dx = cnnc_gemm_workspace_size(ctx, m, k, n),
-                  dw = cnnc_gemm_workspace_size(ctx, k, n, m);
-    return CNNC_MAX(f, CNNC_MAX(dx, dw));
+    return cnnc_gemm_workspace_size(ctx, m, n, k);
+}
+
+/* The larger of the two backward GEMMs (dx, dw). */
+int64_t cnnc_dense_backward_workspace_size(const cnnc_ctx *ctx, int64_t m, int64_t k, int64_t n) {
+    return CNNC_MAX(cnnc_gemm_workspace_size(ctx, m, k, n), cnnc_gemm_workspace_size(ctx, k, n, m));
 }
 
 // y[M, N] = act(x[M, K] * w[K, N] + b[N])
