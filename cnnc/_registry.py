@@ -4,6 +4,20 @@ Each of those modules describes its objects once (a base class, the concrete cla
 users may write) and gets get / serialize / deserialize with the same rules and error messages."""
 
 
+class Configurable:
+    """repr, equality and hashing from get_config(), for objects described by their config."""
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.get_config() == other.get_config()
+
+    def __hash__(self):
+        return hash((type(self).__name__, tuple(sorted(self.get_config().items()))))
+
+
 class Registry:
     """kind: the word used in messages ('optimizer'); base: the common base class; classes: the concrete
     classes (addressable by their exact class names); names: lowercase string -> zero-argument factory

@@ -13,7 +13,7 @@ import re
 
 import numpy as np
 
-from ._registry import Registry
+from ._registry import Configurable, Registry
 
 __all__ = [
     "Initializer", "Zeros", "Ones", "Constant", "RandomNormal", "RandomUniform", "TruncatedNormal",
@@ -106,7 +106,7 @@ def _truncated_normal(rng, shape, mean, stddev):
     return z
 
 
-class Initializer:
+class Initializer(Configurable):
     """Base class: subclasses implement ``__call__(shape, rng, fan_in=None, fan_out=None)``."""
 
     def __call__(self, shape, rng=None, fan_in=None, fan_out=None):  # pragma: no cover - abstract
@@ -123,15 +123,6 @@ class Initializer:
             config.pop("seed", None)
         return cls(**config)
 
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
-
-    def __eq__(self, other):
-        return type(self) is type(other) and self.get_config() == other.get_config()
-
-    def __hash__(self):
-        return hash((type(self).__name__, tuple(sorted(self.get_config().items()))))
 
 
 class Zeros(Initializer):

@@ -9,7 +9,7 @@ import numbers
 
 import numpy as np
 
-from ._registry import Registry
+from ._registry import Configurable, Registry
 
 __all__ = ["Regularizer", "L1", "L2", "L1L2", "get", "serialize", "deserialize"]
 
@@ -32,7 +32,7 @@ def _weights(w):
     return w
 
 
-class Regularizer:
+class Regularizer(Configurable):
     """Base class: subclasses implement ``__call__(w) -> float`` and ``gradient(w) -> ndarray``."""
 
     def __call__(self, w):  # pragma: no cover - abstract
@@ -48,15 +48,6 @@ class Regularizer:
     def from_config(cls, config):
         return cls(**config)
 
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
-
-    def __eq__(self, other):
-        return type(self) is type(other) and self.get_config() == other.get_config()
-
-    def __hash__(self):
-        return hash((type(self).__name__, tuple(sorted(self.get_config().items()))))
 
 
 class L1L2(Regularizer):
