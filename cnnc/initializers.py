@@ -124,7 +124,6 @@ class Initializer(Configurable):
         return cls(**config)
 
 
-
 class Zeros(Initializer):
     """All zeros."""
 

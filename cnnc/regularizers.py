@@ -49,7 +49,6 @@ class Regularizer(Configurable):
         return cls(**config)
 
 
-
 class L1L2(Regularizer):
     """``l1 * sum(|w|) + l2 * sum(w**2)``."""
 
