@@ -1,4 +1,5 @@
 """Build and run-time configuration: thread count and the SIMD path in use."""
+import contextlib
 import os
 import warnings
 
@@ -18,6 +19,19 @@ def set_num_threads(n):
         warnings.warn(f"set_num_threads({n}): this build of cnnc has no OpenMP and runs single-threaded",
                       RuntimeWarning, stacklevel=2)
     _core.set_num_threads(n)
+
+
+@contextlib.contextmanager
+def thread_limit(n):
+    """Within the block, cnnc calls made by this Python thread use n threads; other threads keep
+    the global count (set_num_threads)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"thread_limit: n must be an int >= 1, received {n!r}")
+    prev = _core.set_thread_override(n)
+    try:
+        yield
+    finally:
+        _core.set_thread_override(prev)
 
 
 def get_num_threads():

@@ -7,6 +7,7 @@ allocate the workspace each C call asks for, release the GIL around the call and
 into a ValueError. Pointers come from the array interface, so no NumPy headers are needed to build.
 """
 import os
+import threading
 import warnings
 
 import numpy as np
@@ -63,8 +64,10 @@ def gemm_blocking():
     return dict(mr=_base.k.mr, nr=_base.k.nr, mc=_base.k.mc, kc=_base.k.kc, nc=_base.k.nc)
 
 
-# The thread count is Python-level state, copied into the context of each call.
+# The thread count is Python-level state, copied into the context of each call; a Python thread may
+# override it for its own calls (thread_limit), e.g. an ONNX session with intra_op_num_threads.
 _nthreads = 1
+_local = threading.local()
 
 
 def set_num_threads(int n):
@@ -76,9 +79,23 @@ def get_num_threads():
     return _nthreads
 
 
+def set_thread_override(n):
+    """This Python thread's calls use n threads (None: the global count again); returns the
+    previous override."""
+    prev = getattr(_local, "nthreads", None)
+    _local.nthreads = n
+    return prev
+
+
+def effective_threads():
+    """The thread count this Python thread's calls use now."""
+    return _ctx().nthreads
+
+
 cdef inline cnnc_ctx _ctx():
     cdef cnnc_ctx c = _base
-    c.nthreads = _nthreads
+    n = getattr(_local, "nthreads", None)
+    c.nthreads = _nthreads if n is None else n
     return c
 
 

@@ -137,3 +137,27 @@ def test_omp_num_threads_sets_default(run_py):
         # and the results do not depend on it
         for key in ("y", "yc", "m", "dx", "dw"):
             assert out[key] == out2[key], key
+
+
+def test_thread_limit_applies_to_the_calling_thread_only():
+    import threading
+
+    from cnnc import _config, _core
+    cnnc.set_num_threads(2)
+    seen = {}
+
+    def other():
+        seen["other"] = _core.effective_threads()
+
+    with _config.thread_limit(1):
+        assert _core.effective_threads() == 1
+        with _config.thread_limit(2):
+            assert _core.effective_threads() == 2
+        assert _core.effective_threads() == 1
+        t = threading.Thread(target=other)
+        t.start()
+        t.join()
+    assert seen["other"] == 2 and _core.effective_threads() == 2
+    with pytest.raises(ValueError, match="thread_limit"):
+        with _config.thread_limit(0):
+            pass

@@ -107,9 +107,10 @@ _PROBE = textwrap.dedent("""
 def test_estimate_matches_resident_memory_and_tracemalloc(name, b, mode, tmp_path):
     """Independent of cnnc's accounting: tracemalloc sees every NumPy buffer; the resident set's
     growth sees what the process really touched. Large buffers come straight from mmap so freed
-    memory leaves the resident set at once. Steps under 5 MB (batch 1 except Geron's training step)
-    are below what RSS resolves -- small buffers reuse heap pages that are already resident, off by up
-    to ~0.2 MB -- and are checked by tracemalloc only."""
+    memory leaves the resident set at once. RSS is checked for steps of 10 MB and more: below that,
+    what the process does besides cnnc's buffers (NumPy temporaries in the loss, Python objects, heap
+    pages reused from earlier) moves the resident set by 0.2-1 MB, too much for a 10% bound on a
+    1-8 MB step; those steps are checked by tracemalloc (and cnnc's accounting) only."""
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536",
                PYTHONPATH=os.path.dirname(os.path.dirname(cnnc.__file__)))
     r = subprocess.run([sys.executable, "-c", _PROBE, name, str(b), mode], capture_output=True, text=True,
@@ -118,7 +119,7 @@ def test_estimate_matches_resident_memory_and_tracemalloc(name, b, mode, tmp_pat
     out = json.loads(r.stdout.strip().splitlines()[-1])
     est = out["estimated_growth"]
     assert abs(est - out["traced"]) <= 0.10 * out["traced"], out
-    if est >= 5_000_000:
+    if est >= 10_000_000:
         assert abs(est - out["rss_growth"]) <= 0.10 * out["rss_growth"], out
 
 

@@ -5,6 +5,8 @@ sort the nodes topologically, fold the constant subgraphs, fuse Conv+BatchNormal
 Gemm+Relu, prepare the weights once (float32, C-contiguous, Gemm's B pre-transposed), and compute
 the buffer plan: after each step, the values whose last consumer it was are dropped.
 """
+import contextlib
+
 import numpy as np
 
 from ._graph import (Graph, UnsupportedModelError, find_unsupported, infer_shapes, last_uses,
@@ -253,12 +255,9 @@ class InferenceSession:
         plan = self._plan
         steps = (range(len(plan)) if set(output_names) == set(self._output_names)
                  else self._needed(output_names))
-        old_threads = None
-        if self._threads:
-            from .. import _config
-            old_threads = _config.get_num_threads()
-            _config.set_num_threads(self._threads)
-        try:
+        from .. import _config
+        limit = _config.thread_limit(self._threads) if self._threads else contextlib.nullcontext()
+        with limit:
             with np.errstate(all="ignore"):
                 for i in steps:
                     s = plan[i]
@@ -275,9 +274,6 @@ class InferenceSession:
                             values[o] = v
                     for f in s.free:
                         values.pop(f, None)
-        finally:
-            if old_threads is not None:
-                _config.set_num_threads(old_threads)
         result = []
         for n in output_names:
             if n in self._output_consts:
