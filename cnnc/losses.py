@@ -318,8 +318,8 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
         return cfg
 
 
-def _labels(y_true, p):
-    """Validated integer class ids of shape p.shape[:-1] (int64)."""
+def _sparse_label_shape(y_true, p):
+    """y_true as an array of shape p.shape[:-1] (a trailing axis of 1 is dropped)."""
     y = _array(y_true, "y_true")
     want = p.shape[:-1]
     if y.shape != want:
@@ -328,6 +328,12 @@ def _labels(y_true, p):
         else:
             raise ValueError(f"y_true shape {y.shape} does not match y_pred shape {p.shape}: sparse labels "
                              f"need shape {want} or {want + (1,)}")
+    return y
+
+
+def _labels(y_true, p):
+    """Validated integer class ids of shape p.shape[:-1] (int64)."""
+    y = _sparse_label_shape(y_true, p)
     num_classes = p.shape[-1]
     if y.dtype.kind == "f":
         if not np.all(np.isfinite(y)) or not np.all(y == np.floor(y)):

@@ -15,6 +15,7 @@ import numpy as np
 from ._registry import Registry
 
 from . import losses as _losses
+from .losses import _array
 
 __all__ = [
     "Metric", "Mean", "MeanMetricWrapper", "Accuracy", "BinaryAccuracy", "CategoricalAccuracy",
@@ -28,16 +29,6 @@ __all__ = [
 
 # --------------------------------------------------------------------------------------------------
 # helpers
-
-def _array(x, name):
-    try:
-        a = np.asarray(x)
-    except Exception as exc:
-        raise TypeError(f"{name} must be an array of numbers, received {type(x).__name__}: {exc}") from None
-    if a.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must hold real numbers, received an array of dtype {a.dtype.name}")
-    return a
-
 
 def _pred(y_pred, min_ndim=1):
     p = _array(y_pred, "y_pred")
@@ -56,18 +47,6 @@ def _same_shape(t, p):
         else:
             raise ValueError(f"y_true shape {t.shape} does not match y_pred shape {p.shape}")
     return t
-
-
-def _sparse_labels(y_true, p):
-    y = _array(y_true, "y_true")
-    want = p.shape[:-1]
-    if y.shape != want:
-        if y.shape == want + (1,):
-            y = y.reshape(want)
-        else:
-            raise ValueError(f"y_true shape {y.shape} does not match y_pred shape {p.shape}: sparse labels "
-                             f"need shape {want} or {want + (1,)}")
-    return y
 
 
 def _in_top_k(labels, p, k):
@@ -120,7 +99,7 @@ def categorical_accuracy(y_true, y_pred):
 def sparse_categorical_accuracy(y_true, y_pred):
     """1.0 where the integer label y_true equals argmax(y_pred) (first maximum on ties)."""
     p = _pred(y_pred)
-    y = _sparse_labels(y_true, p)
+    y = _losses._sparse_label_shape(y_true, p)
     return (y == np.argmax(p, axis=-1)).astype(np.float64)
 
 
@@ -138,7 +117,7 @@ def sparse_top_k_categorical_accuracy(y_true, y_pred, k=5):
     """1.0 where the integer label y_true is among the top k predictions (Keras in_top_k)."""
     k = _check_k(k)
     p = _pred(y_pred)
-    return _in_top_k(_sparse_labels(y_true, p), p, k)
+    return _in_top_k(_losses._sparse_label_shape(y_true, p), p, k)
 
 
 # --------------------------------------------------------------------------------------------------
