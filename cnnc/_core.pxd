@@ -140,3 +140,23 @@ cdef extern from "cnnc.h" nogil:
                              const float *x, float *y, uint8_t *mask)
     int cnnc_dropout_backward(const cnnc_ctx *ctx, int64_t size, float rate, const uint8_t *mask,
                               const float *dy, float *dx)
+
+    # deployment runtime (model.c)
+    ctypedef struct cnnc_model:
+        pass
+    int cnnc_model_load_msg(const void *bytes, int64_t len, cnnc_model **model, char *msg, int64_t msg_size)
+    void cnnc_model_free(cnnc_model *model)
+    int cnnc_model_set_threads(cnnc_model *model, int nthreads)
+    int cnnc_model_set_arch(cnnc_model *model, int arch)
+    int cnnc_model_num_inputs(const cnnc_model *model)
+    int cnnc_model_num_outputs(const cnnc_model *model)
+    const char *cnnc_model_input_name(const cnnc_model *model, int i)
+    const char *cnnc_model_output_name(const cnnc_model *model, int i)
+    int cnnc_model_input_shape(const cnnc_model *model, int i, int64_t batch, int64_t *dims)
+    int cnnc_model_output_shape(const cnnc_model *model, int i, int64_t batch, int64_t *dims)
+    int64_t cnnc_model_fixed_batch(const cnnc_model *model)
+    int64_t cnnc_model_arena_size(cnnc_model *model, int64_t batch)
+    int64_t cnnc_model_plan_bytes(const cnnc_model *model)
+    int64_t cnnc_model_workspace_bytes(const cnnc_model *model)
+    int cnnc_model_run(const cnnc_model *model, void *arena, int64_t arena_size, const float *const *inputs,
+                       float *const *outputs)

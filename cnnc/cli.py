@@ -193,6 +193,28 @@ def _memory(args):
     return 0
 
 
+def _bundle(args):
+    import cnnc
+    from cnnc import deploy, zoo
+    src = args.model
+    if src in zoo.ARCHITECTURES and not os.path.exists(src):
+        src = zoo.ARCHITECTURES[src]()
+    n = deploy.bundle(src, args.output, plan_batch=args.plan_batch)
+    rt = deploy.Runtime(args.output)
+    batch = rt.fixed_batch or args.plan_batch
+    plan, ws = rt.arena_parts(batch)
+    shapes = ", ".join(f"{name} {list(rt.input_shape(i, batch))}" for i, name in enumerate(rt.input_names))
+    print(f"wrote {args.output}: {n:,} bytes; input(s) {shapes}")
+    print(f"C runtime arena at batch {batch}: {plan + ws:,} bytes (tensor plan {plan:,} + kernel workspace "
+          f"{ws:,}; {cnnc.get_num_threads()} thread(s))")
+    return 0
+
+
+def _bench(args):
+    from cnnc import bench
+    return bench.run_args(args)
+
+
 def _summary(args):
     from cnnc import models
     models.load_model(args.model, compile=False).summary()
@@ -242,6 +264,13 @@ def main(argv=None):
     p.add_argument("--budget", default=None, help="also print the largest batch that fits, e.g. 2GB")
     p.set_defaults(func=_memory)
 
+    p = sub.add_parser("bundle", help="write a bundle for the standalone C runtime from a saved model (.cnnc), "
+                                      "an ONNX model (.onnx) or a zoo architecture name")
+    p.add_argument("model")
+    p.add_argument("output")
+    p.add_argument("--plan-batch", type=int, default=1, help="batch size of the stored memory plan (default 1)")
+    p.set_defaults(func=_bundle)
+
     p = sub.add_parser("summary", help="print a saved model's summary")
     p.add_argument("model")
     p.set_defaults(func=_summary)
@@ -252,6 +281,11 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=0, help="threads (default: OMP_NUM_THREADS or all cores)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_demo)
+
+    p = sub.add_parser("bench", help="time GEMM, inference and a training step against numpy, ONNX Runtime "
+                                     "and PyTorch, with 1 and 2 threads")
+    __import__("cnnc.bench").bench.add_arguments(p)
+    p.set_defaults(func=_bench)
 
     p = sub.add_parser("config", help="print the build and run-time configuration")
     p.set_defaults(func=_config)

@@ -211,12 +211,22 @@ class MemoryReport:
         self.persistent = persistent
         self.training_peak_at = training_peak_at
         self.inference_peak_at = inference_peak_at
+        # the C runtime's arena for this model's bundle (cnnc.deploy): (total, tensor plan, workspace)
+        self.deploy_arena = None
+        self.deploy_note = None
+
+    @property
+    def deploy_arena_bytes(self):
+        """Bytes of the one arena the standalone C runtime asks for to run this batch (None when the
+        model has a layer the C runtime does not run; deploy_note says which)."""
+        return None if self.deploy_arena is None else self.deploy_arena[0]
 
     def to_dict(self):
         return {"model": self.model_name, "batch_size": self.batch_size, "optimizer": self.optimizer,
                 "rows": [dict(r) for r in self.rows], "training_bytes": self.training_bytes,
                 "inference_bytes": self.inference_bytes, "persistent": dict(self.persistent),
-                "training_peak_at": self.training_peak_at, "inference_peak_at": self.inference_peak_at}
+                "training_peak_at": self.training_peak_at, "inference_peak_at": self.inference_peak_at,
+                "deploy_arena_bytes": self.deploy_arena_bytes}
 
     def __str__(self):
         cols = [("Layer (type)", 30), ("Output shape", 20), ("Params", 10), ("MACs/inst", 11),
@@ -239,6 +249,10 @@ class MemoryReport:
                 f"Inference peak: {format_bytes(self.inference_bytes)} ({self.inference_bytes:,} bytes; "
                 f"at {self.inference_peak_at})",
                 f"Inference / training: {self.inference_bytes / max(self.training_bytes, 1):.1%}",
+                (f"C runtime arena (cnnc.deploy bundle): {format_bytes(self.deploy_arena[0])} "
+                 f"({self.deploy_arena[0]:,} bytes: tensor plan {self.deploy_arena[1]:,} + kernel workspace "
+                 f"{self.deploy_arena[2]:,}; weights live in the bundle, inputs and outputs in the caller's buffers)"
+                 if self.deploy_arena is not None else f"C runtime arena: not available ({self.deploy_note})"),
                 "* the layer with the largest output + saved buffers", line]
         return "\n".join(out)
 
@@ -337,7 +351,7 @@ def _training_peak(layers, prof, shapes, persistent):
     return tl.peak, tl.at
 
 
-def estimate(model, batch_size=32, optimizer=None):
+def estimate(model, batch_size=32, optimizer=None, deploy=True):
     """The MemoryReport of a built Sequential for one batch (optimizer: the compiled one by default;
     a name or an optimizer object otherwise)."""
     from . import optimizers as opt_mod
@@ -392,9 +406,18 @@ def estimate(model, batch_size=32, optimizer=None):
             "workspace_bytes": int(max(p.workspace, infer_prof[i].workspace)),
         })
     name = type(opt).__name__ if opt is not None else "none"
-    return MemoryReport(model.name, b, name, rows, int(training_peak), int(inference_peak),
-                        {"params": param_bytes, "optimizer_slots": slot_bytes, "optimizer_scratch": scratch},
-                        training_at, inference_at)
+    report = MemoryReport(model.name, b, name, rows, int(training_peak), int(inference_peak),
+                          {"params": param_bytes, "optimizer_slots": slot_bytes, "optimizer_scratch": scratch},
+                          training_at, inference_at)
+    if deploy:
+        from .deploy import BundleError, Runtime, _lower
+        try:
+            rt = Runtime(_lower.from_sequential(model).to_bytes(b))
+            plan, ws = rt.arena_parts(b)
+            report.deploy_arena = (plan + ws, plan, ws)
+        except BundleError as exc:
+            report.deploy_note = str(exc)
+    return report
 
 
 def max_batch_size(model, memory_budget, training=True, optimizer=None, limit=2**20):
@@ -403,7 +426,7 @@ def max_batch_size(model, memory_budget, training=True, optimizer=None, limit=2*
     budget = parse_bytes(memory_budget)
 
     def peak(bsz):
-        r = estimate(model, bsz, optimizer)
+        r = estimate(model, bsz, optimizer, deploy=False)
         return r.training_bytes if training else r.inference_bytes
 
     if peak(1) > budget:

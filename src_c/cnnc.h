@@ -29,7 +29,11 @@ enum {
     CNNC_OK = 0,
     CNNC_EINVAL = -1,     /* an argument is out of range (size <= 0, stride <= 0, bad enum...) */
     CNNC_EWORKSPACE = -2, /* the workspace is NULL or smaller than *_workspace_size says */
-    CNNC_EOVERFLOW = -3   /* a derived size does not fit in int64 */
+    CNNC_EOVERFLOW = -3,  /* a derived size does not fit in int64 */
+    CNNC_EFORMAT = -4,    /* a bundle is malformed: truncated, corrupted, inconsistent */
+    CNNC_EVERSION = -5,   /* a bundle of a format version this library does not read */
+    CNNC_ENOMEM = -6,     /* out of memory (only cnnc_model_load allocates) */
+    CNNC_ESTATE = -7      /* call order: e.g. cnnc_model_run before cnnc_model_arena_size */
 };
 const char *cnnc_strerror(int code);
 
@@ -249,6 +253,57 @@ int cnnc_dropout_forward(const cnnc_ctx *ctx, int64_t size, float rate, uint64_t
 /* dx = mask ? dy / (1 - rate) : 0 */
 int cnnc_dropout_backward(const cnnc_ctx *ctx, int64_t size, float rate, const uint8_t *mask,
                           const float *dy, float *dx);
+
+/* ---- Deployment runtime: bundles ------------------------------------------------------------------ */
+/* A bundle (written by cnnc.deploy.bundle) holds an inference graph of float32 ops, its weights in the
+ * layouts the kernels read (batch norm folded, dense weights as [K, N]) and the static memory plan:
+ * the offset of every intermediate tensor in one arena, tensors sharing memory once their last reader
+ * is done. Layout: docs in cnnc/deploy/_format.py. A cnnc_model is immutable after load except for the
+ * batch it is prepared for (cnnc_model_arena_size) and its thread count.
+ *
+ *   cnnc_model *m;  char msg[256];
+ *   if (cnnc_model_load_msg(bytes, len, &m, msg, sizeof msg) != CNNC_OK) { puts(msg); ... }
+ *   int64_t need = cnnc_model_arena_size(m, batch);     // < 0: an error code
+ *   void *arena = malloc(need);
+ *   cnnc_model_run(m, arena, need, inputs, outputs);   // no allocation, no global state
+ *   cnnc_model_free(m);
+ *
+ * After cnnc_model_arena_size, concurrent cnnc_model_run calls on one model with distinct arenas and
+ * outputs are safe. */
+typedef struct cnnc_model cnnc_model;
+
+/* Parse and validate a bundle (the bytes are copied: the caller may free them after the call).
+ * Returns CNNC_OK, CNNC_EFORMAT, CNNC_EVERSION or CNNC_ENOMEM; never reads outside [bytes, bytes+len).
+ * The _msg variant writes a one-line explanation into msg (NUL-terminated, at most msg_size bytes). */
+int cnnc_model_load(const void *bytes, int64_t len, cnnc_model **model);
+int cnnc_model_load_msg(const void *bytes, int64_t len, cnnc_model **model, char *msg, int64_t msg_size);
+void cnnc_model_free(cnnc_model *model);
+
+/* ISA path and threads (default: the best ISA this CPU has, cnnc_default_threads()). Changing them
+ * changes the workspace a run needs: call cnnc_model_arena_size again afterwards. */
+int cnnc_model_set_threads(cnnc_model *model, int nthreads);
+int cnnc_model_set_arch(cnnc_model *model, int arch);   /* returns the arch in use */
+
+/* Inputs and outputs: count, name, rank and shape for a batch size (dims[0..rank-1]). */
+int cnnc_model_num_inputs(const cnnc_model *model);
+int cnnc_model_num_outputs(const cnnc_model *model);
+const char *cnnc_model_input_name(const cnnc_model *model, int i);
+const char *cnnc_model_output_name(const cnnc_model *model, int i);
+int cnnc_model_input_shape(const cnnc_model *model, int i, int64_t batch, int64_t dims[8]);
+int cnnc_model_output_shape(const cnnc_model *model, int i, int64_t batch, int64_t dims[8]);
+/* 0 when the batch size is free; otherwise the only batch size the model accepts. */
+int64_t cnnc_model_fixed_batch(const cnnc_model *model);
+
+/* Prepare the model for a batch size and return the arena bytes a run needs (intermediate tensors
+ * at their planned offsets, then the largest kernel workspace), or a negative error code. */
+int64_t cnnc_model_arena_size(cnnc_model *model, int64_t batch);
+/* The parts of that figure: bytes of the tensor plan and of the workspace. */
+int64_t cnnc_model_plan_bytes(const cnnc_model *model);
+int64_t cnnc_model_workspace_bytes(const cnnc_model *model);
+/* Run one batch (the size given to the last cnnc_model_arena_size). inputs[i] and outputs[i] are
+ * dense float32 arrays of the shapes above; arena is arena_size bytes (any alignment). */
+int cnnc_model_run(const cnnc_model *model, void *arena, int64_t arena_size, const float *const *inputs,
+                   float *const *outputs);
 
 #ifdef __cplusplus
 }

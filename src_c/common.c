@@ -7,6 +7,10 @@ const char *cnnc_strerror(int code) {
     case CNNC_EINVAL: return "invalid argument";
     case CNNC_EWORKSPACE: return "workspace missing or too small";
     case CNNC_EOVERFLOW: return "size overflows int64";
+    case CNNC_EFORMAT: return "malformed bundle";
+    case CNNC_EVERSION: return "unsupported bundle version";
+    case CNNC_ENOMEM: return "out of memory";
+    case CNNC_ESTATE: return "model not prepared: call cnnc_model_arena_size first";
     default: return "unknown error";
     }
 }

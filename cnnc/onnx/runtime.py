@@ -42,7 +42,7 @@ class ModelMetadata:
 
 class PlanStep:
     """One step of the execution plan: a node (or a fused chain of nodes)."""
-    __slots__ = ("name", "op_type", "inputs", "outputs", "const_inputs", "free", "kernel", "args")
+    __slots__ = ("name", "op_type", "inputs", "outputs", "const_inputs", "free", "kernel", "args", "info")
 
     def __init__(self, name, op_type, inputs, outputs, const_inputs, kernel, args):
         self.name = name
@@ -53,6 +53,7 @@ class PlanStep:
         self.free = []                    # value names dropped right after this step
         self.kernel = kernel
         self.args = args                  # per kernel argument: ('v', name) | ('c', array) | None
+        self.info = None                  # the NodeInfo (attributes, constants) the kernel was made from
 
     def __repr__(self):
         return (f"PlanStep({self.name!r}, {self.op_type}, inputs={self.inputs}, outputs={self.outputs}, "
@@ -132,6 +133,7 @@ class InferenceSession:
                     ins.append(x)
             steps.append(PlanStep(info.name, getattr(info, "fused_op", info.op_type), ins,
                                   [o for o in info.outputs], cins, kernel, args))
+            steps[-1].info = info
         frees = last_uses([(s.inputs, s.outputs) for s in steps], graph_outputs)
         for s, f in zip(steps, frees):
             s.free = f

@@ -1,0 +1,258 @@
+"""The bundle format, its in-memory graph and the static memory plan (writer side).
+
+A bundle is one little-endian binary file read by src_c/model.c (the reader, which checks every field):
+
+    header (80 bytes)
+      0  char[8]  magic "CNNCBNDL"
+      8  u32      format version (1)
+     12  u32      header size (80)
+     16  u64      file size
+     24  u32      CRC-32 (zlib's) of bytes [32, file size)
+     28  u32      flags (0)
+     32  u32 x 4  number of values, ops, inputs, outputs
+     48  i64      fixed batch (0: any batch size)
+     56  i64      batch the stored plan is for
+     64  i64 x 2  weights offset (64-byte aligned), weights size
+    values: 96 bytes each
+      i32 kind (0 arena tensor, 1 graph input, 2 graph output, 3 constant, 4 alias), i32 index (input or
+      output number; alias: the value it aliases, always an earlier one), i32 rank, i32 batch axis (-1:
+      none; the size of that axis is dims[axis] * batch), i64 dims[8], i64 offset (constant: byte offset
+      in the weights; arena tensor: its offset in the arena at the plan's batch), i64 reserved
+    inputs then outputs: i32 value id, u32 name length, name bytes (UTF-8), padded to 8 bytes
+    ops: i32 code, n_in, n_out, n_int, n_float, reserved; i32 value ids (inputs then outputs), padded to 8;
+      i64 int attributes; f32 float attributes, padded to 8
+    i64 arena bytes of the tensor plan at the plan's batch
+    weights (float32, each constant 64-byte aligned)
+
+All tensors are float32. Every intermediate tensor lives in one arena at the offset the plan gives it;
+graph inputs and outputs live in the caller's buffers; aliases (reshape, flatten, dropout, identity)
+share their source's memory. The plan is greedy by size: tensors sorted by size (largest first, then
+by value id) each take the lowest 64-byte aligned offset where they overlap no placed tensor whose
+lifetime (from the op that writes it to the last op that reads it) overlaps theirs. The C runtime
+recomputes it for each batch size and rejects a bundle whose stored plan differs.
+"""
+import struct
+import zlib
+
+import numpy as np
+
+MAGIC = b"CNNCBNDL"
+VERSION = 1
+HEADER_SIZE = 80
+VALUE_SIZE = 96
+MAX_RANK = 8
+ALIGN = 64
+
+V_ARENA, V_INPUT, V_OUTPUT, V_CONST, V_ALIAS = range(5)
+(OP_CONV, OP_MAXPOOL, OP_AVGPOOL, OP_GAVGPOOL, OP_GMAXPOOL, OP_DENSE, OP_ACT, OP_SOFTMAX, OP_AFFINE,
+ OP_BINARY, OP_CONCAT, OP_TRANSPOSE, OP_PAD, OP_LRN, OP_COPY) = range(1, 16)
+OP_NAMES = {OP_CONV: "conv", OP_MAXPOOL: "max_pool", OP_AVGPOOL: "avg_pool", OP_GAVGPOOL: "global_avg_pool",
+            OP_GMAXPOOL: "global_max_pool", OP_DENSE: "dense", OP_ACT: "activation", OP_SOFTMAX: "softmax",
+            OP_AFFINE: "channel_affine", OP_BINARY: "binary", OP_CONCAT: "concat", OP_TRANSPOSE: "transpose",
+            OP_PAD: "pad", OP_LRN: "lrn", OP_COPY: "copy"}
+BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV, BIN_PRELU = range(5)
+PAD_CONSTANT, PAD_REFLECT, PAD_EDGE = range(3)
+NHWC, NCHW = 0, 1
+
+
+class BundleError(ValueError):
+    """A model cannot be bundled, or bytes are not a valid bundle."""
+
+
+def _round_up(n, a=ALIGN):
+    return (n + a - 1) // a * a
+
+
+class Value:
+    __slots__ = ("kind", "index", "dims", "bdim", "array", "alias_of", "name")
+
+    def __init__(self, kind, dims, bdim=-1, array=None, alias_of=-1, index=0, name=""):
+        self.kind, self.dims, self.bdim = kind, tuple(int(d) for d in dims), int(bdim)
+        self.array, self.alias_of, self.index, self.name = array, alias_of, index, name
+
+    def size_at(self, batch):
+        n = 1
+        for i, d in enumerate(self.dims):
+            n *= d * batch if i == self.bdim else d
+        return n
+
+
+class Op:
+    __slots__ = ("code", "inputs", "output", "ints", "floats", "label")
+
+    def __init__(self, code, inputs, output, ints=(), floats=(), label=""):
+        self.code, self.inputs, self.output = code, list(inputs), output
+        self.ints, self.floats, self.label = [int(v) for v in ints], [float(v) for v in floats], label
+
+
+class Graph:
+    """The lowered inference graph: values (tensors) and ops in execution order.
+
+    dims of a value are its dims at batch 1 with the batch axis (bdim) scaled by the batch size."""
+
+    def __init__(self, fixed_batch=0):
+        self.values, self.ops = [], []
+        self.inputs, self.outputs = [], []  # (name, value id)
+        self.fixed_batch = int(fixed_batch)
+
+    def _add(self, v):
+        if len(v.dims) > MAX_RANK:
+            raise BundleError(f"tensors of rank {len(v.dims)} are not supported (at most {MAX_RANK})")
+        self.values.append(v)
+        return len(self.values) - 1
+
+    def input(self, name, dims, bdim):
+        vid = self._add(Value(V_INPUT, dims, bdim, index=len(self.inputs), name=name))
+        self.inputs.append((name, vid))
+        return vid
+
+    def const(self, array):
+        a = np.array(array, dtype=np.float32, order="C")  # a copy: later changes to the model don't leak in
+        return self._add(Value(V_CONST, a.shape, -1, array=a))
+
+    def alias(self, src, dims, bdim):
+        return self._add(Value(V_ALIAS, dims, bdim, alias_of=src))
+
+    def op(self, code, inputs, dims, bdim, ints=(), floats=(), label=""):
+        out = self._add(Value(V_ARENA, dims, bdim))
+        self.ops.append(Op(code, inputs, out, ints, floats, label))
+        return out
+
+    def root(self, vid):
+        while self.values[vid].kind == V_ALIAS:
+            vid = self.values[vid].alias_of
+        return vid
+
+    def set_outputs(self, outputs):
+        """outputs: (name, value id). A value an op writes becomes that output's buffer; any other
+        (an input, a constant, an alias, an output already taken) gets a copy op."""
+        produced = {op.output for op in self.ops}
+        for name, vid in outputs:
+            v = self.values[vid]
+            if vid in produced and v.kind == V_ARENA:
+                v.kind, v.index = V_OUTPUT, len(self.outputs)
+            else:
+                vid = self.op(OP_COPY, [vid], v.dims, v.bdim, label=f"copy to output {name}")
+                self.values[vid].kind, self.values[vid].index = V_OUTPUT, len(self.outputs)
+            self.values[vid].name = name
+            self.outputs.append((name, vid))
+
+    def prune(self):
+        """Drop ops whose results no output needs, and values nothing refers to."""
+        need = set(v for _, v in self.outputs)
+        keep = []
+        for op in reversed(self.ops):
+            if op.output in need or self.root(op.output) in need:
+                keep.append(op)
+                for i in op.inputs:
+                    if i >= 0:
+                        need.add(i)
+                        need.add(self.root(i))
+        self.ops = keep[::-1]
+        used = set(need) | {v for _, v in self.inputs}
+        changed = True
+        while changed:  # aliases keep their sources
+            changed = False
+            for i in list(used):
+                a = self.values[i].alias_of
+                if self.values[i].kind == V_ALIAS and a not in used:
+                    used.add(a)
+                    changed = True
+        remap, values = {}, []
+        for i, v in enumerate(self.values):
+            if i in used:
+                remap[i] = len(values)
+                values.append(v)
+        for v in values:
+            if v.kind == V_ALIAS:
+                v.alias_of = remap[v.alias_of]
+        for op in self.ops:
+            op.inputs = [remap[i] if i >= 0 else -1 for i in op.inputs]
+            op.output = remap[op.output]
+        self.inputs = [(n, remap[v]) for n, v in self.inputs]
+        self.outputs = [(n, remap[v]) for n, v in self.outputs]
+        self.values = values
+
+    # ---- the plan ----------------------------------------------------------------------------
+
+    def plan(self, batch):
+        """(offsets {value id: arena offset}, tensor bytes) at this batch: the algorithm of model.c."""
+        n = len(self.values)
+        sizes = [4 * v.size_at(batch) for v in self.values]
+        first, last = [-1] * n, [-1] * n
+        for k, op in enumerate(self.ops):
+            r = self.root(op.output)
+            first[r] = last[r] = k
+            for i in op.inputs:
+                if i >= 0:
+                    last[self.root(i)] = k
+        order = sorted((i for i, v in enumerate(self.values) if v.kind == V_ARENA), key=lambda i: (-sizes[i], i))
+        offsets, placed, total = {}, [], 0
+        for v in order:
+            size = _round_up(sizes[v])
+            off = 0
+            while True:
+                moved = False
+                for u in placed:
+                    if last[u] < first[v] or last[v] < first[u]:
+                        continue
+                    usize = _round_up(sizes[u])
+                    if off < offsets[u] + usize and offsets[u] < off + size:
+                        off = offsets[u] + usize
+                        moved = True
+                if not moved:
+                    break
+            offsets[v] = off
+            placed.append(v)
+            total = max(total, off + size)
+        return offsets, total
+
+    # ---- serialisation -----------------------------------------------------------------------
+
+    def to_bytes(self, plan_batch=None):
+        plan_batch = int(self.fixed_batch or (plan_batch or 1))
+        offsets, tensor_bytes = self.plan(plan_batch)
+        weights, woffs = bytearray(), {}
+        for i, v in enumerate(self.values):
+            if v.kind == V_CONST:
+                weights.extend(b"\0" * (_round_up(len(weights)) - len(weights)))
+                woffs[i] = len(weights)
+                weights.extend(v.array.astype("<f4", copy=False).tobytes())
+        body = bytearray()
+        for i, v in enumerate(self.values):
+            dims = list(v.dims) + [0] * (MAX_RANK - len(v.dims))
+            index = v.alias_of if v.kind == V_ALIAS else v.index
+            offset = woffs.get(i, offsets.get(i, 0))
+            body += struct.pack("<4i8qqq", v.kind, index, len(v.dims), v.bdim, *dims, offset, 0)
+        for name, vid in self.inputs + self.outputs:
+            raw = name.encode("utf-8")[:4096]
+            body += struct.pack("<iI", vid, len(raw)) + raw
+            body += b"\0" * (-len(body) % 8)
+        for op in self.ops:
+            ids = op.inputs + [op.output]
+            body += struct.pack("<6i", op.code, len(op.inputs), 1, len(op.ints), len(op.floats), 0)
+            body += struct.pack(f"<{len(ids)}i", *ids)
+            body += b"\0" * (-len(body) % 8)
+            body += struct.pack(f"<{len(op.ints)}q", *op.ints)
+            body += struct.pack(f"<{len(op.floats)}f", *op.floats)
+            body += b"\0" * (-len(body) % 8)
+        body += struct.pack("<q", tensor_bytes)
+        woff = _round_up(HEADER_SIZE + len(body))
+        body += b"\0" * (woff - HEADER_SIZE - len(body))
+        total = woff + len(weights)
+        head = struct.pack("<4I4I2q2q", 0, 0, 0, 0,  # magic/version/header/size are written below
+                           len(self.values), len(self.ops), len(self.inputs), len(self.outputs),
+                           self.fixed_batch, plan_batch, woff, len(weights))
+        out = bytearray(MAGIC + struct.pack("<IIQII", VERSION, HEADER_SIZE, total, 0, 0)) + head[16:] + body + weights
+        assert len(out) == total
+        crc = zlib.crc32(bytes(out[32:])) & 0xFFFFFFFF
+        out[24:28] = struct.pack("<I", crc)
+        return bytes(out)
+
+    def describe(self):
+        """One line per op: what the bundle runs (for reports and debugging)."""
+        lines = []
+        for op in self.ops:
+            v = self.values[op.output]
+            lines.append(f"{OP_NAMES.get(op.code, op.code):16s} {op.label:40s} -> {list(v.dims)}")
+        return "\n".join(lines)

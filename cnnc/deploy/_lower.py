@@ -1,0 +1,468 @@
+"""Lowering to the bundle graph: from a built Sequential (directly, no onnx needed) and from an ONNX
+model (through cnnc.onnx.InferenceSession's plan: constants folded, BatchNormalization folded into
+Conv, Relu/Clip(0, 6) fused)."""
+import numpy as np
+
+from .. import _core
+from ._format import (BIN_ADD, BIN_DIV, BIN_MUL, BIN_PRELU, BIN_SUB, NCHW, NHWC, OP_ACT, OP_AFFINE,
+                      OP_AVGPOOL, OP_BINARY, OP_CONCAT, OP_CONV, OP_DENSE, OP_GAVGPOOL, OP_GMAXPOOL, OP_LRN,
+                      OP_MAXPOOL, OP_PAD, OP_SOFTMAX, OP_TRANSPOSE, PAD_CONSTANT, PAD_EDGE, PAD_REFLECT,
+                      BundleError, Graph)
+
+F32 = np.float32
+FLT_MAX = float(np.finfo(np.float32).max)
+K = _core.ACT_KINDS
+NONE_ACT = (K["none"], 0.0, 0.0)
+
+
+def _scale_shift(gamma, beta, mean, var, eps):
+    a = np.asarray(gamma, np.float64) / np.sqrt(np.asarray(var, np.float64) + eps)
+    b = np.asarray(beta, np.float64) - np.asarray(mean, np.float64) * a
+    return a.astype(F32), b.astype(F32)
+
+
+# ---- Sequential -----------------------------------------------------------------------------------
+
+def _act_triple(act):
+    return (int(act.kind), float(act.alpha), float(act.beta))
+
+
+def _apply_act(g, act, x, dims, label):
+    """A separate activation op (or softmax over the last axis) after x; returns the new value."""
+    if act is None or act.is_linear:
+        return x
+    if act.softmax:
+        return g.op(OP_SOFTMAX, [x], dims, 0, [len(dims) - 1, 0], label=label + " softmax")
+    return g.op(OP_ACT, [x], dims, 0, [act.kind], [act.alpha, act.beta], label=label + " " + act.name)
+
+
+def _fused_or_separate(layer_act, channels_last):
+    """(fused activation triple, activation to apply afterwards) the way the layers do it."""
+    if layer_act is None or layer_act.is_linear:
+        return NONE_ACT, None
+    if layer_act.from_output and not layer_act.softmax:
+        return _act_triple(layer_act), None
+    return NONE_ACT, layer_act
+
+
+def from_sequential(model, input_name="input", output_name="output"):
+    """The bundle graph of a built Sequential (inference: dropout off, batch norm with moving stats)."""
+    from .. import layers as L
+    from .._checks import resolve_padding
+    model._require_built("bundle()")
+    g = Graph(fixed_batch=0)
+    shape = (1,) + tuple(model.input_shape[1:])
+    if any(d is None for d in shape):
+        raise BundleError(f"the model's input shape {model.input_shape} has unknown dimensions besides the batch")
+    x = g.input(input_name, shape, 0)
+    problems = []
+    for layer in model.layers:
+        out = (1,) + tuple(layer.compute_output_shape((None,) + shape[1:])[1:])
+        label = layer.name
+        cl = getattr(layer, "data_format", "channels_last") == "channels_last"
+        layout = NHWC if cl else NCHW
+        if isinstance(layer, L.InputLayer):
+            pass
+        elif isinstance(layer, (L.Conv2D, L.DepthwiseConv2D)):
+            w = layer._c_kernel()
+            kw = layer._op_kwargs()
+            kh, kww = layer.kernel_size
+            dh, dw = layer.dilation_rate
+            sh, sw = layer.strides
+            hw = shape[1:3] if cl else shape[2:4]
+            t, b, left, r = resolve_padding(layer.padding, hw, (dh * (kh - 1) + 1, dw * (kww - 1) + 1), (sh, sw))
+            fused, after = _fused_or_separate(layer.activation, cl)
+            if after is not None and after.softmax and not cl:
+                problems.append(f"{label}: softmax over the channel axis of a channels_first Conv2D")
+                break
+            bias = layer.params.get("bias")
+            ins = [x, g.const(w), g.const(bias) if bias is not None else -1]
+            x = g.op(OP_CONV, ins, out, 0, [sh, sw, dh, dw, t, b, left, r, kw["groups"], fused[0], layout],
+                     [fused[1], fused[2]], label=label)
+            x = _apply_act(g, after, x, out, label)
+        elif isinstance(layer, L.Dense):
+            fused, after = _fused_or_separate(layer.activation, True)
+            bias = layer.params.get("bias")
+            ins = [x, g.const(layer.params["kernel"]), g.const(bias) if bias is not None else -1]
+            x = g.op(OP_DENSE, ins, out, 0, [fused[0]], [fused[1], fused[2]], label=label)
+            x = _apply_act(g, after, x, out, label)
+        elif isinstance(layer, (L.MaxPooling2D, L.AveragePooling2D)):
+            ph, pw = layer.pool_size
+            sh, sw = layer.strides
+            hw = shape[1:3] if cl else shape[2:4]
+            t, b, left, r = resolve_padding(layer.padding, hw, (ph, pw), (sh, sw))
+            ints = [ph, pw, sh, sw, 1, 1, t, b, left, r, 0, layout]
+            if isinstance(layer, L.MaxPooling2D):
+                x = g.op(OP_MAXPOOL, [x], out, 0, ints, label=label)
+            else:
+                x = g.op(OP_AVGPOOL, [x], out, 0, ints + [0], label=label)
+        elif isinstance(layer, (L.GlobalAveragePooling2D, L.GlobalMaxPooling2D)):
+            code = OP_GAVGPOOL if isinstance(layer, L.GlobalAveragePooling2D) else OP_GMAXPOOL
+            x = g.op(code, [x], out, 0, [layout], label=label)
+        elif isinstance(layer, L.BatchNormalization):
+            gamma, beta = layer._gamma_beta()
+            a, s = _scale_shift(gamma, beta, layer.params["moving_mean"], layer.params["moving_variance"],
+                                layer.epsilon)
+            axis = layer._axis % len(shape)
+            x = g.op(OP_AFFINE, [x, g.const(a), g.const(s)], out, 0, [axis], label=label)
+        elif isinstance(layer, L.Dropout):
+            x = g.alias(x, out, 0)
+        elif isinstance(layer, L.Flatten):
+            if not cl and len(shape) > 2:
+                perm = [0] + list(range(2, len(shape))) + [1]
+                x = g.op(OP_TRANSPOSE, [x], tuple(shape[p] for p in perm), 0, perm, label=label + " to channels_last")
+            x = g.alias(x, out, 0)
+        elif isinstance(layer, L.Reshape):
+            x = g.alias(x, out, 0)
+        elif isinstance(layer, L.ZeroPadding2D):
+            t, b, left, r = layer.padding
+            ah, aw = layer._spatial()
+            lo, hi = [0] * 4, [0] * 4
+            lo[ah], hi[ah], lo[aw], hi[aw] = t, b, left, r
+            x = g.op(OP_PAD, [x], out, 0, [PAD_CONSTANT] + lo + hi, [0.0], label=label)
+        elif isinstance(layer, L.Softmax):
+            axis = layer.axis % len(shape)
+            if any(d != 1 for d in shape[axis + 1:]):
+                problems.append(f"{label}: Softmax over axis {layer.axis}, not the last one")
+                break
+            x = g.op(OP_SOFTMAX, [x], out, 0, [axis, 0], label=label)
+        elif hasattr(layer, "act"):  # Activation, ReLU, LeakyReLU, ELU
+            if layer.act is None:
+                problems.append(f"{label}: {type(layer).__name__} with a threshold (no C activation for it)")
+                break
+            x = _apply_act(g, layer.act, x, out, label)
+        else:
+            problems.append(f"{label}: layer type {type(layer).__name__}")
+            break
+        shape = out
+    if problems:
+        raise BundleError("cannot bundle this model: unsupported " + "; ".join(problems) +
+                          ". Export it to ONNX and bundle the .onnx file if InferenceSession runs it.")
+    g.set_outputs([(output_name, x)])
+    g.prune()
+    return g
+
+
+# ---- ONNX -----------------------------------------------------------------------------------------
+
+def _trace(sess, feeds):
+    """Run the session's plan once, recording every value's (shape, dtype)."""
+    values = dict(feeds)
+    info = {n: (a.shape, a.dtype) for n, a in feeds.items()}
+    for name, arr in sess._output_consts.items():
+        info[name] = (arr.shape, arr.dtype)
+    with np.errstate(all="ignore"):
+        for s in sess._plan:
+            args = [None if a is None else (values[a[1]] if a[0] == "v" else a[1]) for a in s.args]
+            outs = s.kernel(*args)
+            for o, v in zip(s.outputs, outs):
+                if o:
+                    v = np.asarray(v)
+                    values[o] = v
+                    info[o] = (v.shape, v.dtype)
+            for f in s.free:
+                values.pop(f, None)
+    return info
+
+
+def _pattern(name, traces, batches):
+    """(dims at batch 1, batch axis) of a value from its traced shapes."""
+    shapes = [t[name][0] for t in traces]
+    if len(shapes) == 1:
+        return tuple(shapes[0]), -1
+    s1, s3 = shapes
+    if len(s1) != len(s3):
+        raise BundleError(f"value {name!r}: its rank changes with the batch size ({s1} vs {s3})")
+    bdim = -1
+    dims = []
+    for i, (a, b) in enumerate(zip(s1, s3)):
+        if a == b:
+            dims.append(a)
+        elif a > 0 and b == a * batches[1]:
+            if bdim >= 0:
+                raise BundleError(f"value {name!r}: more than one axis grows with the batch size ({s1} vs {s3})")
+            bdim = i
+            dims.append(a)
+        else:
+            raise BundleError(f"value {name!r}: a dimension is not proportional to the batch size ({s1} at "
+                              f"batch 1, {s3} at batch {batches[1]})")
+    return tuple(dims), bdim
+
+
+def from_onnx(src):
+    """The bundle graph of an ONNX model (path, bytes or ModelProto) that cnnc's InferenceSession runs."""
+    from ..onnx._ops import _legacy_b, _pads_2d, bn_scale_shift
+    from ..onnx.runtime import InferenceSession, _clip_bounds
+
+    sess = InferenceSession(src)
+    if not sess._plan and not sess._inputs:
+        raise BundleError("the model has no inputs")
+    dynamic = True
+    for name, elem, shape in sess._inputs:
+        if elem != 1:
+            raise BundleError(f"input {name!r} is not float32: the C runtime takes float32 inputs only")
+        if shape is None or any(not isinstance(d, int) for d in shape[1:]):
+            raise BundleError(f"input {name!r} has shape {shape}: only the first (batch) dimension may be "
+                              f"symbolic")
+        if shape and isinstance(shape[0], int):
+            dynamic = False
+    rng = np.random.default_rng(0)
+    batches = (1, 3) if dynamic else (None,)
+    traces = []
+    for b in batches:
+        feeds = {}
+        for name, elem, shape in sess._inputs:
+            dims = [b if (i == 0 and not isinstance(d, int)) else d for i, d in enumerate(shape)]
+            feeds[name] = rng.standard_normal(dims).astype(F32)
+        try:
+            traces.append(_trace(sess, feeds))
+        except (ValueError, TypeError, IndexError) as exc:
+            raise BundleError(f"running the model at batch size {b or 'fixed'} to find its shapes failed: "
+                              f"{exc}") from None
+    fixed = 0
+    if not dynamic:
+        first = sess._inputs[0][2]
+        fixed = first[0] if first else 1
+        if fixed < 1:
+            raise BundleError(f"input {sess._inputs[0][0]!r} has a batch dimension of {fixed}")
+    g = Graph(fixed_batch=fixed)
+    ids = {}
+    for name, _, _ in sess._inputs:
+        dims, bdim = _pattern(name, traces, batches)
+        ids[name] = g.input(name, dims, 0 if dynamic else -1)
+        if dynamic and bdim != 0:
+            raise BundleError(f"input {name!r}: the batch must be its first dimension")
+
+    problems = []
+
+    def is_float(name):
+        return traces[0][name][1] == F32
+
+    def val(info, i, what="input"):
+        name = info.inputs[i]
+        if name in ids:
+            return ids[name]
+        c = info.consts.get(name)
+        if c is not None:
+            if c.dtype != F32:
+                raise BundleError(f"node {info.name!r} ({info.op_type}): {what} {name!r} is {c.dtype}, not float32")
+            ids[name] = g.const(c)
+            return ids[name]
+        raise BundleError(f"node {info.name!r} ({info.op_type}): {what} {name!r} is computed by an op the C "
+                          f"runtime does not run")
+
+    def const(info, i):
+        return info.const(i) if info.has_input(i) else None
+
+    for step in sess._plan:
+        info = step.info
+        op = info.op_type
+        outs = [o for o in info.outputs if o]
+        if not outs or any(not is_float(o) for o in outs):
+            continue  # shape arithmetic (Shape, Gather, Cast to int...): dead once shapes are fixed
+        out = info.outputs[0]
+        try:
+            dims, bdim = _pattern(out, traces, batches)
+            xdims = _pattern(info.inputs[0], traces, batches)[0] if info.inputs and info.inputs[0] else None
+            if op == "Conv":
+                w = const(info, 1)
+                if w is None:
+                    raise BundleError("the weights must be constant")
+                w = np.asarray(w, F32)
+                b = const(info, 2)
+                b = None if b is None else np.asarray(b, F32).reshape(-1)
+                if info.fold_scale is not None:
+                    scale, shift = info.fold_scale
+                    w = (w * scale.reshape(-1, 1, 1, 1)).astype(F32)
+                    b = (shift if b is None else b * scale + shift).astype(F32)
+                strides = tuple(info.attr("strides") or (1, 1))
+                dil = tuple(info.attr("dilations") or (1, 1))
+                (t, bo), (le, r) = _pads_2d(info, xdims[2:], w.shape[2:], strides, dil)
+                act = {None: NONE_ACT, "relu": (K["relu"], 0.0, 0.0), "relu6": (K["clip"], 0.0, 6.0)}[info.fused_act]
+                ids[out] = g.op(OP_CONV, [val(info, 0), g.const(w), g.const(b) if b is not None else -1], dims, bdim,
+                                [strides[0], strides[1], dil[0], dil[1], t, bo, le, r, int(info.attr("group", 1)),
+                                 act[0], NCHW], [act[1], act[2]], label=info.name)
+            elif op in ("MaxPool", "AveragePool"):
+                ks = tuple(int(k) for k in info.attr("kernel_shape"))
+                strides = tuple(info.attr("strides") or (1, 1))
+                dil = tuple(info.attr("dilations") or (1, 1))
+                (t, bo), (le, r) = _pads_2d(info, xdims[2:], ks, strides, dil)
+                ints = [ks[0], ks[1], strides[0], strides[1], dil[0], dil[1], t, bo, le, r,
+                        int(info.attr("ceil_mode", 0)), NCHW]
+                if op == "MaxPool":
+                    ids[out] = g.op(OP_MAXPOOL, [val(info, 0)], dims, bdim, ints, label=info.name)
+                else:
+                    ids[out] = g.op(OP_AVGPOOL, [val(info, 0)], dims, bdim,
+                                    ints + [int(info.attr("count_include_pad", 0))], label=info.name)
+            elif op in ("GlobalAveragePool", "GlobalMaxPool"):
+                if len(xdims) != 4:
+                    raise BundleError("only 4-D inputs")
+                ids[out] = g.op(OP_GAVGPOOL if op == "GlobalAveragePool" else OP_GMAXPOOL, [val(info, 0)], dims,
+                                bdim, [NCHW], label=info.name)
+            elif op == "Gemm":
+                bm = const(info, 1)
+                if bm is None or bm.dtype != F32 or bm.ndim != 2 or info.attr("transA", 0):
+                    raise BundleError("needs a constant float32 B and transA=0")
+                alpha, beta = float(info.attr("alpha", 1.0)), float(info.attr("beta", 1.0))
+                w = np.asarray(bm.T if info.attr("transB", 0) else bm, F32)
+                if alpha != 1.0:
+                    w = (w * F32(alpha)).astype(F32)
+                bias = None
+                if info.has_input(2):
+                    c = const(info, 2)
+                    n = w.shape[1]
+                    if c is None or c.size not in (1, n) or (c.ndim == 2 and c.shape[0] != 1):
+                        raise BundleError("C must be a constant of one element or of N elements")
+                    bias = np.broadcast_to(np.asarray(c, F32).reshape(-1), (n,)) * F32(beta)
+                if len(xdims) != 2:
+                    raise BundleError("A must be 2-D")
+                act = (K["relu"], 0.0, 0.0) if info.fused_act == "relu" else NONE_ACT
+                ids[out] = g.op(OP_DENSE, [val(info, 0), g.const(w), g.const(bias) if bias is not None else -1],
+                                dims, bdim, [act[0]], [act[1], act[2]], label=info.name)
+            elif op == "MatMul":
+                bm = const(info, 1)
+                if bm is None or bm.ndim != 2 or len(xdims) < 2:
+                    raise BundleError("needs a constant 2-D B")
+                ids[out] = g.op(OP_DENSE, [val(info, 0), val(info, 1), -1], dims, bdim, [0], [0.0, 0.0],
+                                label=info.name)
+            elif op in ("Add", "Sub", "Mul", "Div"):
+                kind = {"Add": BIN_ADD, "Sub": BIN_SUB, "Mul": BIN_MUL, "Div": BIN_DIV}[op]
+                a_id = val(info, 0)
+                if info.opset < 7 and info.attr("broadcast", 0):
+                    bc = const(info, 1)
+                    if bc is None:
+                        raise BundleError("legacy broadcasting needs a constant B")
+                    b_id = g.const(_legacy_b(info, np.empty(traces[0][info.inputs[0]][0], F32), bc))
+                else:
+                    b_id = val(info, 1)
+                ids[out] = g.op(OP_BINARY, [a_id, b_id], dims, bdim, [kind], label=info.name)
+            elif op == "Sum":
+                acc = val(info, 0)
+                acc_shape = [traces[i][info.inputs[0]][0] for i in range(len(traces))]
+                for j in range(1, len(info.inputs)):
+                    acc_shape = [np.broadcast_shapes(s, traces[i][info.inputs[j]][0]) for i, s in enumerate(acc_shape)]
+                    if j == len(info.inputs) - 1:
+                        d, bd = dims, bdim
+                    else:
+                        tmp = f"\0sum{id(info)}_{j}"
+                        for i, t in enumerate(traces):
+                            t[tmp] = (acc_shape[i], F32)
+                        d, bd = _pattern(tmp, traces, batches)
+                    acc = g.op(OP_BINARY, [acc, val(info, j)], d, bd, [BIN_ADD], label=info.name)
+                ids[out] = acc
+            elif op in ("Relu", "LeakyRelu", "Elu", "Selu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish",
+                        "Clip"):
+                if op == "Relu":
+                    a = (K["relu"], 0.0, 0.0)
+                elif op == "LeakyRelu":
+                    a = (K["leaky_relu"], float(info.attr("alpha", 0.01)), 0.0)
+                elif op == "Elu":
+                    a = (K["elu"], float(info.attr("alpha", 1.0)), 0.0)
+                elif op == "Selu":
+                    if (F32(info.attr("alpha", 1.67326319217681884765625)) != F32(1.67326319217681884765625) or
+                            F32(info.attr("gamma", 1.05070102214813232421875)) != F32(1.05070102214813232421875)):
+                        raise BundleError("only the default alpha and gamma")
+                    a = (K["selu"], 0.0, 0.0)
+                elif op == "Sigmoid":
+                    a = (K["sigmoid"], 0.0, 0.0)
+                elif op == "Tanh":
+                    a = (K["tanh"], 0.0, 0.0)
+                elif op == "HardSigmoid":
+                    a = (K["hard_sigmoid"], float(info.attr("alpha", 0.2)), float(info.attr("beta", 0.5)))
+                elif op == "HardSwish":
+                    a = (K["hard_swish"], 0.0, 0.0)
+                else:
+                    lo, hi = _clip_bounds(info, info.consts)
+                    if info.opset >= 11 and any(info.has_input(i) and not info.is_const(i) for i in (1, 2)):
+                        raise BundleError("min and max must be constant")
+                    lo = -FLT_MAX if lo is None else max(float(lo), -FLT_MAX)
+                    hi = FLT_MAX if hi is None else min(float(hi), FLT_MAX)
+                    if lo > hi:
+                        raise BundleError(f"min {lo} > max {hi}")
+                    a = (K["clip"], lo, hi)
+                ids[out] = g.op(OP_ACT, [val(info, 0)], dims, bdim, [a[0]], [a[1], a[2]], label=info.name)
+            elif op == "PRelu":
+                slope = const(info, 1)
+                if info.opset < 7:
+                    if slope is None:
+                        raise BundleError("PRelu-6 needs a constant slope")
+                    if slope.size == 1:
+                        slope = slope.reshape(())
+                    elif len(xdims) >= 2 and slope.shape == (xdims[1],):
+                        slope = slope.reshape((-1,) + (1,) * (len(xdims) - 2))
+                    s_id = g.const(slope)
+                else:
+                    s_id = val(info, 1)
+                ids[out] = g.op(OP_BINARY, [val(info, 0), s_id], dims, bdim, [BIN_PRELU], label=info.name)
+            elif op in ("Softmax", "LogSoftmax"):
+                r = len(xdims)
+                axis = int(info.attr("axis", -1 if info.opset >= 13 else 1))
+                axis = axis % r if r else 0
+                if info.opset >= 13 and any(d != 1 for d in xdims[axis + 1:]):
+                    raise BundleError(f"axis {axis} is not the last non-trivial axis of {list(xdims)}")
+                if bdim >= axis and bdim >= 0:
+                    raise BundleError("the softmax rows would span the batch axis")
+                ids[out] = g.op(OP_SOFTMAX, [val(info, 0)], dims, bdim, [axis, int(op == "LogSoftmax")],
+                                label=info.name)
+            elif op == "BatchNormalization":
+                ps = [const(info, i) for i in range(1, 5)]
+                if any(p is None for p in ps) or len(xdims) < 2:
+                    raise BundleError("needs constant parameters and a 2-D or larger input")
+                a, s = bn_scale_shift(*[np.asarray(p, F32).reshape(-1) for p in ps], float(info.attr("epsilon", 1e-5)))
+                ids[out] = g.op(OP_AFFINE, [val(info, 0), g.const(a), g.const(s)], dims, bdim, [1], label=info.name)
+            elif op in ("Dropout", "Identity", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Cast"):
+                ids[out] = g.alias(val(info, 0), dims, bdim)
+            elif op == "Transpose":
+                perm = info.attr("perm")
+                perm = list(perm) if perm is not None else list(range(len(xdims)))[::-1]
+                ids[out] = g.op(OP_TRANSPOSE, [val(info, 0)], dims, bdim, perm, label=info.name)
+            elif op == "Concat":
+                axis = int(info.attr("axis")) % len(dims)
+                ins = [val(info, i) for i in range(len(info.inputs)) if info.inputs[i]]
+                ids[out] = g.op(OP_CONCAT, ins, dims, bdim, [axis], label=info.name)
+            elif op == "Pad":
+                r = len(xdims)
+                mode = {"constant": PAD_CONSTANT, "reflect": PAD_REFLECT, "edge": PAD_EDGE}.get(
+                    info.attr("mode", "constant"))
+                if mode is None:
+                    raise BundleError(f"mode {info.attr('mode')!r}")
+                if info.opset < 11:
+                    pads = [int(v) for v in info.attr("pads")]
+                    value = float(info.attr("value", 0.0))
+                else:
+                    pc, vc, ac = const(info, 1), const(info, 2), const(info, 3)
+                    if pc is None or (info.has_input(2) and vc is None) or (info.has_input(3) and ac is None):
+                        raise BundleError("pads, value and axes must be constant")
+                    pads = [int(v) for v in pc.reshape(-1)]
+                    value = 0.0 if vc is None or vc.size == 0 else float(vc.reshape(-1)[0])
+                    if ac is not None:
+                        axes = [int(a) % r for a in ac.reshape(-1)]
+                        full = [0] * (2 * r)
+                        for i, a in enumerate(axes):
+                            full[a], full[a + r] = pads[i], pads[i + len(axes)]
+                        pads = full
+                if len(pads) != 2 * r or min(pads) < 0:
+                    raise BundleError(f"pads {pads}: only non-negative pads")
+                ids[out] = g.op(OP_PAD, [val(info, 0)], dims, bdim, [mode] + pads, [value], label=info.name)
+            elif op == "LRN":
+                ids[out] = g.op(OP_LRN, [val(info, 0)], dims, bdim, [int(info.attr("size"))],
+                                [float(info.attr("alpha", 1e-4)), float(info.attr("beta", 0.75)),
+                                 float(info.attr("bias", 1.0))], label=info.name)
+            else:
+                raise BundleError("no C runtime kernel for this op")
+        except BundleError as exc:
+            problems.append(f"node {info.name!r} ({op}): {exc}")
+    outputs = []
+    for name in sess._output_names:
+        if name in sess._output_consts:
+            problems.append(f"output {name!r} is a constant")
+        elif name not in ids:
+            if not any(name in p for p in problems):
+                problems.append(f"output {name!r} is not float32 or is computed by an unsupported op")
+        else:
+            outputs.append((name, ids[name]))
+    if problems:
+        raise BundleError("cannot bundle this ONNX model for the C runtime:\n  " + "\n  ".join(problems))
+    g.set_outputs(outputs)
+    g.prune()
+    return g

@@ -1,0 +1,163 @@
+"""bundle() and Runtime: write bundles, and run them through the C runtime from Python (numpy only)."""
+import os
+import threading
+
+import numpy as np
+
+from .. import _alloc, _core
+from ._format import BundleError
+
+
+def _graph(src):
+    from . import _lower
+    if hasattr(src, "layers") and hasattr(src, "_require_built"):
+        return _lower.from_sequential(src)
+    if isinstance(src, (str, os.PathLike)):
+        path = os.fspath(src)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"model file {path!r} does not exist")
+        if not path.lower().endswith(".onnx"):
+            from ..models import load_model
+            try:
+                model = load_model(path)
+            except Exception as exc:  # noqa: BLE001 - any reason: say what the file should be
+                raise BundleError(f"{path!r} is neither a .onnx file nor a model saved by cnnc ({exc})") from None
+            return _lower.from_sequential(model)
+        return _lower.from_onnx(path)
+    if isinstance(src, (bytes, bytearray, memoryview)) or type(src).__name__ == "ModelProto":
+        return _lower.from_onnx(src)
+    raise TypeError(f"bundle() takes a built Sequential, a saved model or .onnx path, or ONNX bytes; received "
+                    f"{type(src).__name__}")
+
+
+def bundle_bytes(model_or_onnx, plan_batch=1):
+    """The bundle of a built Sequential, a saved cnnc model (path), or an ONNX model (path, bytes or
+    ModelProto), as bytes. plan_batch: the batch size whose memory plan is stored (the C runtime plans
+    other batch sizes itself, with the same algorithm)."""
+    if isinstance(plan_batch, bool) or not isinstance(plan_batch, (int, np.integer)) or plan_batch < 1:
+        raise ValueError(f"plan_batch must be a positive int, received {plan_batch!r}")
+    return _graph(model_or_onnx).to_bytes(int(plan_batch))
+
+
+def bundle(model_or_onnx, path, plan_batch=1):
+    """Write the bundle of a model to path (see bundle_bytes); returns the number of bytes written."""
+    data = bundle_bytes(model_or_onnx, plan_batch)
+    with open(os.fspath(path), "wb") as f:
+        f.write(data)
+    return len(data)
+
+
+def arena_bytes(model, batch_size):
+    """Bytes of the arena the C runtime asks for to run a Sequential's bundle on one batch (with the
+    calling thread's ISA path and thread count)."""
+    return Runtime(bundle_bytes(model)).arena_size(batch_size)
+
+
+class Runtime:
+    """Runtime(path_or_bytes): runs a bundle with the C runtime.
+
+    run(x) takes one array (or a dict name -> array, or a list, for several inputs); the arrays are
+    converted to float32. It returns one array, or a list when the model has several outputs. The
+    arena is allocated once per batch size and reused (through cnnc's memory accounting)."""
+
+    def __init__(self, path_or_bytes):
+        if isinstance(path_or_bytes, (str, os.PathLike)):
+            with open(os.fspath(path_or_bytes), "rb") as f:
+                data = f.read()
+            label = repr(os.fspath(path_or_bytes))
+        elif isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
+            data = bytes(path_or_bytes)
+            label = "bundle bytes"
+        else:
+            raise TypeError(f"Runtime takes a path or bytes, received {type(path_or_bytes).__name__}")
+        try:
+            self._m = _core.BundleModel(np.frombuffer(data, dtype=np.uint8) if data else np.zeros(0, np.uint8))
+        except ValueError as exc:
+            raise BundleError(f"{label}: {exc}") from None
+        self._label = label
+        self._lock = threading.Lock()
+        self._arena = None
+        self.input_names = self._m.names(True)
+        self.output_names = self._m.names(False)
+        self.fixed_batch = int(self._m.fixed_batch) or None
+        self.nbytes = len(data)
+
+    def __repr__(self):
+        return f"<cnnc.deploy.Runtime {self._label}: inputs {self.input_names}, outputs {self.output_names}>"
+
+    def input_shape(self, i=0, batch_size=None):
+        return self._m.shape(True, i, self._batch(batch_size))
+
+    def output_shape(self, i=0, batch_size=None):
+        return self._m.shape(False, i, self._batch(batch_size))
+
+    def _batch(self, batch_size):
+        if batch_size is None:
+            return self.fixed_batch or 1
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, received {batch_size!r}")
+        if self.fixed_batch and batch_size != self.fixed_batch:
+            raise ValueError(f"{self._label}: the model takes batch size {self.fixed_batch} only, received "
+                             f"{batch_size}")
+        return int(batch_size)
+
+    def arena_size(self, batch_size=None):
+        """Bytes of the arena a run of this batch size needs (tensor plan + largest kernel workspace)."""
+        with self._lock:
+            return int(self._m.prepare(self._batch(batch_size))[0])
+
+    def arena_parts(self, batch_size=None):
+        """(tensor plan bytes, workspace bytes) for a batch size."""
+        with self._lock:
+            return tuple(int(v) for v in self._m.prepare(self._batch(batch_size))[1:])
+
+    def _feeds(self, x):
+        names = self.input_names
+        if isinstance(x, dict):
+            unknown = [k for k in x if k not in names]
+            if unknown:
+                raise ValueError(f"{self._label}: unknown input name(s) {unknown}; the inputs are {names}")
+            missing = [n for n in names if n not in x]
+            if missing:
+                raise ValueError(f"{self._label}: missing input(s) {missing}")
+            arrays = [x[n] for n in names]
+        elif isinstance(x, (list, tuple)):
+            if len(x) != len(names):
+                raise ValueError(f"{self._label}: {len(names)} input(s) {names}, received {len(x)} arrays")
+            arrays = list(x)
+        else:
+            if len(names) != 1:
+                raise ValueError(f"{self._label}: the model has {len(names)} inputs {names}; pass a dict or a list")
+            arrays = [x]
+        out = []
+        for name, a in zip(names, arrays):
+            arr = np.asarray(a)
+            if arr.dtype.kind not in "fiub":
+                raise TypeError(f"{self._label}: input {name!r} must be a real numeric array, received dtype "
+                                f"{arr.dtype}")
+            out.append(np.ascontiguousarray(arr, dtype=np.float32))
+        return out
+
+    def run(self, x):
+        xs = self._feeds(x)
+        first = xs[0]
+        if first.ndim == 0:
+            raise ValueError(f"{self._label}: input {self.input_names[0]!r} must have a batch axis, received a scalar")
+        batch = self.fixed_batch or first.shape[0]
+        if batch < 1:
+            raise ValueError(f"{self._label}: empty batch (input shape {first.shape})")
+        for i, (name, a) in enumerate(zip(self.input_names, xs)):
+            want = self._m.shape(True, i, batch)
+            if a.shape != want:
+                raise ValueError(f"{self._label}: input {name!r} must have shape {want} for batch {batch}, "
+                                 f"received {a.shape}")
+        outs = [_alloc.empty(self._m.shape(False, i, batch), np.float32) for i in range(len(self.output_names))]
+        with self._lock:
+            need = int(self._m.prepare(batch)[0])
+            if self._arena is None or self._arena.shape[0] < need:
+                self._arena = None
+                self._arena = _alloc.empty(max(need, 1), np.uint8)
+            empty = [o for o in outs if o.size == 0]
+            if not empty:
+                self._m.run(xs, outs, self._arena)
+        return outs[0] if len(outs) == 1 else outs
