@@ -301,7 +301,8 @@ int64_t cnnc_model_arena_size(cnnc_model *model, int64_t batch);
 int64_t cnnc_model_plan_bytes(const cnnc_model *model);
 int64_t cnnc_model_workspace_bytes(const cnnc_model *model);
 /* Run one batch (the size given to the last cnnc_model_arena_size). inputs[i] and outputs[i] are
- * dense float32 arrays of the shapes above; arena is arena_size bytes (any alignment). */
+ * dense float32 arrays of the shapes above; arena is arena_size bytes, at least 4-byte aligned
+ * (malloc's alignment is fine; CNNC_EINVAL otherwise). */
 int cnnc_model_run(const cnnc_model *model, void *arena, int64_t arena_size, const float *const *inputs,
                    float *const *outputs);
 

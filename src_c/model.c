@@ -20,6 +20,7 @@
 #define MAX_IO 1024
 #define MAX_NAME 4096
 #define MAX_ATTRS 64
+#define MAX_WINDOW ((int64_t)1 << 31)  /* kernel, stride, dilation, padding: keeps window arithmetic in range */
 
 enum { V_ARENA = 0, V_INPUT, V_OUTPUT, V_CONST, V_ALIAS };
 enum {
@@ -188,11 +189,14 @@ static int parse(cnnc_model *m, char *msg, int64_t msg_size) {
                     (long long)len, (unsigned long long)rd_u64(b + 16));
     if (crc32_of(b + 32, len - 32) != rd_u32(b + 24))
         return fail(msg, msg_size, CNNC_EFORMAT, "checksum mismatch: the bundle is corrupted");
-    if (rd_u32(b + 28) != 0) return fail(msg, msg_size, CNNC_EFORMAT, "unknown header flags");
+    if (rd_u32(b + 28) != 0)  /* outside the checksum: a corrupted or future bundle must not pass */
+        return fail(msg, msg_size, CNNC_EFORMAT, "unknown header flags 0x%x", (unsigned)rd_u32(b + 28));
     uint32_t nv = rd_u32(b + 32), no = rd_u32(b + 36), ni = rd_u32(b + 40), nout = rd_u32(b + 44);
     if (nv < 1 || nv > MAX_VALUES || no > MAX_OPS || ni < 1 || ni > MAX_IO || nout < 1 || nout > MAX_IO)
         return fail(msg, msg_size, CNNC_EFORMAT, "absurd counts: %u values, %u ops, %u inputs, %u outputs",
                     nv, no, ni, nout);
+    if ((int64_t)nv * VALUE_SIZE > len - HEADER_SIZE)  /* before allocating anything for them */
+        return fail(msg, msg_size, CNNC_EFORMAT, "%u values do not fit in %lld bytes", nv, (long long)len);
     m->n_values = (int32_t)nv; m->n_ops = (int32_t)no; m->n_inputs = (int32_t)ni; m->n_outputs = (int32_t)nout;
     m->fixed_batch = rd_i64(b + 48);
     m->plan_batch = rd_i64(b + 56);
@@ -477,6 +481,9 @@ static void window_of(const shape_t *x, int layout, int64_t kh, int64_t kw, cons
 static int layout_ok(int64_t layout) { return layout == CNNC_NHWC || layout == CNNC_NCHW; }
 
 static int window_ok(const cnnc_window2d *w) {
+    const int64_t a[10] = {w->kh, w->kw, w->sh, w->sw, w->dh, w->dw, w->pt, w->pb, w->pl, w->pr};
+    for (int i = 0; i < 10; ++i)
+        if (a[i] > MAX_WINDOW) return 0;
     return w->n >= 1 && w->c >= 1 && w->h >= 1 && w->w >= 1 && w->kh >= 1 && w->kw >= 1 && w->sh >= 1 &&
            w->sw >= 1 && w->dh >= 1 && w->dw >= 1 && w->pt >= 0 && w->pb >= 0 && w->pl >= 0 && w->pr >= 0;
 }
@@ -617,6 +624,7 @@ static int check_op(const cnnc_model *m, int32_t k, int64_t b, int64_t *ws, char
             if (t.rank != x.rank) BAD("ranks differ");
             for (int d = 0; d < x.rank; ++d)
                 if (d != axis && t.d[d] != y.d[d]) BAD("shapes differ off the axis");
+            if (t.d[axis] > INT64_MAX - sum) BAD("output shape");
             sum += t.d[axis];
         }
         if (sum != y.d[axis]) BAD("output shape");
@@ -638,7 +646,8 @@ static int check_op(const cnnc_model *m, int32_t k, int64_t b, int64_t *ws, char
         if (o->n_i != 1 + 2 * x.rank || y.rank != x.rank || mode < PAD_CONSTANT || mode > PAD_EDGE) BAD("pads length or mode");
         for (int d = 0; d < x.rank; ++d) {
             int64_t lo = o->ia[1 + d], hi = o->ia[1 + x.rank + d];
-            if (lo < 0 || hi < 0 || y.d[d] != x.d[d] + lo + hi) BAD("pads or output shape");
+            if (lo < 0 || hi < 0 || lo > y.d[d] || hi > y.d[d] - lo || y.d[d] - lo - hi != x.d[d])
+                BAD("pads or output shape");
             if ((lo || hi) && mode == PAD_EDGE && x.d[d] < 1) BAD("edge padding of an empty axis");
             if ((lo || hi) && mode == PAD_REFLECT && (x.d[d] < 2 || lo >= x.d[d] || hi >= x.d[d])) BAD("reflect pads too large");
         }
@@ -722,6 +731,8 @@ static int plan_batch(cnnc_model *m, int64_t batch, char *msg, int64_t msg_size)
                     moved = 1;
                 }
             }
+            if (off > INT64_MAX / 2 - size)  /* offsets stay far from overflow; no real arena is near */
+                return fail(msg, msg_size, CNNC_EOVERFLOW, "value %d: the arena size overflows", v);
             if (!moved) break;
         }
         m->offsets[v] = off;
@@ -780,9 +791,15 @@ static float bin_apply(int kind, float a, float b) {
 
 static void run_binary(int kind, const shape_t *sa, const float *a, const shape_t *sb, const float *b,
                        const shape_t *so, float *y) {
-    if (sa->n == so->n && sb->n == so->n) {  /* same shape */
-        for (int64_t i = 0; i < so->n; ++i) y[i] = bin_apply(kind, a[i], b[i]);
-        return;
+    if (sa->n == so->n && sb->n == so->n) {  /* same shape: one loop per kind, so it vectorises */
+        const int64_t n = so->n;
+        switch (kind) {
+        case BIN_ADD: for (int64_t i = 0; i < n; ++i) y[i] = a[i] + b[i]; return;
+        case BIN_SUB: for (int64_t i = 0; i < n; ++i) y[i] = a[i] - b[i]; return;
+        case BIN_MUL: for (int64_t i = 0; i < n; ++i) y[i] = a[i] * b[i]; return;
+        case BIN_DIV: for (int64_t i = 0; i < n; ++i) y[i] = a[i] / b[i]; return;
+        default: for (int64_t i = 0; i < n; ++i) y[i] = bin_apply(kind, a[i], b[i]); return;
+        }
     }
     if (sb->n == 1 && sa->n == so->n) {
         const float bv = b[0];
@@ -879,11 +896,12 @@ static void run_lrn(const op_t *o, const shape_t *sx, const float *x, float *y) 
         for (int64_t ch = 0; ch < c; ++ch)
             for (int64_t p = 0; p < plane; ++p) {
                 float s = 0.0f;
-                for (int64_t cc = ch - lo; cc <= ch + hi; ++cc)
-                    if (cc >= 0 && cc < c) {
-                        float v = x[(b * c + cc) * plane + p];
-                        s += v * v;
-                    }
+                /* channels [ch - lo, ch + hi] within [0, c): no loop over an absurd size */
+                const int64_t c0 = ch > lo ? ch - lo : 0, c1 = hi < c - ch ? ch + hi : c - 1;
+                for (int64_t cc = c0; cc <= c1; ++cc) {
+                    float v = x[(b * c + cc) * plane + p];
+                    s += v * v;
+                }
                 const int64_t i = (b * c + ch) * plane + p;
                 y[i] = x[i] / powf(bias + alpha * s, beta);
             }
@@ -900,6 +918,7 @@ int cnnc_model_run(const cnnc_model *m, void *arena, int64_t arena_size, const f
         if (!outputs[i]) return CNNC_EINVAL;
     if (arena_size < m->plan_bytes + m->ws_bytes || (!arena && m->plan_bytes + m->ws_bytes > 0))
         return CNNC_EWORKSPACE;
+    if ((uintptr_t)arena % sizeof(float)) return CNNC_EINVAL;  /* tensors live at arena + 64k: floats */
     const int64_t b = m->batch;
     runenv e = {m, arena, inputs, outputs};
     unsigned char *ws = (unsigned char *)arena + m->plan_bytes;

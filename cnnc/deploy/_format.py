@@ -212,6 +212,8 @@ class Graph:
     def to_bytes(self, plan_batch=None):
         plan_batch = int(self.fixed_batch or (plan_batch or 1))
         offsets, tensor_bytes = self.plan(plan_batch)
+        if tensor_bytes >= 2**62:
+            raise BundleError(f"the arena plan at batch {plan_batch} needs {tensor_bytes} bytes")
         weights, woffs = bytearray(), {}
         for i, v in enumerate(self.values):
             if v.kind == V_CONST:
