@@ -1,14 +1,18 @@
 /* conv.c - Conv2D forward and backward through im2col + GEMM, for NHWC and NCHW, with groups.
  *
- * NHWC: images are processed in chunks whose column matrix stays under COL_BUDGET bytes, one GEMM per
- * chunk and group: y[chunk*OH*OW, Cout_g] = col[chunk*OH*OW, K] * w_g[K, Cout_g], K = KH*KW*C_g.
+ * NHWC: images are processed in chunks whose column matrix stays under COL_BUDGET bytes (about an L2
+ * cache, so the GEMM packs it from cache), one GEMM per chunk and group:
+ * y[chunk*OH*OW, Cout_g] = col[chunk*OH*OW, K] * w_g[K, Cout_g], K = KH*KW*C_g; bias and activation
+ * are applied to each chunk of y while it is still in cache.
  * NCHW: one GEMM per image and group: y_n[Cout_g, OH*OW] = w_g[Cout_g, K] * col[K, OH*OW].
  * 1x1 convolutions with stride 1 and no padding skip im2col: x already is the column matrix.
  * The chunking depends only on the shapes, never on the thread count, so the weight gradient (summed
- * over chunks/images with beta = 1) is bit-identical for any thread count. */
+ * over chunks/images with beta = 1) is bit-identical for any thread count. Convolutions too small to
+ * repay waking threads run on one thread. */
 #include "internal.h"
 
-#define COL_BUDGET ((int64_t)8 << 20) /* bytes of im2col buffer per NHWC chunk */
+#define COL_BUDGET ((int64_t)1 << 20) /* bytes of im2col buffer per NHWC chunk */
+#define SMALL_FLOPS 5e5                  /* below this many flops a convolution runs on one thread */
 
 typedef struct {
     int64_t oh, ow, ohw, cg, cog, k; /* output size, per-group channels, GEMM depth */
@@ -32,9 +36,20 @@ static int conv_shape_of(const cnnc_conv2d_params *p, conv_shape *s) {
         cnnc_mul_ok(cnnc_mul_ok(cnnc_mul_ok(w->n, w->h), w->w), w->c) < 0 ||
         cnnc_mul_ok(s->k, p->cout) < 0)
         return CNNC_EOVERFLOW;
+    /* images per chunk: as many as the budget allows, then evened out (64 images at 60 per chunk run
+     * as 2 x 32, not 60 + 4) */
     const int64_t per_image = s->ohw * s->k * (int64_t)sizeof(float);
-    s->chunk = CNNC_MAX(1, CNNC_MIN(w->n, COL_BUDGET / CNNC_MAX(per_image, 1)));
+    const int64_t most = CNNC_MAX(1, CNNC_MIN(w->n, COL_BUDGET / CNNC_MAX(per_image, 1)));
+    s->chunk = CNNC_CEIL_DIV(w->n, CNNC_CEIL_DIV(w->n, most));
     return CNNC_OK;
+}
+
+/* The context a convolution's steps run with: the caller's, or a one-thread copy for small problems
+ * (every step would otherwise fork and join threads for a few microseconds of work). */
+static cnnc_ctx conv_ctx(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const conv_shape *s) {
+    cnnc_ctx c = *ctx;
+    if (2.0 * (double)p->win.n * (double)s->ohw * (double)s->k * (double)p->cout < SMALL_FLOPS) c.nthreads = 1;
+    return c;
 }
 
 static int64_t add_ok(int64_t a, int64_t b) { return (a < 0 || b < 0 || a > INT64_MAX - b) ? -1 : a + b; }
@@ -50,39 +65,58 @@ static int64_t gemm_rows(const cnnc_conv2d_params *p, const conv_shape *s) {
     return s->pointwise ? p->win.n * s->ohw : s->chunk * s->ohw;
 }
 
-int64_t cnnc_conv2d_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params *p) {
+/* GEMM rows of the last NHWC chunk (it may hold fewer images than the others); gemm_rows otherwise. */
+static int64_t last_gemm_rows(const cnnc_conv2d_params *p, const conv_shape *s) {
+    if (p->win.layout == CNNC_NCHW || s->pointwise) return gemm_rows(p, s);
+    const int64_t n = p->win.n, chunks = CNNC_CEIL_DIV(n, s->chunk);
+    return (n - (chunks - 1) * s->chunk) * s->ohw;
+}
+
+int64_t cnnc_conv2d_workspace_size(const cnnc_ctx *caller, const cnnc_conv2d_params *p) {
     conv_shape s;
     if (!p || conv_shape_of(p, &s)) return -1;
-    const int64_t m = gemm_rows(p, &s);
-    const int64_t g = p->win.layout == CNNC_NHWC ? cnnc_gemm_workspace_size(ctx, m, s.cog, s.k)
-                                                 : cnnc_gemm_workspace_size(ctx, s.cog, m, s.k);
+    const cnnc_ctx cc = conv_ctx(caller, p, &s), *ctx = &cc;
+    /* the GEMM workspace is sized per shape (not monotonic): the largest over full and last chunk */
+    int64_t g = 0;
+    const int64_t rows[2] = {gemm_rows(p, &s), last_gemm_rows(p, &s)};
+    for (int i = 0; i < 2; ++i) {
+        const int64_t m = rows[i];
+        g = CNNC_MAX(g, p->win.layout == CNNC_NHWC ? cnnc_gemm_workspace_size(ctx, m, s.cog, s.k)
+                                                   : cnnc_gemm_workspace_size(ctx, s.cog, m, s.k));
+    }
     return add_ok(col_bytes(p, &s), g);
 }
 
-int64_t cnnc_conv2d_backward_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params *p) {
+int64_t cnnc_conv2d_backward_workspace_size(const cnnc_ctx *caller, const cnnc_conv2d_params *p) {
     conv_shape s;
     if (!p || conv_shape_of(p, &s)) return -1;
-    const int64_t m = gemm_rows(p, &s);
+    const cnnc_ctx cc = conv_ctx(caller, p, &s), *ctx = &cc;
     /* NHWC: dw[K, Cout_g] over depth m, dcol[m, K] over depth Cout_g;
-     * NCHW: dw[Cout_g, K] over depth m, dcol[K, m] over depth Cout_g. */
+     * NCHW: dw[Cout_g, K] over depth m, dcol[K, m] over depth Cout_g. Full and last chunk. */
     const int nhwc = p->win.layout == CNNC_NHWC;
-    const int64_t g = CNNC_MAX(nhwc ? cnnc_gemm_workspace_size(ctx, s.k, s.cog, m)
-                                    : cnnc_gemm_workspace_size(ctx, s.cog, s.k, m),
-                               nhwc ? cnnc_gemm_workspace_size(ctx, m, s.k, s.cog)
-                                    : cnnc_gemm_workspace_size(ctx, s.k, m, s.cog));
+    int64_t g = 0;
+    const int64_t rows[2] = {gemm_rows(p, &s), last_gemm_rows(p, &s)};
+    for (int i = 0; i < 2; ++i) {
+        const int64_t m = rows[i];
+        g = CNNC_MAX(g, CNNC_MAX(nhwc ? cnnc_gemm_workspace_size(ctx, s.k, s.cog, m)
+                                      : cnnc_gemm_workspace_size(ctx, s.cog, s.k, m),
+                                 nhwc ? cnnc_gemm_workspace_size(ctx, m, s.k, s.cog)
+                                      : cnnc_gemm_workspace_size(ctx, s.k, m, s.cog)));
+    }
     return add_ok(col_bytes(p, &s), g);
 }
 
 // y = act(conv(x, w) + b): NHWC x[N,H,W,C] w[KH,KW,C/g,Cout] -> y[N,OH,OW,Cout];
 //                          NCHW x[N,C,H,W] w[Cout,C/g,KH,KW] -> y[N,Cout,OH,OW]
-int cnnc_conv2d_forward(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x,
+int cnnc_conv2d_forward(const cnnc_ctx *caller, const cnnc_conv2d_params *p, const float *x,
                         const float *w, const float *b, cnnc_act act, float *y, void *ws,
                         int64_t ws_size) {
     conv_shape s;
-    if (!p || !x || !w || !y || !cnnc_act_valid(act)) return CNNC_EINVAL;
+    if (!caller || !p || !x || !w || !y || !cnnc_act_valid(act)) return CNNC_EINVAL;
     int rc = conv_shape_of(p, &s);
     if (rc) return rc;
-    const int64_t need = cnnc_conv2d_workspace_size(ctx, p);
+    const cnnc_ctx cc = conv_ctx(caller, p, &s), *ctx = &cc;
+    const int64_t need = cnnc_conv2d_workspace_size(caller, p);
     if (need < 0) return CNNC_EOVERFLOW;
     if (!ws || ws_size < need) return CNNC_EWORKSPACE;
     const cnnc_window2d *win = &p->win;
@@ -108,9 +142,12 @@ int cnnc_conv2d_forward(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const 
                         rc = cnnc_sgemm(ctx, 0, 0, m, s.cog, s.k, 1.0f, col, s.k, w + g * s.cog, CO, 0.0f,
                                         y + n0 * s.ohw * CO + g * s.cog, CO, gws, gws_size);
                 }
+                if (!rc && (b || act.kind != CNNC_ACT_NONE))
+                    rc = cnnc_bias_act_rows(ctx, m, CO, b, act, y + n0 * s.ohw * CO);
             }
         }
-        if (!rc && (b || act.kind != CNNC_ACT_NONE)) rc = cnnc_bias_act_rows(ctx, N * s.ohw, CO, b, act, y);
+        if (!rc && s.pointwise && (b || act.kind != CNNC_ACT_NONE))
+            rc = cnnc_bias_act_rows(ctx, N * s.ohw, CO, b, act, y);
     } else {
         cnnc_window2d one = *win;
         one.n = 1;
@@ -134,14 +171,15 @@ int cnnc_conv2d_forward(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const 
 }
 
 // dx, dw, db of y = conv(x, w) + b, shapes as in the forward
-int cnnc_conv2d_backward(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x,
+int cnnc_conv2d_backward(const cnnc_ctx *caller, const cnnc_conv2d_params *p, const float *x,
                          const float *w, const float *dy, float *dx, float *dw, float *db,
                          void *ws, int64_t ws_size) {
     conv_shape s;
-    if (!p || !dy || (dw && !x) || (dx && !w)) return CNNC_EINVAL;
+    if (!caller || !p || !dy || (dw && !x) || (dx && !w)) return CNNC_EINVAL;
     int rc = conv_shape_of(p, &s);
     if (rc) return rc;
-    const int64_t need = cnnc_conv2d_backward_workspace_size(ctx, p);
+    const cnnc_ctx cc = conv_ctx(caller, p, &s), *ctx = &cc;
+    const int64_t need = cnnc_conv2d_backward_workspace_size(caller, p);
     if (need < 0) return CNNC_EOVERFLOW;
     if ((dx || dw) && (!ws || ws_size < need)) return CNNC_EWORKSPACE;
     const cnnc_window2d *win = &p->win;

@@ -45,6 +45,20 @@ static void set_kernels(cnnc_kernels *k, int arch) {
     }
 }
 
+cnnc_gemm_packers cnnc_gemm_packers_for(const cnnc_kernels *k) {
+    cnnc_gemm_packers pk = {NULL, NULL};
+#ifdef CNNC_X86
+    /* The fast packers assume the table's tile; a context whose tile was changed keeps the loops. */
+    if (k->arch == CNNC_ARCH_AVX2 && k->mr == 6 && k->nr == 16) {
+        pk.gather_a = cnnc_f32_pack_gather6__avx2;
+        pk.gather_b = cnnc_f32_pack_gather16__avx2;
+    }
+#else
+    (void)k;
+#endif
+    return pk;
+}
+
 int cnnc_ctx_init(cnnc_ctx *ctx, int arch, int nthreads) {
     int use = arch;
     if (use == CNNC_ARCH_AUTO || !cnnc_cpu_supports(use)) {

@@ -12,72 +12,119 @@ typedef struct {
     int64_t ld;
 } cnnc_mat;
 
-/* op(A)[ic:ic+mc, pc:pc+kc] -> MR-row panels, each stored column by column, zero-padded. */
-static void pack_a(cnnc_mat a, int64_t ic, int64_t mc, int64_t pc, int64_t kc, int64_t mr, float *dst) {
-    for (int64_t i0 = 0; i0 < mc; i0 += mr) {
-        const int64_t rows = CNNC_MIN(mr, mc - i0);
-        if (a.trans) { /* A stored k x m: row p of the panel is contiguous in memory */
-            for (int64_t p = 0; p < kc; ++p) {
-                const float *src = a.p + (pc + p) * a.ld + ic + i0;
-                float *d = dst + p * mr;
-                int64_t i = 0;
-                for (; i < rows; ++i) d[i] = src[i];
-                for (; i < mr; ++i) d[i] = 0.0f;
-            }
-        } else {
-            for (int64_t i = 0; i < rows; ++i) {
-                const float *src = a.p + (ic + i0 + i) * a.ld + pc;
-                for (int64_t p = 0; p < kc; ++p) dst[p * mr + i] = src[p];
-            }
-            for (int64_t i = rows; i < mr; ++i)
-                for (int64_t p = 0; p < kc; ++p) dst[p * mr + i] = 0.0f;
+/* The two shapes of packing, for one panel of width W (MR rows of op(A) or NR columns of op(B)) and
+ * depth kc; `w` <= W valid lines, the rest zero.
+ * copy:   dst[p * W + i] = src[p * ld + i]  (a line of the panel is contiguous in memory)
+ * gather: dst[p * W + i] = src[i * ld + p]  (transposing)
+ * Full panels of the table's widths are specialised with compile-time sizes. */
+static inline void copy_fixed(int64_t kc, const float *restrict src, int64_t ld, int64_t W,
+                              float *restrict dst) {
+    for (int64_t p = 0; p < kc; ++p) memcpy(dst + p * W, src + p * ld, (size_t)W * sizeof(float));
+}
+
+static void pack_copy(int64_t kc, const float *restrict src, int64_t ld, int64_t w, int64_t W,
+                      float *restrict dst) {
+    if (w == W && W == 6) copy_fixed(kc, src, ld, 6, dst);
+    else if (w == W && W == 8) copy_fixed(kc, src, ld, 8, dst);
+    else if (w == W && W == 16) copy_fixed(kc, src, ld, 16, dst);
+    else {
+        for (int64_t p = 0; p < kc; ++p) {
+            const float *s = src + p * ld;
+            float *d = dst + p * W;
+            int64_t i = 0;
+            for (; i < w; ++i) d[i] = s[i];
+            for (; i < W; ++i) d[i] = 0.0f;
         }
-        dst += mr * kc;
+    }
+}
+
+static void pack_gather(int64_t kc, const float *restrict src, int64_t ld, int64_t w, int64_t W,
+                        cnnc_gemm_gather_fn fast, float *restrict dst) {
+    if (w == W && fast) {
+        fast(kc, src, ld, dst);
+        return;
+    }
+    /* blocks of 8 columns: each source line is read in runs, the panel is written in order */
+    for (int64_t p0 = 0; p0 < kc; p0 += 8) {
+        const int64_t pe = CNNC_MIN(kc, p0 + 8);
+        for (int64_t i = 0; i < w; ++i) {
+            const float *s = src + i * ld;
+            for (int64_t p = p0; p < pe; ++p) dst[p * W + i] = s[p];
+        }
+        for (int64_t i = w; i < W; ++i)
+            for (int64_t p = p0; p < pe; ++p) dst[p * W + i] = 0.0f;
+    }
+}
+
+/* op(A)[ic:ic+mc, pc:pc+kc] -> MR-row panels, each stored column by column, zero-padded. */
+static void pack_a(const cnnc_gemm_packers *pk, cnnc_mat a, int64_t ic, int64_t mc, int64_t pc,
+                   int64_t kc, int64_t mr, float *dst) {
+    for (int64_t i0 = 0; i0 < mc; i0 += mr, dst += mr * kc) {
+        const int64_t rows = CNNC_MIN(mr, mc - i0);
+        if (a.trans) /* A stored k x m */
+            pack_copy(kc, a.p + pc * a.ld + ic + i0, a.ld, rows, mr, dst);
+        else
+            pack_gather(kc, a.p + (ic + i0) * a.ld + pc, a.ld, rows, mr, pk->gather_a, dst);
     }
 }
 
 /* One NR-column panel of op(B)[pc:pc+kc, j0:j0+cols], stored row by row, zero-padded. */
-static void pack_b_panel(cnnc_mat b, int64_t pc, int64_t kc, int64_t j0, int64_t cols, int64_t nr,
-                         float *dst) {
-    if (b.trans) { /* B stored n x k */
-        for (int64_t j = 0; j < cols; ++j) {
-            const float *src = b.p + (j0 + j) * b.ld + pc;
-            for (int64_t p = 0; p < kc; ++p) dst[p * nr + j] = src[p];
-        }
-        for (int64_t j = cols; j < nr; ++j)
-            for (int64_t p = 0; p < kc; ++p) dst[p * nr + j] = 0.0f;
-    } else {
-        for (int64_t p = 0; p < kc; ++p) {
-            const float *src = b.p + (pc + p) * b.ld + j0;
-            float *d = dst + p * nr;
-            int64_t j = 0;
-            for (; j < cols; ++j) d[j] = src[j];
-            for (; j < nr; ++j) d[j] = 0.0f;
-        }
-    }
+static void pack_b_panel(const cnnc_gemm_packers *pk, cnnc_mat b, int64_t pc, int64_t kc, int64_t j0,
+                         int64_t cols, int64_t nr, float *dst) {
+    if (b.trans) /* B stored n x k */
+        pack_gather(kc, b.p + j0 * b.ld + pc, b.ld, cols, nr, pk->gather_b, dst);
+    else
+        pack_copy(kc, b.p + pc * b.ld + j0, b.ld, cols, nr, dst);
 }
 
-static void blocks(const cnnc_kernels *kt, int64_t m, int64_t n, int64_t k, int64_t *mc, int64_t *nc,
-                   int64_t *kc) {
-    *kc = CNNC_MIN(k, kt->kc);
-    *nc = CNNC_MIN(CNNC_ROUND_UP(n, kt->nr), kt->nc);
-    *mc = CNNC_MIN(CNNC_ROUND_UP(m, kt->mr), kt->mc);
-}
+/* Bytes of packed B one round may take. A round packs a kd x nc block of B (all of k when it fits), shared
+ * by the threads (it lives in L3), and the k loop over its KC blocks runs inside each row block. */
+#define B_BUDGET ((int64_t)4 << 20)
 
-/* Threads one GEMM uses: at most one per (MC-row block, NR panel) pair of the first column block,
- * and 1 for problems too small to be worth waking threads. The workspace is sized with the same count,
- * so it holds exactly the A panels the call packs. */
-static int gemm_threads(const cnnc_ctx *ctx, int64_t m, int64_t n, int64_t k, int64_t MC, int64_t NC) {
+/* The blocking of one call, a function of the shape, the table and the thread count only.
+ * kc is balanced (288 is one block of 288, not 256 + 32) and depends on k alone, so every element of C
+ * sees the same sequence of k blocks, hence the same rounding, for any thread count. Row blocks (mc)
+ * and column blocks (nc) only decide which thread computes a tile and when, never how. */
+typedef struct {
+    int64_t mc, nc, kc;   /* mc, nc: largest blocks; multiples of mr, nr */
+    int64_t kd;           /* depth of B packed per round: a multiple of kc, or k */
+    int64_t mblocks;      /* row blocks of about equal size */
+    int64_t nsplit;       /* column slices per row block, > 1 only when there are fewer rows than threads */
+    int nt;               /* threads */
+} gemm_plan;
+
+/* Threads: 1 for problems too small to be worth waking threads, else at most one per micro-tile. */
+static int plan_threads(const cnnc_ctx *ctx, int64_t m, int64_t n, int64_t k) {
     if ((double)m * n * k < 64.0 * 64.0 * 64.0) return 1;
-    return cnnc_threads(ctx, CNNC_CEIL_DIV(m, MC) * CNNC_CEIL_DIV(NC, ctx->k.nr));
+    return cnnc_threads(ctx, CNNC_CEIL_DIV(m, ctx->k.mr) * CNNC_CEIL_DIV(n, ctx->k.nr));
 }
 
+static gemm_plan plan_of(const cnnc_ctx *ctx, int64_t m, int64_t n, int64_t k) {
+    const cnnc_kernels *kt = &ctx->k;
+    gemm_plan pl;
+    pl.kc = CNNC_CEIL_DIV(k, CNNC_CEIL_DIV(k, kt->kc));
+    const int64_t nc_fit = CNNC_MAX(256, B_BUDGET / ((int64_t)sizeof(float) * k)) / kt->nr * kt->nr;
+    pl.nc = CNNC_MIN(CNNC_ROUND_UP(n, kt->nr), CNNC_MAX(kt->nr, CNNC_MIN(kt->nc, nc_fit)));
+    pl.kd = CNNC_MIN(k, CNNC_MAX(1, B_BUDGET / ((int64_t)sizeof(float) * pl.nc * pl.kc)) * pl.kc);
+    const int64_t mpanels = CNNC_CEIL_DIV(m, kt->mr), npanels = CNNC_CEIL_DIV(pl.nc, kt->nr);
+    (void)npanels;
+    pl.nt = plan_threads(ctx, m, n, k);
+    /* as many row blocks as the table's mc needs, rounded up to a multiple of the thread count */
+    int64_t mb = CNNC_ROUND_UP(CNNC_CEIL_DIV(m, kt->mc), pl.nt);
+    mb = CNNC_MIN(mb, mpanels);
+    pl.mc = CNNC_ROUND_UP(CNNC_CEIL_DIV(m, mb), kt->mr);
+    pl.mblocks = CNNC_CEIL_DIV(m, pl.mc);
+    pl.nsplit = pl.mblocks >= pl.nt ? 1 : CNNC_MIN(npanels, CNNC_CEIL_DIV(pl.nt, pl.mblocks));
+    return pl;
+}
+
+/* Exactly what cnnc_sgemm takes for these sizes: packed B (kd x nc) and one packed A block (mc x kc) per
+ * thread, plus alignment slack. Not monotonic in m, n, k (k = 256 is one block of 256, k = 257 two of
+ * 129): a caller that reuses one workspace for several shapes sizes it as the maximum over them. */
 int64_t cnnc_gemm_workspace_size(const cnnc_ctx *ctx, int64_t m, int64_t n, int64_t k) {
     if (m <= 0 || n <= 0 || k <= 0) return 0;
-    int64_t mc, nc, kc;
-    blocks(&ctx->k, m, n, k, &mc, &nc, &kc);
-    const int64_t nt = gemm_threads(ctx, m, n, k, mc, nc);
-    return (int64_t)sizeof(float) * (kc * nc + nt * mc * kc) + 2 * CNNC_ALIGN;
+    const gemm_plan pl = plan_of(ctx, m, n, k);
+    return (int64_t)sizeof(float) * (pl.kd * pl.nc + (int64_t)pl.nt * pl.mc * pl.kc) + CNNC_ALIGN;
 }
 
 static void scale_c(int64_t m, int64_t n, float beta, float *c, int64_t ldc) {
@@ -103,53 +150,60 @@ int cnnc_sgemm(const cnnc_ctx *ctx, int trans_a, int trans_b, int64_t m, int64_t
     if (!ws || ws_size < cnnc_gemm_workspace_size(ctx, m, n, k)) return CNNC_EWORKSPACE;
 
     const cnnc_kernels *kt = &ctx->k;
+    const cnnc_gemm_packers pk = cnnc_gemm_packers_for(kt);
     const int64_t mr = kt->mr, nr = kt->nr;
-    int64_t MC, NC, KC;
-    blocks(kt, m, n, k, &MC, &NC, &KC);
+    const gemm_plan pl = plan_of(ctx, m, n, k);
+    const int64_t MC = pl.mc, NC = pl.nc, KC = pl.kc, KD = pl.kd, nsplit = pl.nsplit;
+    const int64_t ntasks = pl.mblocks * nsplit;
     float *bp = (float *)cnnc_align_ptr(ws);
-    float *ap_all = bp + KC * NC;
+    float *ap_all = bp + KD * NC;
     const cnnc_mat A = {trans_a, a, lda}, B = {trans_b, b, ldb};
     const cnnc_gemm_ukernel_fn ukernel = kt->gemm_ukernel;
-
-    /* Work per (NC, KC) block: MC-row blocks, split further along the NR panels when there are fewer
-     * row blocks than threads. */
-    const int64_t mblocks = CNNC_CEIL_DIV(m, MC);
-    const int nt = gemm_threads(ctx, m, n, k, MC, NC);
+    const int nt = pl.nt;
     (void)nt; /* unused without OpenMP */
 
+    /* Per round (an NC column block and a KD deep slice of it, usually all of k): the slice of B is
+     * packed once, by all threads together; then the threads take row blocks (split into column slices
+     * if rows are scarce) as they come, each running the round's whole k loop for its block. One
+     * barrier per round, and a thread slowed down by a busy core simply takes fewer blocks. */
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        int tid = 0, T = 1;
+        int tid = 0;
 #ifdef _OPENMP
         tid = omp_get_thread_num();
-        T = omp_get_num_threads();
 #endif
         float *ap = ap_all + (int64_t)tid * MC * KC;
         for (int64_t jc = 0; jc < n; jc += NC) {
             const int64_t ncur = CNNC_MIN(NC, n - jc);
             const int64_t npanels = CNNC_CEIL_DIV(ncur, nr);
-            const int64_t nsplit = mblocks >= T ? 1 : CNNC_MIN(npanels, CNNC_CEIL_DIV(T, mblocks));
-            for (int64_t pc = 0; pc < k; pc += KC) {
-                const int64_t kcur = CNNC_MIN(KC, k - pc);
-                const cnnc_gemm_params params = {alpha, pc == 0 ? beta : 1.0f};
-#pragma omp for schedule(static)
-                for (int64_t jp = 0; jp < npanels; ++jp)
-                    pack_b_panel(B, pc, kcur, jc + jp * nr, CNNC_MIN(nr, ncur - jp * nr), nr,
-                                 bp + jp * nr * kcur);
+            for (int64_t kd = 0; kd < k; kd += KD) {
+                const int64_t kend = CNNC_MIN(k, kd + KD), kblocks = CNNC_CEIL_DIV(kend - kd, KC);
+                /* k block pc starts at bp + (pc - kd) * npanels * nr: all blocks but the last are KC deep.
+                 * Dynamic, like the row blocks: a thread that starts late finds less to do. */
+#pragma omp for schedule(dynamic, 4)
+                for (int64_t t = 0; t < kblocks * npanels; ++t) {
+                    const int64_t pc = kd + t / npanels * KC, jp = t % npanels, kcur = CNNC_MIN(KC, k - pc);
+                    pack_b_panel(&pk, B, pc, kcur, jc + jp * nr, CNNC_MIN(nr, ncur - jp * nr), nr,
+                                 bp + (pc - kd) * npanels * nr + jp * nr * kcur);
+                }
                 /* implicit barrier: B is packed */
-#pragma omp for schedule(static)
-                for (int64_t task = 0; task < mblocks * nsplit; ++task) {
+#pragma omp for schedule(dynamic, 1)
+                for (int64_t task = 0; task < ntasks; ++task) {
                     const int64_t ib = task / nsplit, js = task % nsplit;
                     const int64_t jp0 = js * npanels / nsplit, jp1 = (js + 1) * npanels / nsplit;
-                    if (jp0 >= jp1) continue;
                     const int64_t ic = ib * MC, mcur = CNNC_MIN(MC, m - ic);
-                    pack_a(A, ic, mcur, pc, kcur, mr, ap);
-                    for (int64_t jp = jp0; jp < jp1; ++jp) {
-                        const int64_t j = jp * nr, ncols = CNNC_MIN(nr, ncur - j);
-                        const float *bpanel = bp + jp * nr * kcur;
-                        for (int64_t i = 0; i < mcur; i += mr)
-                            ukernel(kcur, ap + i * kcur, bpanel, c + (ic + i) * ldc + jc + j, ldc,
-                                    CNNC_MIN(mr, mcur - i), ncols, &params);
+                    for (int64_t pc = kd; pc < kend && jp0 < jp1; pc += KC) {
+                        const int64_t kcur = CNNC_MIN(KC, k - pc);
+                        const cnnc_gemm_params params = {alpha, pc == 0 ? beta : 1.0f};
+                        const float *bblock = bp + (pc - kd) * npanels * nr;
+                        pack_a(&pk, A, ic, mcur, pc, kcur, mr, ap);
+                        for (int64_t jp = jp0; jp < jp1; ++jp) {
+                            const int64_t j = jp * nr, ncols = CNNC_MIN(nr, ncur - j);
+                            const float *bpanel = bblock + jp * nr * kcur;
+                            for (int64_t i = 0; i < mcur; i += mr)
+                                ukernel(kcur, ap + i * kcur, bpanel, c + (ic + i) * ldc + jc + j, ldc,
+                                        CNNC_MIN(mr, mcur - i), ncols, &params);
+                        }
                     }
                 }
                 /* implicit barrier: B may be repacked */

@@ -19,6 +19,21 @@ int cnnc_window2d_output(const cnnc_window2d *p, int64_t *oh, int64_t *ow) {
     return CNNC_OK;
 }
 
+/* Output positions o in [lo, hi) whose tap t reads an input inside [0, size): 0 <= o*s - pad + t*d < size. */
+static inline void tap_range(int64_t size, int64_t t, int64_t s, int64_t pad, int64_t d, int64_t out,
+                             int64_t *lo, int64_t *hi) {
+    const int64_t off = t * d - pad; /* input = o*s + off */
+    int64_t a = off >= 0 ? 0 : (-off + s - 1) / s;
+    int64_t b = size - off <= 0 ? 0 : (size - off - 1) / s + 1;
+    *lo = CNNC_MIN(a, out);
+    *hi = CNNC_MAX(*lo, CNNC_MIN(b, out));
+}
+
+static inline void copy_floats(float *restrict dst, const float *restrict src, int64_t n) {
+    if (n == 1) *dst = *src;
+    else memcpy(dst, src, (size_t)n * sizeof(float));
+}
+
 // NHWC: x[N, H, W, C] -> col[N*OH*OW, KH*KW*cg]      NCHW: x[N, C, H, W] -> col[cg*KH*KW, N*OH*OW]
 int cnnc_im2col(const cnnc_ctx *ctx, const cnnc_window2d *p, int64_t c0, int64_t cg,
                 const float *restrict x, float *restrict col) {
@@ -29,20 +44,34 @@ int cnnc_im2col(const cnnc_ctx *ctx, const cnnc_window2d *p, int64_t c0, int64_t
     const int64_t H = p->h, W = p->w, C = p->c, KH = p->kh, KW = p->kw;
     if (p->layout == CNNC_NHWC) {
         const int64_t rows = p->n * OH, K = KH * KW * cg;
+        /* with unit stride along w, all channels and no dilation, the KW taps of a window row are
+         * adjacent in x: one copy of KW*C floats when the whole run is inside the image */
+        const int runs = p->dw == 1 && cg == C;
         int nt = cnnc_threads(ctx, rows);
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
         for (int64_t r = 0; r < rows; ++r) { /* one output row (n, oh): OW rows of col */
             const int64_t n = r / OH, oh = r % OH;
             float *dst = col + r * OW * K;
             for (int64_t ow = 0; ow < OW; ++ow) {
+                const int64_t iw0 = ow * p->sw - p->pl;
+                const int run = runs && iw0 >= 0 && iw0 + KW <= W;
                 for (int64_t kh = 0; kh < KH; ++kh) {
                     const int64_t ih = oh * p->sh - p->pt + kh * p->dh;
+                    if (ih < 0 || ih >= H) {
+                        memset(dst, 0, (size_t)(KW * cg) * sizeof(float));
+                        dst += KW * cg;
+                        continue;
+                    }
+                    const float *xrow = x + (n * H + ih) * W * C + c0;
+                    if (run) {
+                        copy_floats(dst, xrow + iw0 * C, KW * cg);
+                        dst += KW * cg;
+                        continue;
+                    }
                     for (int64_t kw = 0; kw < KW; ++kw, dst += cg) {
-                        const int64_t iw = ow * p->sw - p->pl + kw * p->dw;
-                        if (ih < 0 || ih >= H || iw < 0 || iw >= W)
-                            memset(dst, 0, (size_t)cg * sizeof(float));
-                        else
-                            memcpy(dst, x + ((n * H + ih) * W + iw) * C + c0, (size_t)cg * sizeof(float));
+                        const int64_t iw = iw0 + kw * p->dw;
+                        if (iw < 0 || iw >= W) memset(dst, 0, (size_t)cg * sizeof(float));
+                        else copy_floats(dst, xrow + iw * C, cg);
                     }
                 }
             }
@@ -53,21 +82,22 @@ int cnnc_im2col(const cnnc_ctx *ctx, const cnnc_window2d *p, int64_t c0, int64_t
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
         for (int64_t r = 0; r < rows; ++r) {
             const int64_t c = r / (KH * KW), kh = (r / KW) % KH, kw = r % KW;
+            int64_t lo, hi; /* the ow whose input column is inside the image */
+            tap_range(W, kw, p->sw, p->pl, p->dw, OW, &lo, &hi);
             float *dst = col + r * cols;
             for (int64_t n = 0; n < p->n; ++n) {
                 const float *xp = x + (n * C + c0 + c) * H * W;
-                for (int64_t oh = 0; oh < OH; ++oh) {
+                for (int64_t oh = 0; oh < OH; ++oh, dst += OW) {
                     const int64_t ih = oh * p->sh - p->pt + kh * p->dh;
                     if (ih < 0 || ih >= H) {
                         memset(dst, 0, (size_t)OW * sizeof(float));
-                        dst += OW;
                         continue;
                     }
-                    const float *xrow = xp + ih * W;
-                    for (int64_t ow = 0; ow < OW; ++ow) {
-                        const int64_t iw = ow * p->sw - p->pl + kw * p->dw;
-                        *dst++ = (iw >= 0 && iw < W) ? xrow[iw] : 0.0f;
-                    }
+                    const float *xrow = xp + ih * W + kw * p->dw - p->pl;
+                    for (int64_t ow = 0; ow < lo; ++ow) dst[ow] = 0.0f;
+                    if (p->sw == 1) copy_floats(dst + lo, xrow + lo, hi - lo);
+                    else for (int64_t ow = lo; ow < hi; ++ow) dst[ow] = xrow[ow * p->sw];
+                    for (int64_t ow = hi; ow < OW; ++ow) dst[ow] = 0.0f;
                 }
             }
         }
@@ -75,16 +105,18 @@ int cnnc_im2col(const cnnc_ctx *ctx, const cnnc_window2d *p, int64_t c0, int64_t
     return CNNC_OK;
 }
 
-/* For input position i along one axis: the outputs o and kernel taps t with o*s - pad + t*d == i. */
+/* The output row o whose tap t reads input row i (o*s - pad + t*d == i), if there is one. */
 static inline int tap_output(int64_t i, int64_t t, int64_t s, int64_t pad, int64_t d, int64_t out,
                              int64_t *o) {
     const int64_t num = i + pad - t * d;
-    if (num < 0 || num % s) return 0;
-    *o = num / s;
+    if (num < 0 || (s > 1 && num % s)) return 0;
+    *o = s > 1 ? num / s : num;
     return *o < out;
 }
 
-// col2im (gather form, fixed (kh, kw) summation order): col -> dx[.., c0:c0+cg]
+/* col2im: every element of dx is 0 plus its col entries added in (kh, kw) order, whatever the loop
+ * nesting: per input row, the (kh, kw) loops are outermost and each adds a run of output columns. */
+// col -> dx[.., c0:c0+cg]
 int cnnc_col2im(const cnnc_ctx *ctx, const cnnc_window2d *p, int64_t c0, int64_t cg,
                 const float *restrict col, float *restrict dx) {
     int64_t OH, OW;
@@ -98,17 +130,20 @@ int cnnc_col2im(const cnnc_ctx *ctx, const cnnc_window2d *p, int64_t c0, int64_t
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
         for (int64_t r = 0; r < rows; ++r) {
             const int64_t n = r / H, ih = r % H;
-            for (int64_t iw = 0; iw < W; ++iw) {
-                float *d = dx + ((n * H + ih) * W + iw) * C + c0;
-                memset(d, 0, (size_t)cg * sizeof(float));
-                for (int64_t kh = 0; kh < KH; ++kh) {
-                    int64_t oh;
-                    if (!tap_output(ih, kh, p->sh, p->pt, p->dh, OH, &oh)) continue;
-                    for (int64_t kw = 0; kw < KW; ++kw) {
-                        int64_t ow;
-                        if (!tap_output(iw, kw, p->sw, p->pl, p->dw, OW, &ow)) continue;
-                        const float *s = col + ((n * OH + oh) * OW + ow) * K + (kh * KW + kw) * cg;
-                        for (int64_t c = 0; c < cg; ++c) d[c] += s[c];
+            float *drow = dx + (n * H + ih) * W * C + c0;
+            if (cg == C) memset(drow, 0, (size_t)(W * C) * sizeof(float));
+            else for (int64_t iw = 0; iw < W; ++iw) memset(drow + iw * C, 0, (size_t)cg * sizeof(float));
+            for (int64_t kh = 0; kh < KH; ++kh) {
+                int64_t oh;
+                if (!tap_output(ih, kh, p->sh, p->pt, p->dh, OH, &oh)) continue;
+                for (int64_t kw = 0; kw < KW; ++kw) {
+                    int64_t lo, hi;
+                    tap_range(W, kw, p->sw, p->pl, p->dw, OW, &lo, &hi);
+                    const float *s = col + ((n * OH + oh) * OW) * K + (kh * KW + kw) * cg;
+                    for (int64_t ow = lo; ow < hi; ++ow) {
+                        float *d = drow + (ow * p->sw - p->pl + kw * p->dw) * C;
+                        const float *sc = s + ow * K;
+                        for (int64_t c = 0; c < cg; ++c) d[c] += sc[c];
                     }
                 }
             }
@@ -120,18 +155,18 @@ int cnnc_col2im(const cnnc_ctx *ctx, const cnnc_window2d *p, int64_t c0, int64_t
         for (int64_t r = 0; r < planes * H; ++r) {
             const int64_t n = r / (cg * H), c = (r / H) % cg, ih = r % H;
             float *d = dx + ((n * C + c0 + c) * H + ih) * W;
-            for (int64_t iw = 0; iw < W; ++iw) {
-                float acc = 0.0f;
-                for (int64_t kh = 0; kh < KH; ++kh) {
-                    int64_t oh;
-                    if (!tap_output(ih, kh, p->sh, p->pt, p->dh, OH, &oh)) continue;
-                    for (int64_t kw = 0; kw < KW; ++kw) {
-                        int64_t ow;
-                        if (!tap_output(iw, kw, p->sw, p->pl, p->dw, OW, &ow)) continue;
-                        acc += col[((c * KH + kh) * KW + kw) * cols + (n * OH + oh) * OW + ow];
-                    }
+            memset(d, 0, (size_t)W * sizeof(float));
+            for (int64_t kh = 0; kh < KH; ++kh) {
+                int64_t oh;
+                if (!tap_output(ih, kh, p->sh, p->pt, p->dh, OH, &oh)) continue;
+                for (int64_t kw = 0; kw < KW; ++kw) {
+                    int64_t lo, hi;
+                    tap_range(W, kw, p->sw, p->pl, p->dw, OW, &lo, &hi);
+                    const float *s = col + ((c * KH + kh) * KW + kw) * cols + (n * OH + oh) * OW;
+                    float *dd = d + kw * p->dw - p->pl;
+                    if (p->sw == 1) for (int64_t ow = lo; ow < hi; ++ow) dd[ow] += s[ow];
+                    else for (int64_t ow = lo; ow < hi; ++ow) dd[ow * p->sw] += s[ow];
                 }
-                d[iw] = acc;
             }
         }
     }

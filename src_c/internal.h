@@ -45,6 +45,15 @@ static inline int64_t cnnc_mul_ok(int64_t a, int64_t b) {
     return a * b;
 }
 
+/* GEMM packing helpers that the ISA table of cnnc.h does not carry: full-panel transposing packs,
+ * dst[p * W + i] = src[i * ld + p] for i < W, p < kc, with W = mr (gather_a) or nr (gather_b). NULL
+ * means the portable loops of gemm.c. dispatch.c picks them from the context's kernels. */
+typedef void (*cnnc_gemm_gather_fn)(int64_t kc, const float *src, int64_t ld, float *dst);
+typedef struct {
+    cnnc_gemm_gather_fn gather_a, gather_b;
+} cnnc_gemm_packers;
+cnnc_gemm_packers cnnc_gemm_packers_for(const cnnc_kernels *k);
+
 /* act(v) for one value: the scalar definition every vector path must agree with. */
 float cnnc_act_scalar(cnnc_act act, float v);
 int cnnc_act_valid(cnnc_act act);

@@ -1,9 +1,27 @@
 """Estimated versus measured memory of the textbook CNNs, for training steps and inference.
 
-For each model, batch size and mode a fresh process measures one step three ways: cnnc's own
-accounting (cnnc.memory.measure), the growth of the resident set (VmHWM after resetting it through
-/proc/self/clear_refs; Linux) and tracemalloc. Large buffers come straight from mmap
-(MALLOC_MMAP_THRESHOLD_) so the resident set follows what is alive.
+For each model, batch size and mode a fresh process measures one step three ways:
+
+* cnnc's own accounting (cnnc.memory.measure): the peak bytes of cnnc's live buffers;
+* the resident set (RSS), independently of cnnc: the growth of the process's resident pages over the
+  step, from the kernel's exact count in /proc/self/statm sampled at every Python and C function call
+  and return of the step (sys.setprofile). Memory is touched inside calls and released between them,
+  so the largest sample is the step's peak; it can miss only memory touched and released within a
+  single C call. glibc maps every allocation on its own pages and unmaps them when it is freed
+  (MALLOC_MMAP_THRESHOLD_=0: the heap is never used), so no buffer can reuse pages that earlier work
+  left resident (with a page-sized threshold it did: the free heap holes left by the deploy lowering in
+  memory_estimate() hid 17% of a batch-1 step). Transparent huge pages are disabled for the process
+  (PR_SET_THP_DISABLE) so a page counts when it is touched, 4 KB at a time. Before the measured step,
+  the tracemalloc step and a one-sample step warm Python's caches and the profiler;
+* tracemalloc: the peak of every NumPy buffer and Python object, to the byte.
+
+The VmHWM column is the kernel's own peak (reset through /proc/self/clear_refs), for comparison only:
+the kernel records it when memory is unmapped, from an RSS count kept in per-CPU batches, so it lags
+the true peak by tens of pages per CPU (up to 0.25 MB measured here): within 2% at 10 MB, but up to
+half of a 0.5 MB step at batch 1. statm's count is exact on recent kernels (the child checks that it
+sees every page as it is touched and the table says so when it does not). RSS counts pages, so it
+includes the rounding of each allocation up to whole pages (a 40-byte array takes 4 KB) and leaves
+out the pages of a buffer that nothing writes (part of a GEMM workspace at batch 1).
 
     python tools/memory_table.py                         # chollet and geron at batch 1, 64, 256
     python tools/memory_table.py --report geron --batch 64
@@ -15,11 +33,32 @@ import subprocess
 import sys
 
 _CHILD = r"""
-import gc, json, sys, tracemalloc
+import ctypes, gc, json, mmap, os, sys, tracemalloc
 import numpy as np, cnnc
 from cnnc import memory, nn, zoo
 import cnnc.callbacks, cnnc._progbar, cnnc.losses, cnnc.metrics, cnnc.optimizers
 name, b, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+try:
+    ctypes.CDLL(None, use_errno=True).prctl(41, 1, 0, 0, 0)  # PR_SET_THP_DISABLE: 4 KB pages only
+except (AttributeError, OSError):
+    pass
+PAGE = os.sysconf("SC_PAGE_SIZE")
+statm = os.open("/proc/self/statm", os.O_RDONLY)
+def resident_pages():
+    return int(os.pread(statm, 128, 0).split()[1])
+def statm_is_exact():  # each page shows as it is touched (+2 for the interpreter's own pages)
+    area = mmap.mmap(-1, 8 * PAGE)
+    before = resident_pages()
+    ok = True
+    for i in range(8):
+        area[i * PAGE] = 1
+        ok = ok and i + 1 <= resident_pages() - before <= i + 3
+    area.close()
+    return ok
+def hwm():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
 cnnc.utils.set_random_seed(0)
 rng = np.random.default_rng(0)
 x, y = rng.random((b, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, b)
@@ -31,24 +70,31 @@ if mode == "train":
     for i in range(len(m.optimizer._shapes)):
         m.optimizer._tmp(i)
     est = m.memory_estimate(b).training_bytes
-    fn = lambda: m.fit(x, y, batch_size=b, epochs=1, verbose=0)
+    step = lambda n: m.fit(x[:n], y[:n], batch_size=n, epochs=1, verbose=0)
 else:
     est = m.memory_estimate(b).inference_bytes
-    fn = lambda: m.predict(x, batch_size=b, verbose=0)
-def status(key):
-    for line in open("/proc/self/status"):
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) * 1024
+    step = lambda n: m.predict(x[:n], batch_size=n, verbose=0)
 gc.collect()
+tracemalloc.start(); step(b); traced = tracemalloc.get_traced_memory()[1]; tracemalloc.stop()
+peak = 0
+def sample(frame, event, arg):
+    global peak
+    peak = max(peak, resident_pages())
+def resident_growth(n):
+    global peak
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    base = peak = resident_pages()
+    sys.setprofile(sample)
+    acct = memory.measure(step, n)
+    sys.setprofile(None)
+    return (max(peak, resident_pages()) - base) * PAGE, hwm() - base * PAGE, acct
+resident_growth(1)
 alive = memory.current_bytes()
-with open("/proc/self/clear_refs", "w") as f:
-    f.write("5")
-base = status("VmRSS")
-peak = memory.measure(fn)
-rss = status("VmHWM") - base
-gc.collect()
-tracemalloc.start(); fn(); traced = tracemalloc.get_traced_memory()[1]; tracemalloc.stop()
-print(json.dumps(dict(estimate=est, accounting=peak, alive_before=alive, rss_growth=rss, traced=traced)))
+rss, hwm_growth, acct = resident_growth(b)
+print(json.dumps(dict(estimate=est, accounting=acct, alive_before=alive, rss_growth=rss, hwm_growth=hwm_growth,
+                      traced=traced, statm_exact=statm_is_exact())))
 """
 
 
@@ -65,9 +111,11 @@ def main():
         model.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy")
         print(model.memory_estimate(args.batch))
         return
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="0")
     print(f"{'model':8} {'batch':>5} {'mode':6} {'estimate':>12} {'accounting':>12} {'est/acct':>9} "
-          f"{'step est':>10} {'RSS growth':>11} {'est/RSS':>8} {'tracemalloc':>12} {'est/trace':>9}")
+          f"{'step est':>10} {'RSS growth':>11} {'est/RSS':>8} {'tracemalloc':>12} {'est/trace':>9} "
+          f"{'VmHWM (lags)':>13}")
+    inexact = False
     for name in args.models:
         for b in args.batches:
             for mode in ("train", "infer"):
@@ -78,7 +126,10 @@ def main():
                 print(f"{name:8} {b:>5} {mode:6} {r['estimate'] / 1e6:>10.2f}MB {r['accounting'] / 1e6:>10.2f}MB "
                       f"{r['estimate'] / r['accounting']:>9.3f} {step / 1e6:>8.2f}MB {r['rss_growth'] / 1e6:>9.2f}MB "
                       f"{step / max(r['rss_growth'], 1):>8.3f} {r['traced'] / 1e6:>10.2f}MB "
-                      f"{step / max(r['traced'], 1):>9.3f}")
+                      f"{step / max(r['traced'], 1):>9.3f} {r['hwm_growth'] / 1e6:>11.2f}MB")
+                inexact = inexact or not r["statm_exact"]
+    if inexact:
+        print("warning: this kernel's /proc/self/statm counts in per-CPU batches: RSS growth lags like VmHWM")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-/* ukernels.h - the per-ISA GEMM micro-kernels (see cnnc_gemm_ukernel_fn in cnnc.h for the contract). */
+/* ukernels.h - the per-ISA GEMM micro-kernels (see cnnc_gemm_ukernel_fn in cnnc.h for the contract)
+ * and packing helpers (see cnnc_gemm_gather_fn in internal.h). */
 #ifndef CNNC_UKERNELS_H
 #define CNNC_UKERNELS_H
 #include "../cnnc.h"
@@ -8,4 +9,7 @@ void cnnc_f32_gemm_ukernel_6x8__generic(int64_t k, const float *ap, const float 
                                         const cnnc_gemm_params *params);
 void cnnc_f32_gemm_ukernel_6x16__avx2(int64_t k, const float *ap, const float *bp, float *c,
                                       int64_t ldc, int64_t m, int64_t n, const cnnc_gemm_params *params);
+/* Transposing packs for full panels: dst[p * W + i] = src[i * ld + p], i < W, p < kc. */
+void cnnc_f32_pack_gather6__avx2(int64_t kc, const float *src, int64_t ld, float *dst);
+void cnnc_f32_pack_gather16__avx2(int64_t kc, const float *src, int64_t ld, float *dst);
 #endif
