@@ -20,12 +20,13 @@
 #define MAX_IO 1024
 #define MAX_NAME 4096
 #define MAX_ATTRS 64
+#define MAX_INT_ATTRS (1 << 20)  /* gather indices travel as int attributes */
 #define MAX_WINDOW ((int64_t)1 << 31)  /* kernel, stride, dilation, padding: keeps window arithmetic in range */
 
 enum { V_ARENA = 0, V_INPUT, V_OUTPUT, V_CONST, V_ALIAS };
 enum {
     OP_CONV = 1, OP_MAXPOOL, OP_AVGPOOL, OP_GAVGPOOL, OP_GMAXPOOL, OP_DENSE, OP_ACT, OP_SOFTMAX,
-    OP_AFFINE, OP_BINARY, OP_CONCAT, OP_TRANSPOSE, OP_PAD, OP_LRN, OP_COPY, OP_LAST
+    OP_AFFINE, OP_BINARY, OP_CONCAT, OP_TRANSPOSE, OP_PAD, OP_LRN, OP_COPY, OP_MATMUL, OP_GATHER, OP_LAST
 };
 enum { BIN_ADD = 0, BIN_SUB, BIN_MUL, BIN_DIV, BIN_PRELU, BIN_LAST };
 enum { PAD_CONSTANT = 0, PAD_REFLECT, PAD_EDGE };
@@ -154,6 +155,8 @@ static int op_arity_ok(const op_t *o) {
     case OP_GAVGPOOL:
     case OP_GMAXPOOL: return o->n_in == 1 && o->n_out == 1 && o->n_i == 1 && o->n_f == 0;
     case OP_COPY: return o->n_in == 1 && o->n_out == 1 && o->n_i == 0 && o->n_f == 0;
+    case OP_MATMUL: return o->n_in == 2 && o->n_out == 1 && o->n_i == 0 && o->n_f == 0;
+    case OP_GATHER: return o->n_in == 1 && o->n_out == 1 && o->n_i >= 2 && o->n_f == 0;
     case OP_DENSE: return o->n_in == 3 && o->n_out == 1 && o->n_i == 1 && o->n_f == 2;
     case OP_ACT: return o->n_in == 1 && o->n_out == 1 && o->n_i == 1 && o->n_f == 2;
     case OP_SOFTMAX: return o->n_in == 1 && o->n_out == 1 && o->n_i == 2 && o->n_f == 0;
@@ -305,7 +308,7 @@ static int parse(cnnc_model *m, char *msg, int64_t msg_size) {
         o->code = rd_i32(p); o->n_in = rd_i32(p + 4); o->n_out = rd_i32(p + 8);
         o->n_i = rd_i32(p + 12); o->n_f = rd_i32(p + 16);
         if (rd_i32(p + 20) != 0 || o->n_in < 0 || o->n_in > MAX_ATTRS || o->n_out < 0 || o->n_out > 1 || o->n_i < 0 ||
-            o->n_i > MAX_ATTRS || o->n_f < 0 || o->n_f > MAX_ATTRS || !op_arity_ok(o))
+            o->n_i > MAX_INT_ATTRS || o->n_f < 0 || o->n_f > MAX_ATTRS || !op_arity_ok(o))
             return fail(msg, msg_size, CNNC_EFORMAT, "op %u: unknown op code %d or bad arity", k, o->code);
         const unsigned char *q;
         if (!take(&c, 4 * (int64_t)(o->n_in + o->n_out), &q) || !align8(&c))
@@ -651,6 +654,28 @@ static int check_op(const cnnc_model *m, int32_t k, int64_t b, int64_t *ws, char
             if ((lo || hi) && mode == PAD_EDGE && x.d[d] < 1) BAD("edge padding of an empty axis");
             if ((lo || hi) && mode == PAD_REFLECT && (x.d[d] < 2 || lo >= x.d[d] || hi >= x.d[d])) BAD("reflect pads too large");
         }
+        return CNNC_OK;
+    }
+    case OP_MATMUL: {
+        /* y[..., M, N] = a[..., M, K] @ b[..., K, N]; b is 2-D (shared) or has a's leading dims */
+        shape_t bb;
+        get_shape(m, o->in[1], b, &bb);
+        if (x.rank < 2 || bb.rank < 2 || y.rank != x.rank) BAD("matmul needs a and b of rank >= 2");
+        const int64_t M = x.d[x.rank - 2], K = x.d[x.rank - 1], N = bb.d[bb.rank - 1];
+        if (bb.d[bb.rank - 2] != K || y.d[y.rank - 2] != M || y.d[y.rank - 1] != N) BAD("inner dimensions");
+        if (bb.rank != 2 && (bb.rank != x.rank || !same_dims(bb.d, x.d, x.rank - 2))) BAD("batch dimensions of b");
+        if (!same_dims(y.d, x.d, x.rank - 2)) BAD("output shape");
+        *ws = cnnc_gemm_workspace_size(&m->ctx, M, N, K);
+        if (*ws < 0) BAD("workspace size");
+        return CNNC_OK;
+    }
+    case OP_GATHER: {
+        const int64_t axis = o->ia[0], nidx = o->n_i - 1;
+        if (axis < 0 || axis >= x.rank) BAD("axis");
+        const int64_t outer = numel_of(x.d, (int)axis), inner = numel_of(x.d + axis + 1, x.rank - (int)axis - 1);
+        for (int64_t j = 0; j < nidx; ++j)
+            if (o->ia[1 + j] < 0 || o->ia[1 + j] >= x.d[axis]) BAD("index out of range");
+        if (cnnc_mul_ok(cnnc_mul_ok(outer, nidx), inner) != y.n) BAD("output size");
         return CNNC_OK;
     }
     case OP_LRN:
@@ -1022,6 +1047,26 @@ int cnnc_model_run(const cnnc_model *m, void *arena, int64_t arena_size, const f
         case OP_PAD:
             run_pad(o->ia, o->fa[0], &sx, x, &sy, y);
             break;
+        case OP_MATMUL: {
+            shape_t sb;
+            get_shape(m, o->in[1], b, &sb);
+            const int64_t M = sx.d[sx.rank - 2], K = sx.d[sx.rank - 1], N = sb.d[sb.rank - 1];
+            const int64_t batches = numel_of(sx.d, sx.rank - 2);
+            const float *bm = ptr_of(&e, o->in[1]);
+            const int shared = sb.rank == 2;
+            for (int64_t i = 0; i < batches && rc == CNNC_OK; ++i)
+                rc = cnnc_sgemm(ctx, 0, 0, M, N, K, 1.0f, x + i * M * K, K, bm + (shared ? 0 : i * K * N), N,
+                                0.0f, y + i * M * N, N, ws, ws_size);
+            break;
+        }
+        case OP_GATHER: {
+            const int64_t axis = o->ia[0], nidx = o->n_i - 1, xd = sx.d[axis];
+            const int64_t outer = numel_of(sx.d, (int)axis), inner = numel_of(sx.d + axis + 1, sx.rank - (int)axis - 1);
+            for (int64_t i = 0; i < outer; ++i)
+                for (int64_t j = 0; j < nidx; ++j)
+                    memcpy(y + (i * nidx + j) * inner, x + (i * xd + o->ia[1 + j]) * inner, (size_t)inner * sizeof(float));
+            break;
+        }
         case OP_LRN:
             run_lrn(o, &sx, x, y);
             break;

@@ -26,6 +26,7 @@ import pytest
 
 from cnnc import deploy, layers, models, zoo
 from cnnc.utils import set_random_seed
+from cnnc.onnx._random import randomized_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC_C = ROOT / "src_c"
@@ -135,30 +136,6 @@ def fashion_case(tmp_path_factory):
     return tmp, model, x, labels
 
 
-def randomized_onnx(model, seed=0):
-    """The onnx package's 'light' models make their weights with ConstantOfShape (one constant value,
-    so every class gets the same score): replace those by random initializers (He-scaled)."""
-    import onnx
-    from onnx import numpy_helper
-    rng = np.random.default_rng(seed)
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
-    keep, new = [], []
-    for node in m.graph.node:
-        if node.op_type == "ConstantOfShape" and node.input[0] in inits:
-            shape = tuple(int(v) for v in inits[node.input[0]])
-            fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 1
-            v = rng.random(shape) * 0.5 + 0.5 if len(shape) == 1 else rng.standard_normal(shape) * np.sqrt(2 / fan_in)
-            new.append(numpy_helper.from_array(v.astype(np.float32), node.output[0]))
-        else:
-            keep.append(node)
-    del m.graph.node[:]
-    m.graph.node.extend(keep)
-    m.graph.initializer.extend(new)
-    return m
-
-
 @pytest.fixture(scope="module")
 def squeezenet_case(tmp_path_factory):
     onnx = pytest.importorskip("onnx")
@@ -166,7 +143,7 @@ def squeezenet_case(tmp_path_factory):
     if not path.exists():
         pytest.skip(f"{path} is not in this onnx package")
     tmp = tmp_path_factory.mktemp("squeezenet")
-    data = randomized_onnx(onnx.load(str(path))).SerializeToString()
+    data = randomized_weights(onnx.load(str(path))).SerializeToString()
     deploy.bundle(data, tmp / "sq.cnnb")
     x = np.random.default_rng(1).standard_normal((1, 3, 224, 224)).astype(np.float32)
     x.tofile(tmp / "x.f32")

@@ -10,6 +10,7 @@ ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 import cnnc.onnx as connx  # noqa: E402
+from cnnc.onnx._random import randomized_weights  # noqa: E402
 
 F = TensorProto.FLOAT
 
@@ -788,39 +789,13 @@ def test_light_model(name, rtol, atol):
     _check_plan(s)
 
 
-def randomized(model, seed=0):
-    """The light model with its ConstantOfShape weights replaced by random initializers (the stored
-    outputs come from constant weights, which hide most mistakes)."""
-    rng = np.random.default_rng(seed)
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
-    keep = []
-    new_inits = []
-    for node in m.graph.node:
-        if node.op_type == "ConstantOfShape" and node.input[0] in inits:
-            shape = tuple(int(v) for v in inits[node.input[0]])
-            fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 1
-            if len(shape) == 1:  # biases / BN params: keep the variance positive
-                v = (rng.random(shape) * 0.5 + 0.5).astype(np.float32)
-            else:
-                v = (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
-            new_inits.append(numpy_helper.from_array(v, node.output[0]))
-        else:
-            keep.append(node)
-    del m.graph.node[:]
-    m.graph.node.extend(keep)
-    m.graph.initializer.extend(new_inits)
-    return m
-
-
 @pytest.mark.parametrize("name", ["squeezenet", "resnet50", "inception_v1", "shufflenet", "densenet121",
                                   "inception_v2"])
 def test_light_model_random_weights_vs_ort(name):
     path = os.path.join(LIGHT_DIR, f"light_{name}.onnx")
     if not os.path.exists(path):
         pytest.skip("light model not shipped with this onnx")
-    m = randomized(onnx.load(path))
+    m = randomized_weights(onnx.load(path))
     inits = {t.name for t in m.graph.initializer}
     feeds = {vi.name: dummy_input(vi) for vi in m.graph.input if vi.name not in inits}
     got = connx.InferenceSession(m.SerializeToString()).run(None, feeds)

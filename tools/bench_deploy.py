@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
+from cnnc.onnx._random import randomized_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC_C = ROOT / "src_c"
@@ -100,29 +100,6 @@ def ort_latency(onnx_path, threads, runs):
     return float(text.split("median_ms ")[1]), rss
 
 
-def randomized_onnx(model, seed=0):
-    """light_* models build their weights with ConstantOfShape: use random initializers instead."""
-    import onnx
-    from onnx import numpy_helper
-    rng = np.random.default_rng(seed)
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
-    keep, new = [], []
-    for node in m.graph.node:
-        if node.op_type == "ConstantOfShape" and node.input[0] in inits:
-            shape = tuple(int(v) for v in inits[node.input[0]])
-            fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 1
-            v = rng.random(shape) * 0.5 + 0.5 if len(shape) == 1 else rng.standard_normal(shape) * np.sqrt(2 / fan_in)
-            new.append(numpy_helper.from_array(v.astype(np.float32), node.output[0]))
-        else:
-            keep.append(node)
-    del m.graph.node[:]
-    m.graph.node.extend(keep)
-    m.graph.initializer.extend(new)
-    return m
-
-
 def make_models(tmp):
     import onnx
     from cnnc import deploy, onnx as cnnc_onnx, zoo
@@ -138,7 +115,7 @@ def make_models(tmp):
     src = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light" / "light_squeezenet.onnx"
     if src.exists():
         sq_onnx, sq_b = Path(tmp) / "squeezenet.onnx", Path(tmp) / "squeezenet.cnnb"
-        onnx.save(randomized_onnx(onnx.load(str(src))), str(sq_onnx))
+        onnx.save(randomized_weights(onnx.load(str(src))), str(sq_onnx))
         deploy.bundle(str(sq_onnx), sq_b)
         out["light_squeezenet"] = (sq_onnx, sq_b)
     else:

@@ -14,27 +14,7 @@ import time
 
 import numpy as np
 
-
-def _randomized(model, seed=0):
-    import onnx
-    from onnx import numpy_helper
-    rng = np.random.default_rng(seed)
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
-    keep, new = [], []
-    for node in m.graph.node:
-        if node.op_type == "ConstantOfShape" and node.input[0] in inits:
-            shape = tuple(int(v) for v in inits[node.input[0]])
-            fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 1
-            v = (rng.random(shape) * 0.5 + 0.5) if len(shape) == 1 else rng.standard_normal(shape) * np.sqrt(2 / fan_in)
-            new.append(numpy_helper.from_array(v.astype(np.float32), node.output[0]))
-        else:
-            keep.append(node)
-    del m.graph.node[:]
-    m.graph.node.extend(keep)
-    m.graph.initializer.extend(new)
-    return m
+from cnnc.onnx._random import randomized_weights
 
 
 def main():
@@ -61,7 +41,7 @@ def main():
           f"onnxruntime {ort.__version__}")
     print(f"{'model':<12} {'cnnc ms':>9} {'ORT ms':>9} {'ratio':>6} {'max |diff|':>11}")
     for name in args.models:
-        model = _randomized(onnx.load(os.path.join(light, f"light_{name}.onnx")))
+        model = randomized_weights(onnx.load(os.path.join(light, f"light_{name}.onnx")))
         data = model.SerializeToString()
         inits = {t.name for t in model.graph.initializer}
         inp = next(i for i in model.graph.input if i.name not in inits)

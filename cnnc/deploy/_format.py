@@ -45,11 +45,11 @@ ALIGN = 64
 
 V_ARENA, V_INPUT, V_OUTPUT, V_CONST, V_ALIAS = range(5)
 (OP_CONV, OP_MAXPOOL, OP_AVGPOOL, OP_GAVGPOOL, OP_GMAXPOOL, OP_DENSE, OP_ACT, OP_SOFTMAX, OP_AFFINE,
- OP_BINARY, OP_CONCAT, OP_TRANSPOSE, OP_PAD, OP_LRN, OP_COPY) = range(1, 16)
+ OP_BINARY, OP_CONCAT, OP_TRANSPOSE, OP_PAD, OP_LRN, OP_COPY, OP_MATMUL, OP_GATHER) = range(1, 18)
 OP_NAMES = {OP_CONV: "conv", OP_MAXPOOL: "max_pool", OP_AVGPOOL: "avg_pool", OP_GAVGPOOL: "global_avg_pool",
             OP_GMAXPOOL: "global_max_pool", OP_DENSE: "dense", OP_ACT: "activation", OP_SOFTMAX: "softmax",
             OP_AFFINE: "channel_affine", OP_BINARY: "binary", OP_CONCAT: "concat", OP_TRANSPOSE: "transpose",
-            OP_PAD: "pad", OP_LRN: "lrn", OP_COPY: "copy"}
+            OP_PAD: "pad", OP_LRN: "lrn", OP_COPY: "copy", OP_MATMUL: "matmul", OP_GATHER: "gather"}
 BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV, BIN_PRELU = range(5)
 PAD_CONSTANT, PAD_REFLECT, PAD_EDGE = range(3)
 NHWC, NCHW = 0, 1

@@ -5,9 +5,9 @@ import numpy as np
 
 from .. import _core
 from ._format import (BIN_ADD, BIN_DIV, BIN_MUL, BIN_PRELU, BIN_SUB, NCHW, NHWC, OP_ACT, OP_AFFINE,
-                      OP_AVGPOOL, OP_BINARY, OP_CONCAT, OP_CONV, OP_DENSE, OP_GAVGPOOL, OP_GMAXPOOL, OP_LRN,
-                      OP_MAXPOOL, OP_PAD, OP_SOFTMAX, OP_TRANSPOSE, PAD_CONSTANT, PAD_EDGE, PAD_REFLECT,
-                      BundleError, Graph)
+                      OP_AVGPOOL, OP_BINARY, OP_CONCAT, OP_CONV, OP_DENSE, OP_GATHER, OP_GAVGPOOL, OP_GMAXPOOL,
+                      OP_LRN, OP_MATMUL, OP_MAXPOOL, OP_PAD, OP_SOFTMAX, OP_TRANSPOSE, PAD_CONSTANT, PAD_EDGE,
+                      PAD_REFLECT, BundleError, Graph)
 
 F32 = np.float32
 FLT_MAX = float(np.finfo(np.float32).max)
@@ -189,6 +189,13 @@ def _pattern(name, traces, batches):
     return tuple(dims), bdim
 
 
+def _transposed(g, x, dims, bdim, perm, label):
+    """A transpose op of x (dims/bdim its pattern) by perm; returns (value, dims, bdim)."""
+    out = tuple(dims[p] for p in perm)
+    ob = perm.index(bdim) if bdim >= 0 else -1
+    return g.op(OP_TRANSPOSE, [x], out, ob, list(perm), label=label), out, ob
+
+
 def from_onnx(src):
     """The bundle graph of an ONNX model (path, bytes or ModelProto) that cnnc's InferenceSession runs."""
     from ..onnx._ops import _legacy_b, _pads_2d, bn_scale_shift
@@ -299,31 +306,73 @@ def from_onnx(src):
                     raise BundleError("only 4-D inputs")
                 ids[out] = g.op(OP_GAVGPOOL if op == "GlobalAveragePool" else OP_GMAXPOOL, [val(info, 0)], dims,
                                 bdim, [NCHW], label=info.name)
-            elif op == "Gemm":
-                bm = const(info, 1)
-                if bm is None or bm.dtype != F32 or bm.ndim != 2 or info.attr("transA", 0):
-                    raise BundleError("needs a constant float32 B and transA=0")
-                alpha, beta = float(info.attr("alpha", 1.0)), float(info.attr("beta", 1.0))
-                w = np.asarray(bm.T if info.attr("transB", 0) else bm, F32)
-                if alpha != 1.0:
-                    w = (w * F32(alpha)).astype(F32)
-                bias = None
-                if info.has_input(2):
+            elif op in ("Gemm", "MatMul"):
+                a_id = val(info, 0)
+                a_dims, a_bdim = _pattern(info.inputs[0], traces, batches)
+                b_const = const(info, 1)
+                if op == "Gemm":
+                    if len(a_dims) != 2:
+                        raise BundleError("A must be 2-D")
+                    alpha, beta = float(info.attr("alpha", 1.0)), float(info.attr("beta", 1.0))
+                    ta, tb = bool(info.attr("transA", 0)), bool(info.attr("transB", 0))
+                else:
+                    b_rank = b_const.ndim if b_const is not None else len(traces[0][info.inputs[1]][0])
+                    if len(a_dims) < 2 or b_rank < 2:
+                        raise BundleError("1-D operands are not supported")
+                    alpha, beta, ta, tb = 1.0, 1.0, False, False
+                if ta:
+                    a_id, a_dims, a_bdim = _transposed(g, a_id, a_dims, a_bdim, [1, 0], info.name + " A^T")
+                n_out = dims[-1]
+                bias, after = None, None  # bias: [N] folded into dense; after: a value added to the product
+                if op == "Gemm" and info.has_input(2):
                     c = const(info, 2)
-                    n = w.shape[1]
-                    if c is None or c.size not in (1, n) or (c.ndim == 2 and c.shape[0] != 1):
-                        raise BundleError("C must be a constant of one element or of N elements")
-                    bias = np.broadcast_to(np.asarray(c, F32).reshape(-1), (n,)) * F32(beta)
-                if len(xdims) != 2:
-                    raise BundleError("A must be 2-D")
-                act = (K["relu"], 0.0, 0.0) if info.fused_act == "relu" else NONE_ACT
-                ids[out] = g.op(OP_DENSE, [val(info, 0), g.const(w), g.const(bias) if bias is not None else -1],
-                                dims, bdim, [act[0]], [act[1], act[2]], label=info.name)
-            elif op == "MatMul":
-                bm = const(info, 1)
-                if bm is None or bm.ndim != 2 or len(xdims) < 2:
-                    raise BundleError("needs a constant 2-D B")
-                ids[out] = g.op(OP_DENSE, [val(info, 0), val(info, 1), -1], dims, bdim, [0], [0.0, 0.0],
+                    if (c is not None and c.dtype == F32 and c.size in (1, n_out) and c.ndim <= 2
+                            and (c.ndim < 2 or c.shape[0] == 1)):
+                        bias = np.broadcast_to(np.asarray(c, F32).reshape(-1), (n_out,)) * F32(beta)
+                    elif c is not None:
+                        after = g.const(np.asarray(c, F32) * F32(beta))
+                    else:
+                        after = val(info, 2)
+                        if beta != 1.0:
+                            cd, cb = _pattern(info.inputs[2], traces, batches)
+                            after = g.op(OP_BINARY, [after, g.const(np.array(beta, F32))], cd, cb, [BIN_MUL],
+                                         label=info.name + " beta*C")
+                relu = info.fused_act == "relu"
+                if b_const is not None and b_const.dtype == F32 and b_const.ndim == 2:
+                    w = np.asarray(b_const.T if tb else b_const, F32)
+                    if alpha != 1.0:
+                        w = (w * F32(alpha)).astype(F32)
+                    act = (K["relu"], 0.0, 0.0) if relu and after is None else NONE_ACT
+                    y = g.op(OP_DENSE, [a_id, g.const(w), g.const(bias) if bias is not None else -1], dims, bdim,
+                             [act[0]], [act[1], act[2]], label=info.name)
+                    relu = relu and after is not None
+                else:
+                    b_id = val(info, 1)
+                    if tb:
+                        bd, bb = _pattern(info.inputs[1], traces, batches)
+                        b_id = _transposed(g, b_id, bd, bb, [1, 0], info.name + " B^T")[0]
+                    y = g.op(OP_MATMUL, [a_id, b_id], dims, bdim, label=info.name)
+                    if alpha != 1.0:
+                        y = g.op(OP_BINARY, [y, g.const(np.array(alpha, F32))], dims, bdim, [BIN_MUL],
+                                 label=info.name + " alpha")
+                    if bias is not None:
+                        after = g.const(bias)
+                if after is not None:
+                    y = g.op(OP_BINARY, [y, after], dims, bdim, [BIN_ADD], label=info.name + " + C")
+                if relu:
+                    y = g.op(OP_ACT, [y], dims, bdim, [K["relu"]], [0.0, 0.0], label=info.name + " relu")
+                ids[out] = y
+            elif op == "Gather":
+                idx = const(info, 1)
+                if idx is None or idx.dtype.kind not in "iu":
+                    raise BundleError("the indices must be constant integers")
+                axis = int(info.attr("axis", 0)) % len(xdims)
+                if axis == _pattern(info.inputs[0], traces, batches)[1]:
+                    raise BundleError("gathering along the batch axis")
+                n = xdims[axis]
+                if any(not -n <= int(i) < n for i in idx.reshape(-1)):
+                    raise BundleError("an index is out of range")
+                ids[out] = g.op(OP_GATHER, [val(info, 0)], dims, bdim, [axis] + [int(i) % n for i in idx.reshape(-1)],
                                 label=info.name)
             elif op in ("Add", "Sub", "Mul", "Div"):
                 kind = {"Add": BIN_ADD, "Sub": BIN_SUB, "Mul": BIN_MUL, "Div": BIN_DIV}[op]
@@ -398,12 +447,20 @@ def from_onnx(src):
                 r = len(xdims)
                 axis = int(info.attr("axis", -1 if info.opset >= 13 else 1))
                 axis = axis % r if r else 0
+                log = int(op == "LogSoftmax")
                 if info.opset >= 13 and any(d != 1 for d in xdims[axis + 1:]):
-                    raise BundleError(f"axis {axis} is not the last non-trivial axis of {list(xdims)}")
-                if bdim >= axis and bdim >= 0:
-                    raise BundleError("the softmax rows would span the batch axis")
-                ids[out] = g.op(OP_SOFTMAX, [val(info, 0)], dims, bdim, [axis, int(op == "LogSoftmax")],
-                                label=info.name)
+                    if axis == bdim:
+                        raise BundleError("softmax over the batch axis")
+                    # over one inner axis: move it last, normalise, move it back
+                    perm = [i for i in range(r) if i != axis] + [axis]
+                    t, td, tb = _transposed(g, val(info, 0), xdims, bdim, perm, info.name + " axis last")
+                    t = g.op(OP_SOFTMAX, [t], td, tb, [r - 1, log], label=info.name)
+                    inv = [perm.index(i) for i in range(r)]
+                    ids[out] = _transposed(g, t, td, tb, inv, info.name + " axis back")[0]
+                else:
+                    if bdim >= axis and bdim >= 0:
+                        raise BundleError("the softmax rows would span the batch axis")
+                    ids[out] = g.op(OP_SOFTMAX, [val(info, 0)], dims, bdim, [axis, log], label=info.name)
             elif op == "BatchNormalization":
                 ps = [const(info, i) for i in range(1, 5)]
                 if any(p is None for p in ps) or len(xdims) < 2:
