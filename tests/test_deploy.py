@@ -503,3 +503,19 @@ def test_unsupported_onnx_is_reported_per_node():
     data = _make(nodes, [("x", ["N", 3])], [("y", None)], {"w": RNG.standard_normal((2, 2)).astype(np.float32)})
     with pytest.raises(BundleError, match="to find its shapes failed"):
         deploy.bundle_bytes(data)
+
+
+def test_selu_with_other_constants_and_conv_with_runtime_weights():
+    data = _unary_graph("Selu", ["N", 3, 4], {"alpha": 1.5, "gamma": 0.8})
+    _same_as_session(data, {"x": RNG.standard_normal((2, 3, 4)).astype(np.float32)})
+    node = helper.make_node("Conv", ["x", "w", "b"], ["y"], pads=[1, 0, 1, 0])
+    data = _make([node], [("x", ["N", 2, 5, 5]), ("w", [3, 2, 3, 2]), ("b", [3])], [("y", None)])
+    _same_as_session(data, {"x": RNG.standard_normal((2, 2, 5, 5)).astype(np.float32),
+                            "w": RNG.standard_normal((3, 2, 3, 2)).astype(np.float32),
+                            "b": RNG.standard_normal(3).astype(np.float32)})
+
+
+def test_scalar_inputs_keep_their_rank():
+    node = helper.make_node("Mul", ["x", "s"], ["y"])
+    data = _make([node], [("x", ["N", 3]), ("s", [])], [("y", None)])
+    _same_as_session(data, {"x": RNG.standard_normal((2, 3)).astype(np.float32), "s": np.array(1.5, np.float32)})

@@ -204,15 +204,17 @@ def from_onnx(src):
     sess = InferenceSession(src)
     if not sess._plan and not sess._inputs:
         raise BundleError("the model has no inputs")
-    dynamic = True
+    batched = {}  # input name -> its first dimension is the (symbolic) batch size
     for name, elem, shape in sess._inputs:
         if elem != 1:
             raise BundleError(f"input {name!r} is not float32: the C runtime takes float32 inputs only")
         if shape is None or any(not isinstance(d, int) for d in shape[1:]):
             raise BundleError(f"input {name!r} has shape {shape}: only the first (batch) dimension may be "
                               f"symbolic")
-        if shape and isinstance(shape[0], int):
-            dynamic = False
+        batched[name] = bool(shape) and not isinstance(shape[0], int)
+    # dynamic: some input has a symbolic batch dimension (inputs with static shapes, e.g. a scalar
+    # parameter, keep them); otherwise every shape is fixed
+    dynamic = any(batched.values())
     rng = np.random.default_rng(0)
     batches = (1, 3) if dynamic else (None,)
     traces = []
@@ -236,8 +238,8 @@ def from_onnx(src):
     ids = {}
     for name, _, _ in sess._inputs:
         dims, bdim = _pattern(name, traces, batches)
-        ids[name] = g.input(name, dims, 0 if dynamic else -1)
-        if dynamic and bdim != 0:
+        ids[name] = g.input(name, dims, 0 if batched[name] else -1)
+        if batched[name] and bdim != 0:
             raise BundleError(f"input {name!r}: the batch must be its first dimension")
 
     problems = []
@@ -273,20 +275,23 @@ def from_onnx(src):
             xdims = _pattern(info.inputs[0], traces, batches)[0] if info.inputs and info.inputs[0] else None
             if op == "Conv":
                 w = const(info, 1)
-                if w is None:
-                    raise BundleError("the weights must be constant")
-                w = np.asarray(w, F32)
-                b = const(info, 2)
-                b = None if b is None else np.asarray(b, F32).reshape(-1)
-                if info.fold_scale is not None:
-                    scale, shift = info.fold_scale
-                    w = (w * scale.reshape(-1, 1, 1, 1)).astype(F32)
-                    b = (shift if b is None else b * scale + shift).astype(F32)
+                if w is not None:
+                    w = np.asarray(w, F32)
+                    b = const(info, 2)
+                    b = None if b is None else np.asarray(b, F32).reshape(-1)
+                    if info.fold_scale is not None:
+                        scale, shift = info.fold_scale
+                        w = (w * scale.reshape(-1, 1, 1, 1)).astype(F32)
+                        b = (shift if b is None else b * scale + shift).astype(F32)
+                    w_id, b_id, ks = g.const(w), (g.const(b) if b is not None else -1), w.shape[2:]
+                else:  # weights computed at run time (the bias may be too)
+                    w_id, b_id = val(info, 1), (val(info, 2) if info.has_input(2) else -1)
+                    ks = _pattern(info.inputs[1], traces, batches)[0][2:]
                 strides = tuple(info.attr("strides") or (1, 1))
                 dil = tuple(info.attr("dilations") or (1, 1))
-                (t, bo), (le, r) = _pads_2d(info, xdims[2:], w.shape[2:], strides, dil)
+                (t, bo), (le, r) = _pads_2d(info, xdims[2:], ks, strides, dil)
                 act = {None: NONE_ACT, "relu": (K["relu"], 0.0, 0.0), "relu6": (K["clip"], 0.0, 6.0)}[info.fused_act]
-                ids[out] = g.op(OP_CONV, [val(info, 0), g.const(w), g.const(b) if b is not None else -1], dims, bdim,
+                ids[out] = g.op(OP_CONV, [val(info, 0), w_id, b_id], dims, bdim,
                                 [strides[0], strides[1], dil[0], dil[1], t, bo, le, r, int(info.attr("group", 1)),
                                  act[0], NCHW], [act[1], act[2]], label=info.name)
             elif op in ("MaxPool", "AveragePool"):
@@ -347,6 +352,10 @@ def from_onnx(src):
                              [act[0]], [act[1], act[2]], label=info.name)
                     relu = relu and after is not None
                 else:
+                    bd, bb = _pattern(info.inputs[1], traces, batches) if b_const is None else (b_const.shape, -1)
+                    if len(bd) != 2 and (len(bd) != len(a_dims) or tuple(bd[:-2]) != tuple(a_dims[:-2])
+                                         or bb != a_bdim):
+                        raise BundleError(f"B {list(bd)} must be 2-D or have A's leading dimensions {list(a_dims[:-2])}")
                     b_id = val(info, 1)
                     if tb:
                         bd, bb = _pattern(info.inputs[1], traces, batches)
@@ -408,10 +417,15 @@ def from_onnx(src):
                 elif op == "Elu":
                     a = (K["elu"], float(info.attr("alpha", 1.0)), 0.0)
                 elif op == "Selu":
-                    if (F32(info.attr("alpha", 1.67326319217681884765625)) != F32(1.67326319217681884765625) or
-                            F32(info.attr("gamma", 1.05070102214813232421875)) != F32(1.05070102214813232421875)):
-                        raise BundleError("only the default alpha and gamma")
-                    a = (K["selu"], 0.0, 0.0)
+                    alpha = float(info.attr("alpha", 1.67326319217681884765625))
+                    gamma = float(info.attr("gamma", 1.05070102214813232421875))
+                    if F32(alpha) == F32(1.67326319217681884765625) and F32(gamma) == F32(1.05070102214813232421875):
+                        a = (K["selu"], 0.0, 0.0)
+                    else:  # gamma * elu_alpha(x)
+                        e = g.op(OP_ACT, [val(info, 0)], dims, bdim, [K["elu"]], [alpha, 0.0], label=info.name + " elu")
+                        ids[out] = g.op(OP_BINARY, [e, g.const(np.array(gamma, F32))], dims, bdim, [BIN_MUL],
+                                        label=info.name + " gamma")
+                        continue
                 elif op == "Sigmoid":
                     a = (K["sigmoid"], 0.0, 0.0)
                 elif op == "Tanh":

@@ -80,6 +80,9 @@ class Runtime:
         self.input_names = self._m.names(True)
         self.output_names = self._m.names(False)
         self.fixed_batch = int(self._m.fixed_batch) or None
+        # which inputs have a batch axis (their first): the others keep one shape for any batch size
+        self._batched = [not self.fixed_batch and self._m.shape(True, i, 1) != self._m.shape(True, i, 2)
+                         for i in range(len(self.input_names))]
         self.nbytes = len(data)
 
     def __repr__(self):
@@ -135,17 +138,21 @@ class Runtime:
             if arr.dtype.kind not in "fiub":
                 raise TypeError(f"{self._label}: input {name!r} must be a real numeric array, received dtype "
                                 f"{arr.dtype}")
-            out.append(np.ascontiguousarray(arr, dtype=np.float32))
+            out.append(np.asarray(arr, dtype=np.float32, order="C"))  # keeps 0-d arrays 0-d
         return out
 
     def run(self, x):
         xs = self._feeds(x)
-        first = xs[0]
-        if first.ndim == 0:
-            raise ValueError(f"{self._label}: input {self.input_names[0]!r} must have a batch axis, received a scalar")
-        batch = self.fixed_batch or first.shape[0]
-        if batch < 1:
-            raise ValueError(f"{self._label}: empty batch (input shape {first.shape})")
+        batch = self.fixed_batch or 1
+        if not self.fixed_batch and any(self._batched):
+            k = self._batched.index(True)
+            if xs[k].ndim == 0:
+                raise ValueError(f"{self._label}: input {self.input_names[k]!r} must have a batch axis, received "
+                                 f"a scalar")
+            batch = xs[k].shape[0]
+            if batch < 1:
+                raise ValueError(f"{self._label}: empty batch (input {self.input_names[k]!r} of shape "
+                                 f"{xs[k].shape})")
         for i, (name, a) in enumerate(zip(self.input_names, xs)):
             want = self._m.shape(True, i, batch)
             if a.shape != want:
