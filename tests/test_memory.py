@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -57,67 +56,14 @@ def test_estimate_matches_cnnc_accounting(name, b):
     gc.collect()
 
 
-_PROBE = textwrap.dedent("""
-    import ctypes, gc, json, mmap, os, sys, tracemalloc
-    import numpy as np, cnnc
-    from cnnc import memory, nn, zoo
-    import cnnc.callbacks, cnnc._progbar, cnnc.losses, cnnc.metrics, cnnc.optimizers  # what fit imports
-    name, b, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    try:  # 4 KB pages only: a huge page would count 2 MB resident for one touched byte
-        ctypes.CDLL(None, use_errno=True).prctl(41, 1, 0, 0, 0)  # PR_SET_THP_DISABLE
-    except (AttributeError, OSError):
-        pass
-    PAGE = os.sysconf("SC_PAGE_SIZE")
-    statm = os.open("/proc/self/statm", os.O_RDONLY)
-    def resident_pages():  # the kernel's count of this process's resident pages, read in ~2 us
-        return int(os.pread(statm, 128, 0).split()[1])
-    def statm_is_exact():  # some kernels count in per-CPU batches of 32+ pages (VmHWM does here)
-        area = mmap.mmap(-1, 8 * PAGE)
-        before = resident_pages()
-        ok = True
-        for i in range(8):  # each page shows as it is touched (+2 for the interpreter's own pages)
-            area[i * PAGE] = 1
-            ok = ok and i + 1 <= resident_pages() - before <= i + 3
-        area.close()
-        return ok
-    cnnc.utils.set_random_seed(0)
-    rng = np.random.default_rng(0)
-    x, y = rng.random((b, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, b)
-    nn.conv2d(np.ones((2, 9, 9, 8), np.float32), np.ones((3, 3, 8, 8), np.float32))  # OpenMP threads
-    m = zoo.ARCHITECTURES[name]()
-    if mode == "train":  # a steady step: the optimizer state exists, as the estimate assumes
-        m.compile("rmsprop", "sparse_categorical_crossentropy")
-        m._build_optimizer()
-        for i in range(len(m.optimizer._shapes)):
-            m.optimizer._tmp(i)
-        est = m.memory_estimate(b).training_bytes
-        step = lambda n: m.fit(x[:n], y[:n], batch_size=n, epochs=1, verbose=0)
-    else:
-        est = m.memory_estimate(b).inference_bytes
-        step = lambda n: m.predict(x[:n], batch_size=n, verbose=0)
-    gc.collect()
-    tracemalloc.start()  # every NumPy buffer and Python object, to the byte
-    step(b)
-    traced = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    peak = 0
-    def sample(frame, event, arg):  # at every call and return of a Python or C function
-        global peak
-        peak = max(peak, resident_pages())
-    def resident_growth(n):
-        global peak
-        gc.collect()
-        base = peak = resident_pages()
-        sys.setprofile(sample)
-        step(n)
-        sys.setprofile(None)
-        return (max(peak, resident_pages()) - base) * PAGE
-    resident_growth(1)  # the profiler's own first-use allocations (frame objects) stay out of the step
-    alive = memory.current_bytes()
-    rss = resident_growth(b)
-    print(json.dumps({"estimated_growth": est - alive, "rss_growth": rss, "traced": traced,
-                      "statm_exact": statm_is_exact()}))
-""")
+def _memory_table():
+    """tools/memory_table.py, whose child process measures one case (the same code as the tool's table)."""
+    import importlib.util
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools", "memory_table.py")
+    spec = importlib.util.spec_from_file_location("memory_table", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"),
@@ -138,12 +84,8 @@ def test_estimate_matches_resident_memory_and_tracemalloc(name, b, mode, tmp_pat
     so no buffer can reuse pages that earlier work left resident and the resident set follows what is
     alive, each buffer rounded up to whole pages. The profiler's first use and Python's caches are
     warmed by a one-sample step and the tracemalloc step before the measured one."""
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="0", PYTHONPATH=os.path.dirname(os.path.dirname(cnnc.__file__)))
-    r = subprocess.run([sys.executable, "-c", _PROBE, name, str(b), mode], capture_output=True, text=True,
-                       env=env, cwd=tmp_path, timeout=300)
-    assert r.returncode == 0, r.stderr
-    out = json.loads(r.stdout.strip().splitlines()[-1])
-    est = out["estimated_growth"]
+    out = _memory_table().measure_case(name, b, mode, cwd=tmp_path)
+    est = out["estimate"] - out["alive_before"]
     assert abs(est - out["traced"]) <= 0.10 * out["traced"], out
     if not out["statm_exact"]:
         pytest.skip("this kernel's /proc/self/statm batches the resident count per CPU: no exact peak")

@@ -98,6 +98,19 @@ print(json.dumps(dict(estimate=est, accounting=acct, alive_before=alive, rss_gro
 """
 
 
+def measure_case(name, b, mode, cwd=None):
+    """Run the child for one case in a fresh process (importing the same cnnc as this one) and return
+    its figures: estimate, accounting, alive_before, rss_growth, hwm_growth, traced, statm_exact."""
+    import cnnc
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="0",
+               PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(cnnc.__file__))))
+    r = subprocess.run([sys.executable, "-c", _CHILD, name, str(b), mode], env=env, cwd=cwd,
+                       capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        raise RuntimeError(f"memory child {name} b={b} {mode} failed:\n{r.stderr}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="*", default=["chollet", "geron"])
@@ -111,7 +124,6 @@ def main():
         model.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy")
         print(model.memory_estimate(args.batch))
         return
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="0")
     print(f"{'model':8} {'batch':>5} {'mode':6} {'estimate':>12} {'accounting':>12} {'est/acct':>9} "
           f"{'step est':>10} {'RSS growth':>11} {'est/RSS':>8} {'tracemalloc':>12} {'est/trace':>9} "
           f"{'VmHWM (lags)':>13}")
@@ -119,9 +131,7 @@ def main():
     for name in args.models:
         for b in args.batches:
             for mode in ("train", "infer"):
-                out = subprocess.run([sys.executable, "-c", _CHILD, name, str(b), mode], env=env, check=True,
-                                     capture_output=True, text=True).stdout
-                r = json.loads(out.strip().splitlines()[-1])
+                r = measure_case(name, b, mode)
                 step = r["estimate"] - r["alive_before"]
                 print(f"{name:8} {b:>5} {mode:6} {r['estimate'] / 1e6:>10.2f}MB {r['accounting'] / 1e6:>10.2f}MB "
                       f"{r['estimate'] / r['accounting']:>9.3f} {step / 1e6:>8.2f}MB {r['rss_growth'] / 1e6:>9.2f}MB "

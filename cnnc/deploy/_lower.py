@@ -36,7 +36,7 @@ def _apply_act(g, act, x, dims, label):
     return g.op(OP_ACT, [x], dims, 0, [act.kind], [act.alpha, act.beta], label=label + " " + act.name)
 
 
-def _fused_or_separate(layer_act, channels_last):
+def _fused_or_separate(layer_act):
     """(fused activation triple, activation to apply afterwards) the way the layers do it."""
     if layer_act is None or layer_act.is_linear:
         return NONE_ACT, None
@@ -71,7 +71,7 @@ def from_sequential(model, input_name="input", output_name="output"):
             sh, sw = layer.strides
             hw = shape[1:3] if cl else shape[2:4]
             t, b, left, r = resolve_padding(layer.padding, hw, (dh * (kh - 1) + 1, dw * (kww - 1) + 1), (sh, sw))
-            fused, after = _fused_or_separate(layer.activation, cl)
+            fused, after = _fused_or_separate(layer.activation)
             if after is not None and after.softmax and not cl:
                 problems.append(f"{label}: softmax over the channel axis of a channels_first Conv2D")
                 break
@@ -81,7 +81,7 @@ def from_sequential(model, input_name="input", output_name="output"):
                      [fused[1], fused[2]], label=label)
             x = _apply_act(g, after, x, out, label)
         elif isinstance(layer, L.Dense):
-            fused, after = _fused_or_separate(layer.activation, True)
+            fused, after = _fused_or_separate(layer.activation)
             bias = layer.params.get("bias")
             ins = [x, g.const(layer.params["kernel"]), g.const(bias) if bias is not None else -1]
             x = g.op(OP_DENSE, ins, out, 0, [fused[0]], [fused[1], fused[2]], label=label)
