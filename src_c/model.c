@@ -156,7 +156,7 @@ static int op_arity_ok(const op_t *o) {
     case OP_GMAXPOOL: return o->n_in == 1 && o->n_out == 1 && o->n_i == 1 && o->n_f == 0;
     case OP_COPY: return o->n_in == 1 && o->n_out == 1 && o->n_i == 0 && o->n_f == 0;
     case OP_MATMUL: return o->n_in == 2 && o->n_out == 1 && o->n_i == 0 && o->n_f == 0;
-    case OP_GATHER: return o->n_in == 1 && o->n_out == 1 && o->n_i >= 2 && o->n_f == 0;
+    case OP_GATHER: return o->n_in == 1 && o->n_out == 1 && o->n_i >= 1 && o->n_f == 0;
     case OP_DENSE: return o->n_in == 3 && o->n_out == 1 && o->n_i == 1 && o->n_f == 2;
     case OP_ACT: return o->n_in == 1 && o->n_out == 1 && o->n_i == 1 && o->n_f == 2;
     case OP_SOFTMAX: return o->n_in == 1 && o->n_out == 1 && o->n_i == 2 && o->n_f == 0;
@@ -775,7 +775,10 @@ int64_t cnnc_model_arena_size(cnnc_model *m, int64_t batch) {
         m->batch = 0;
         return rc;
     }
-    if (m->plan_bytes > INT64_MAX - m->ws_bytes) return CNNC_EOVERFLOW;
+    if (m->plan_bytes > INT64_MAX - m->ws_bytes) {
+        m->batch = 0;
+        return CNNC_EOVERFLOW;
+    }
     return m->plan_bytes + m->ws_bytes;
 }
 

@@ -519,3 +519,13 @@ def test_scalar_inputs_keep_their_rank():
     node = helper.make_node("Mul", ["x", "s"], ["y"])
     data = _make([node], [("x", ["N", 3]), ("s", [])], [("y", None)])
     _same_as_session(data, {"x": RNG.standard_normal((2, 3)).astype(np.float32), "s": np.array(1.5, np.float32)})
+
+
+def test_empty_output_next_to_a_full_one():
+    nodes = [helper.make_node("Relu", ["x"], ["y"]), helper.make_node("Gather", ["x", "i"], ["e"], axis=1)]
+    data = _make(nodes, [("x", ["N", 3])], [("y", None), ("e", None)], {"i": np.zeros(0, np.int64)})
+    rt = Runtime(deploy.bundle_bytes(data))
+    x = RNG.standard_normal((2, 3)).astype(np.float32)
+    y, e = rt.run(x)
+    assert e.shape == (2, 0)
+    np.testing.assert_array_equal(y, np.maximum(x, 0))

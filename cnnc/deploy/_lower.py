@@ -4,6 +4,7 @@ Conv, Relu/Clip(0, 6) fused)."""
 import numpy as np
 
 from .. import _core
+from ..onnx._ops import bn_scale_shift  # numpy only: no onnx import
 from ._format import (BIN_ADD, BIN_DIV, BIN_MUL, BIN_PRELU, BIN_SUB, NCHW, NHWC, OP_ACT, OP_AFFINE,
                       OP_AVGPOOL, OP_BINARY, OP_CONCAT, OP_CONV, OP_DENSE, OP_GATHER, OP_GAVGPOOL, OP_GMAXPOOL,
                       OP_LRN, OP_MATMUL, OP_MAXPOOL, OP_PAD, OP_SOFTMAX, OP_TRANSPOSE, PAD_CONSTANT, PAD_EDGE,
@@ -13,12 +14,6 @@ F32 = np.float32
 FLT_MAX = float(np.finfo(np.float32).max)
 K = _core.ACT_KINDS
 NONE_ACT = (K["none"], 0.0, 0.0)
-
-
-def _scale_shift(gamma, beta, mean, var, eps):
-    a = np.asarray(gamma, np.float64) / np.sqrt(np.asarray(var, np.float64) + eps)
-    b = np.asarray(beta, np.float64) - np.asarray(mean, np.float64) * a
-    return a.astype(F32), b.astype(F32)
 
 
 # ---- Sequential -----------------------------------------------------------------------------------
@@ -101,8 +96,8 @@ def from_sequential(model, input_name="input", output_name="output"):
             x = g.op(code, [x], out, 0, [layout], label=label)
         elif isinstance(layer, L.BatchNormalization):
             gamma, beta = layer._gamma_beta()
-            a, s = _scale_shift(gamma, beta, layer.params["moving_mean"], layer.params["moving_variance"],
-                                layer.epsilon)
+            a, s = bn_scale_shift(gamma, beta, layer.params["moving_mean"], layer.params["moving_variance"],
+                                  layer.epsilon)
             axis = layer._axis % len(shape)
             x = g.op(OP_AFFINE, [x, g.const(a), g.const(s)], out, 0, [axis], label=label)
         elif isinstance(layer, L.Dropout):
@@ -147,21 +142,10 @@ def from_sequential(model, input_name="input", output_name="output"):
 
 def _trace(sess, feeds):
     """Run the session's plan once, recording every value's (shape, dtype)."""
-    values = dict(feeds)
     info = {n: (a.shape, a.dtype) for n, a in feeds.items()}
     for name, arr in sess._output_consts.items():
         info[name] = (arr.shape, arr.dtype)
-    with np.errstate(all="ignore"):
-        for s in sess._plan:
-            args = [None if a is None else (values[a[1]] if a[0] == "v" else a[1]) for a in s.args]
-            outs = s.kernel(*args)
-            for o, v in zip(s.outputs, outs):
-                if o:
-                    v = np.asarray(v)
-                    values[o] = v
-                    info[o] = (v.shape, v.dtype)
-            for f in s.free:
-                values.pop(f, None)
+    sess._execute(dict(feeds), range(len(sess._plan)), seen=info)
     return info
 
 
@@ -198,7 +182,7 @@ def _transposed(g, x, dims, bdim, perm, label):
 
 def from_onnx(src):
     """The bundle graph of an ONNX model (path, bytes or ModelProto) that cnnc's InferenceSession runs."""
-    from ..onnx._ops import _legacy_b, _pads_2d, bn_scale_shift
+    from ..onnx._ops import _legacy_b, _pads_2d
     from ..onnx.runtime import InferenceSession, _clip_bounds
 
     sess = InferenceSession(src)

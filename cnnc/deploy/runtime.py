@@ -159,12 +159,13 @@ class Runtime:
                 raise ValueError(f"{self._label}: input {name!r} must have shape {want} for batch {batch}, "
                                  f"received {a.shape}")
         outs = [_alloc.empty(self._m.shape(False, i, batch), np.float32) for i in range(len(self.output_names))]
+        # the C runtime never touches an empty tensor, but the binding wants a real buffer for each
+        dummy = np.zeros(1, np.float32)
         with self._lock:
             need = int(self._m.prepare(batch)[0])
             if self._arena is None or self._arena.shape[0] < need:
                 self._arena = None
                 self._arena = _alloc.empty(max(need, 1), np.uint8)
-            empty = [o for o in outs if o.size == 0]
-            if not empty:
-                self._m.run(xs, outs, self._arena)
+            self._m.run([a if a.size else dummy for a in xs], [o if o.size else dummy for o in outs],
+                        self._arena)
         return outs[0] if len(outs) == 1 else outs

@@ -260,22 +260,7 @@ class InferenceSession:
         from .. import _config
         limit = _config.thread_limit(self._threads) if self._threads else contextlib.nullcontext()
         with limit:
-            with np.errstate(all="ignore"):
-                for i in steps:
-                    s = plan[i]
-                    try:
-                        args = [None if a is None else (values[a[1]] if a[0] == "v" else a[1])
-                                for a in s.args]
-                        outs = s.kernel(*args)
-                    except (ValueError, TypeError, IndexError, ZeroDivisionError, OverflowError) as exc:
-                        raise _wrap(label, s.name, s.op_type, exc) from None
-                    except MemoryError:
-                        raise MemoryError(f"{label}: node {s.name!r} ({s.op_type}): out of memory") from None
-                    for o, v in zip(s.outputs, outs):
-                        if o:
-                            values[o] = v
-                    for f in s.free:
-                        values.pop(f, None)
+            self._execute(values, steps)
         result = []
         for n in output_names:
             if n in self._output_consts:
@@ -283,6 +268,28 @@ class InferenceSession:
             else:
                 result.append(np.asarray(values[n]))
         return result
+
+    def _execute(self, values, steps, seen=None):
+        """Run plan steps on values (name -> array, updated in place; values are dropped after their
+        last reader). seen, a dict, receives every computed value's (shape, dtype)."""
+        label, plan = self._label, self._plan
+        with np.errstate(all="ignore"):
+            for i in steps:
+                s = plan[i]
+                try:
+                    args = [None if a is None else (values[a[1]] if a[0] == "v" else a[1]) for a in s.args]
+                    outs = s.kernel(*args)
+                except (ValueError, TypeError, IndexError, ZeroDivisionError, OverflowError) as exc:
+                    raise _wrap(label, s.name, s.op_type, exc) from None
+                except MemoryError:
+                    raise MemoryError(f"{label}: node {s.name!r} ({s.op_type}): out of memory") from None
+                for o, v in zip(s.outputs, outs):
+                    if o:
+                        values[o] = v
+                        if seen is not None:
+                            seen[o] = (np.shape(v), np.asarray(v).dtype)
+                for f in s.free:
+                    values.pop(f, None)
 
 
 def _elem(arr):
