@@ -160,3 +160,8 @@ cdef extern from "cnnc.h" nogil:
     int64_t cnnc_model_workspace_bytes(const cnnc_model *model)
     int cnnc_model_run(const cnnc_model *model, void *arena, int64_t arena_size, const float *const *inputs,
                        float *const *outputs)
+    int cnnc_model_num_consts(const cnnc_model *model)
+    int cnnc_model_const_shape(const cnnc_model *model, int i, int64_t *dims)
+    int cnnc_model_external_consts(const cnnc_model *model)
+    int cnnc_model_run_consts(const cnnc_model *model, void *arena, int64_t arena_size,
+                              const float *const *inputs, float *const *outputs, const float *const *consts)

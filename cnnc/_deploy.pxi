@@ -66,11 +66,33 @@ cdef class BundleModel:
         return (cnnc_model_plan_bytes(self.m) + cnnc_model_workspace_bytes(self.m),
                 cnnc_model_plan_bytes(self.m), cnnc_model_workspace_bytes(self.m))
 
-    def run(self, inputs, outputs, arena):
-        """inputs/outputs: lists of C-contiguous float32 arrays of the prepared batch's shapes."""
+    @property
+    def external_consts(self):
+        """True when the bundle holds no weights: every run supplies them."""
+        return cnnc_model_external_consts(self.m) == 1
+
+    def const_shapes(self):
+        """Shapes of the constants, in the order run(consts=...) takes them."""
+        cdef int64_t dims[8]
+        cdef int i, r
+        out = []
+        for i in range(cnnc_model_num_consts(self.m)):
+            r = cnnc_model_const_shape(self.m, i, dims)
+            if r < 0:
+                raise ValueError(f"constant {i}: {cnnc_strerror(r).decode()}")
+            out.append(tuple(dims[j] for j in range(r)))
+        return out
+
+    def run(self, inputs, outputs, arena, consts=None, const_sizes=None):
+        """inputs/outputs: lists of C-contiguous float32 arrays of the prepared batch's shapes.
+        consts (optional): C-contiguous float32 arrays replacing the bundle's constants, one per
+        constant, each of const_sizes[i] elements (the caller passes the sizes of const_shapes())."""
         cdef int ni = len(inputs), no = len(outputs), rc, i
+        cdef int nc = cnnc_model_num_consts(self.m)
         cdef const float **pin = <const float **>malloc(sizeof(float *) * max(ni, 1))
         cdef float **pout = <float **>malloc(sizeof(float *) * max(no, 1))
+        cdef const float **pc = NULL
+        cdef float empty_const = 0.0
         cdef void *pa = NULL
         cdef int64_t na = 0
         if pin == NULL or pout == NULL:
@@ -82,12 +104,26 @@ cdef class BundleModel:
                 pin[i] = _cf(inputs[i], "input")
             for i in range(no):
                 pout[i] = _wf(outputs[i], "output")
+            if consts is not None:
+                if len(consts) != nc or const_sizes is None or len(const_sizes) != nc:
+                    raise ValueError(f"internal: {nc} constants expected, received {len(consts)}")
+                pc = <const float **>malloc(sizeof(float *) * max(nc, 1))
+                if pc == NULL:
+                    raise MemoryError()
+                for i in range(nc):
+                    if consts[i].size != const_sizes[i]:
+                        raise ValueError(f"internal: constant {i} has {consts[i].size} elements, the bundle "
+                                         f"says {const_sizes[i]}")
+                    pc[i] = _cf(consts[i], "constant") if const_sizes[i] else &empty_const
+            elif cnnc_model_external_consts(self.m) == 1:
+                raise ValueError("this bundle holds no weights: a run must supply its constants")
             if arena is not None:
                 pa = _wsptr(arena)
                 na = arena.shape[0]
             with nogil:
-                rc = cnnc_model_run(self.m, pa, na, pin, pout)
+                rc = cnnc_model_run_consts(self.m, pa, na, pin, pout, pc)
             _check(rc, "bundle run")
         finally:
             free(pin)
             free(pout)
+            free(pc)

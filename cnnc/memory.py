@@ -5,8 +5,10 @@ moment and the peak during a call are known exactly; `measure(fn)` reports that 
 describes, layer by layer, the buffers the layers' forward and backward passes allocate (workspaces
 sized by the same C `*_workspace_size` functions the kernels use) and replays them on the real
 schedule of a training step (forward keeping what backward needs, loss, backward releasing each
-layer's buffers once it is done, update) and of inference (each buffer released as soon as the next
-layer has consumed it: only two consecutive layers' activations are alive).
+layer's buffers once it is done, update) and of inference. Inference runs as one call into the C
+runtime when every layer has a lowering there (its arena, planned by the runtime itself, holds the
+intermediate tensors and the kernel workspace); otherwise layer by layer, each buffer released as soon
+as the next layer has consumed it.
 """
 import gc
 import math
@@ -382,17 +384,30 @@ def estimate(model, batch_size=32, optimizer=None, deploy=True):
             train_prof[-1].dz = 0
     training_peak, training_at = _training_peak(layers, train_prof, shapes, param_bytes + slot_bytes + scratch)
 
-    # inference: only two consecutive activations alive (the user's input is not cnnc's buffer)
-    ti = _Timeline(param_bytes)
-    prev = 0
-    for layer, p in zip(layers, infer_prof):
-        where = f"inference of {layer.name}"
-        ti.alloc(p.out, where)
-        ti.transient(p.fwd_temp, where)
-        if p.out:
-            ti.free(prev)
-            prev = p.out
-    inference_peak, inference_at = ti.peak, ti.at
+    # inference runs in the C runtime when every layer has a lowering there: the model's weights, the
+    # constants derived from them for the call (folded batch norm, channels_first kernels), the output
+    # and one arena (tensor plan + kernel workspace). Otherwise layer by layer: only two consecutive
+    # activations alive. The user's input is not cnnc's buffer.
+    runner, runner_note = model._runner()
+    deploy_arena = None
+    if runner is not None:
+        plan, ws = runner.arena_parts(b)
+        deploy_arena = (plan + ws, plan, ws)
+        own = {id(w) for layer in layers for w in layer.params.values()}
+        derived = sum(a.nbytes for a in runner.consts() if id(a) not in own)
+        inference_peak = param_bytes + derived + _nbytes(shapes[-1]) + plan + ws
+        inference_at = "inference in the C runtime (one call for the model)"
+    else:
+        ti = _Timeline(param_bytes)
+        prev = 0
+        for layer, p in zip(layers, infer_prof):
+            where = f"inference of {layer.name}"
+            ti.alloc(p.out, where)
+            ti.transient(p.fwd_temp, where)
+            if p.out:
+                ti.free(prev)
+                prev = p.out
+        inference_peak, inference_at = ti.peak, ti.at
 
     rows = []
     for i, (layer, p) in enumerate(zip(layers, train_prof)):
@@ -410,13 +425,8 @@ def estimate(model, batch_size=32, optimizer=None, deploy=True):
                           {"params": param_bytes, "optimizer_slots": slot_bytes, "optimizer_scratch": scratch},
                           training_at, inference_at)
     if deploy:
-        from .deploy import BundleError, Runtime, _lower
-        try:
-            rt = Runtime(_lower.from_sequential(model).to_bytes(b))
-            plan, ws = rt.arena_parts(b)
-            report.deploy_arena = (plan + ws, plan, ws)
-        except BundleError as exc:
-            report.deploy_note = str(exc)
+        report.deploy_arena = deploy_arena
+        report.deploy_note = runner_note
     return report
 
 

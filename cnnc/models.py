@@ -139,10 +139,14 @@ class Sequential:
         if len(want) != len(got):
             raise ValueError(f"model '{self.name}' expects inputs of shape {_format_shape(want)}, received "
                              f"{_format_shape(got)}")
+        key = (tuple(self._layers), want, got)
+        if self.__dict__.get("_checked_input") == key:  # this shape already went through every layer
+            return
         shape = got
         for layer in self._layers:
             layer.check_input_shape(shape)
             shape = layer.compute_output_shape(shape)
+        self._checked_input = key
 
     @property
     def input_shape(self):
@@ -262,9 +266,47 @@ class Sequential:
 
     # ---- the steps ------------------------------------------------------------------------------
     def _forward(self, x, training):
+        if not training:
+            y = self._runtime_forward(x)
+            if y is not None:
+                return y
+        return self._layer_forward(x, training)
+
+    def _layer_forward(self, x, training):
+        """The layers' forward passes one by one (training, and inference the C runtime cannot run)."""
         for layer in self._layers:
             x = layer.forward(x, training=training)
         return x
+
+    def _runner(self):
+        """(runner, reason): the C-runtime runner of this model's current structure, or None and why
+        not (a layer without a C lowering); rebuilt when the layers or the input shape change."""
+        key = (tuple(self._layers), self.input_shape)
+        cached = self.__dict__.get("_runner_cache")
+        if cached is None or cached[0] != key:
+            from .deploy import BundleError
+            from .deploy.runtime import SequentialRunner
+            try:
+                cached = (key, SequentialRunner(self), None)
+            except BundleError as exc:
+                cached = (key, None, str(exc))
+            self._runner_cache = cached
+        return cached[1], cached[2]
+
+    def _runtime_forward(self, x):
+        """Inference of one batch in the C runtime: one call for the whole model, no per-layer Python
+        (None when the model or this input cannot take that path; the layers then run one by one)."""
+        runner = self._runner()[0]
+        if runner is None or x.shape[1:] != runner.input_shape or not x.shape[0]:
+            return None
+        consts = runner.consts()
+        if consts is None:
+            self._runner_cache = None
+            runner = self._runner()[0]
+            consts = runner.consts() if runner is not None else None
+            if consts is None:
+                return None
+        return runner.run(x, consts)
 
     def _final_activation(self):
         last = self._layers[-1]

@@ -33,7 +33,8 @@ enum {
     CNNC_EFORMAT = -4,    /* a bundle is malformed: truncated, corrupted, inconsistent */
     CNNC_EVERSION = -5,   /* a bundle of a format version this library does not read */
     CNNC_ENOMEM = -6,     /* out of memory (only cnnc_model_load allocates) */
-    CNNC_ESTATE = -7      /* call order: e.g. cnnc_model_run before cnnc_model_arena_size */
+    CNNC_ESTATE = -7      /* call order: cnnc_model_run before cnnc_model_arena_size, or without the constants
+                             a bundle written without weights needs */
 };
 const char *cnnc_strerror(int code);
 
@@ -305,6 +306,17 @@ int64_t cnnc_model_workspace_bytes(const cnnc_model *model);
  * (malloc's alignment is fine; CNNC_EINVAL otherwise). */
 int cnnc_model_run(const cnnc_model *model, void *arena, int64_t arena_size, const float *const *inputs,
                    float *const *outputs);
+
+/* Constants supplied by the caller: weights that change between runs (a model still training), or
+ * that live elsewhere (a bundle written without them: cnnc_model_external_consts returns 1, and
+ * cnnc_model_run returns CNNC_ESTATE for it). The constants are numbered in the order of the bundle's
+ * value table; consts[i] points to the dense float32 array of cnnc_model_const_shape(model, i), in the
+ * layout the bundle stores (cnnc/deploy/_format.py); consts = NULL runs with the bundle's own. */
+int cnnc_model_num_consts(const cnnc_model *model);
+int cnnc_model_const_shape(const cnnc_model *model, int i, int64_t dims[8]);  /* returns the rank */
+int cnnc_model_external_consts(const cnnc_model *model);
+int cnnc_model_run_consts(const cnnc_model *model, void *arena, int64_t arena_size, const float *const *inputs,
+                          float *const *outputs, const float *const *consts);
 
 #ifdef __cplusplus
 }

@@ -10,7 +10,7 @@ const char *cnnc_strerror(int code) {
     case CNNC_EFORMAT: return "malformed bundle";
     case CNNC_EVERSION: return "unsupported bundle version";
     case CNNC_ENOMEM: return "out of memory";
-    case CNNC_ESTATE: return "model not prepared: call cnnc_model_arena_size first";
+    case CNNC_ESTATE: return "model not ready: call cnnc_model_arena_size first, and run a bundle without weights with cnnc_model_run_consts";
     default: return "unknown error";
     }
 }

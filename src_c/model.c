@@ -12,6 +12,7 @@
 
 #define BUNDLE_MAGIC "CNNCBNDL"
 #define BUNDLE_VERSION 1u
+#define FLAG_EXTERNAL_CONSTS 1u  /* header flags: the weights section is empty, runs supply constants */
 #define HEADER_SIZE 80
 #define VALUE_SIZE 96
 #define MAX_RANK 8
@@ -36,6 +37,7 @@ typedef struct {
     int64_t dims[MAX_RANK];
     int64_t offset;  /* const: byte offset into the weights; arena: planned offset at plan_batch */
     int32_t root;    /* the value whose memory this one uses (itself unless an alias) */
+    int32_t cidx;    /* const: its number among the constants (the order of the value table) */
 } value_t;
 
 typedef struct {
@@ -58,6 +60,8 @@ struct cnnc_model {
     char *names;             /* NUL-terminated copies */
     const unsigned char *weights;
     int64_t weights_size;
+    int32_t n_consts;
+    int external;            /* the constants are not in the bundle: every run supplies them */
     /* per prepared batch */
     int64_t *offsets;        /* arena offset per value (arena roots only) */
     int32_t *first, *last;   /* lifetimes (op indices) of arena roots; scratch for planning */
@@ -192,8 +196,9 @@ static int parse(cnnc_model *m, char *msg, int64_t msg_size) {
                     (long long)len, (unsigned long long)rd_u64(b + 16));
     if (crc32_of(b + 32, len - 32) != rd_u32(b + 24))
         return fail(msg, msg_size, CNNC_EFORMAT, "checksum mismatch: the bundle is corrupted");
-    if (rd_u32(b + 28) != 0)  /* outside the checksum: a corrupted or future bundle must not pass */
+    if (rd_u32(b + 28) & ~FLAG_EXTERNAL_CONSTS) /* a corrupted or future bundle must not pass */
         return fail(msg, msg_size, CNNC_EFORMAT, "unknown header flags 0x%x", (unsigned)rd_u32(b + 28));
+    m->external = (rd_u32(b + 28) & FLAG_EXTERNAL_CONSTS) != 0;
     uint32_t nv = rd_u32(b + 32), no = rd_u32(b + 36), ni = rd_u32(b + 40), nout = rd_u32(b + 44);
     if (nv < 1 || nv > MAX_VALUES || no > MAX_OPS || ni < 1 || ni > MAX_IO || nout < 1 || nout > MAX_IO)
         return fail(msg, msg_size, CNNC_EFORMAT, "absurd counts: %u values, %u ops, %u inputs, %u outputs",
@@ -206,7 +211,8 @@ static int parse(cnnc_model *m, char *msg, int64_t msg_size) {
     int64_t woff = rd_i64(b + 64), wsize = rd_i64(b + 72);
     if (m->fixed_batch < 0 || m->plan_batch < 1 || (m->fixed_batch && m->plan_batch != m->fixed_batch))
         return fail(msg, msg_size, CNNC_EFORMAT, "bad batch fields");
-    if (woff < HEADER_SIZE || wsize < 0 || woff > len || wsize > len - woff || (woff & 63))
+    if (woff < HEADER_SIZE || wsize < 0 || woff > len || wsize > len - woff || (woff & 63) ||
+        (m->external && wsize != 0))
         return fail(msg, msg_size, CNNC_EFORMAT, "weights section out of range");
     m->weights = b + woff;
     m->weights_size = wsize;
@@ -259,8 +265,11 @@ static int parse(cnnc_model *m, char *msg, int64_t msg_size) {
             if (v->index < 0 || v->index >= (int32_t)nout) return fail(msg, msg_size, CNNC_EFORMAT, "value %u: bad output index", i);
             break;
         case V_CONST:
-            if (v->bdim != -1 || v->offset < 0 || (v->offset & 3) || n > (wsize - v->offset) / 4 || v->offset > wsize)
+            if (m->external ? (v->bdim != -1 || v->offset != 0)
+                            : (v->bdim != -1 || v->offset < 0 || (v->offset & 3) || n > (wsize - v->offset) / 4 ||
+                               v->offset > wsize))
                 return fail(msg, msg_size, CNNC_EFORMAT, "value %u: constant out of the weights section", i);
+            v->cidx = m->n_consts++;
             break;
         case V_ALIAS:
             if (v->index < 0 || (uint32_t)v->index >= i)
@@ -792,6 +801,7 @@ typedef struct {
     unsigned char *arena;
     const float *const *inputs;
     float *const *outputs;
+    const float *const *consts; /* NULL: the bundle's */
 } runenv;
 
 static float *ptr_of(const runenv *e, int32_t id) {
@@ -800,7 +810,7 @@ static float *ptr_of(const runenv *e, int32_t id) {
     case V_ARENA: return (float *)(e->arena + e->m->offsets[r - e->m->values]);
     case V_INPUT: return (float *)e->inputs[r->index];
     case V_OUTPUT: return e->outputs[r->index];
-    case V_CONST: return (float *)(e->m->weights + r->offset);
+    case V_CONST: return e->consts ? (float *)e->consts[r->cidx] : (float *)(e->m->weights + r->offset);
     default: return NULL;
     }
 }
@@ -935,9 +945,36 @@ static void run_lrn(const op_t *o, const shape_t *sx, const float *x, float *y) 
 
 int cnnc_model_run(const cnnc_model *m, void *arena, int64_t arena_size, const float *const *inputs,
                    float *const *outputs) {
+    return cnnc_model_run_consts(m, arena, arena_size, inputs, outputs, NULL);
+}
+
+int cnnc_model_num_consts(const cnnc_model *m) { return m ? m->n_consts : CNNC_EINVAL; }
+
+int cnnc_model_external_consts(const cnnc_model *m) { return m ? m->external : CNNC_EINVAL; }
+
+static const value_t *const_value(const cnnc_model *m, int i) {
+    if (!m || i < 0 || i >= m->n_consts) return NULL;
+    for (int32_t v = 0; v < m->n_values; ++v)
+        if (m->values[v].kind == V_CONST && m->values[v].cidx == i) return &m->values[v];
+    return NULL;
+}
+
+int cnnc_model_const_shape(const cnnc_model *m, int i, int64_t dims[8]) {
+    const value_t *v = const_value(m, i);
+    if (!v || !dims) return CNNC_EINVAL;
+    for (int d = 0; d < v->rank; ++d) dims[d] = v->dims[d];
+    return v->rank;
+}
+
+int cnnc_model_run_consts(const cnnc_model *m, void *arena, int64_t arena_size, const float *const *inputs,
+                          float *const *outputs, const float *const *consts) {
     if (!m) return CNNC_EINVAL;
     if (!m->batch) return CNNC_ESTATE;
     if (!inputs || !outputs) return CNNC_EINVAL;
+    if (m->external && !consts) return CNNC_ESTATE;
+    if (consts)
+        for (int32_t i = 0; i < m->n_consts; ++i)
+            if (!consts[i] || (uintptr_t)consts[i] % sizeof(float)) return CNNC_EINVAL;
     for (int i = 0; i < m->n_inputs; ++i)
         if (!inputs[i]) return CNNC_EINVAL;
     for (int i = 0; i < m->n_outputs; ++i)
@@ -946,7 +983,7 @@ int cnnc_model_run(const cnnc_model *m, void *arena, int64_t arena_size, const f
         return CNNC_EWORKSPACE;
     if ((uintptr_t)arena % sizeof(float)) return CNNC_EINVAL;  /* tensors live at arena + 64k: floats */
     const int64_t b = m->batch;
-    runenv e = {m, arena, inputs, outputs};
+    runenv e = {m, arena, inputs, outputs, consts};
     unsigned char *ws = (unsigned char *)arena + m->plan_bytes;
     const int64_t ws_size = arena_size - m->plan_bytes;
     const cnnc_ctx *ctx = &m->ctx;

@@ -232,6 +232,17 @@ def test_run_bundle_batches_and_threads(tmp_path):
     assert r.returncode == 2 and "take 864" in r.stderr
 
 
+def test_bundle_without_weights_loads_but_needs_its_constants(tmp_path):
+    """A bundle written without weights (what predict uses internally): cnnc_model_run refuses it
+    with CNNC_ESTATE and its message, under ASan + UBSan."""
+    g = deploy._lower.from_sequential(tiny_model())
+    (tmp_path / "ext.cnnb").write_bytes(g.to_bytes(external_consts=True))
+    r = _run("asan", "run_bundle", tmp_path / "ext.cnnb")
+    assert r.returncode == 1, r.stderr
+    assert "run: model not ready" in r.stderr and "cnnc_model_run_consts" in r.stderr
+    assert "ERROR: AddressSanitizer" not in r.stderr and "runtime error" not in r.stderr
+
+
 # ---- malformed bundles under ASan + UBSan ----------------------------------------------------------
 
 
@@ -259,6 +270,8 @@ def _malformed_cases(good):
             if field == "ops" and value == 0:
                 continue  # no ops is structurally fine; the outputs are then never computed (checked)
             cases.append((f"{value} {field}", edit(off, "<I", value), ""))
+    cases.append(("external-constants flag on a bundle with weights", edit(28, "<I", 1), "weights"))
+    cases.append(("unknown header flag 2", edit(28, "<I", 2), "flags"))
     cases.append(("fixed batch -1", edit(48, "<q", -1), "batch"))
     cases.append(("plan batch 0", edit(56, "<q", 0), "batch"))
     cases.append(("weights offset past the end", edit(64, "<q", n + 64), "weights"))

@@ -8,7 +8,8 @@ A bundle is one little-endian binary file read by src_c/model.c (the reader, whi
      12  u32      header size (80)
      16  u64      file size
      24  u32      CRC-32 (zlib's) of bytes [32, file size)
-     28  u32      flags (0)
+     28  u32      flags: 0, or 1 (external constants: the weights section is empty and every constant's
+                  offset is 0; the caller supplies the constants at each run)
      32  u32 x 4  number of values, ops, inputs, outputs
      48  i64      fixed batch (0: any batch size)
      56  i64      batch the stored plan is for
@@ -53,6 +54,7 @@ OP_NAMES = {OP_CONV: "conv", OP_MAXPOOL: "max_pool", OP_AVGPOOL: "avg_pool", OP_
 BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV, BIN_PRELU = range(5)
 PAD_CONSTANT, PAD_REFLECT, PAD_EDGE = range(3)
 NHWC, NCHW = 0, 1
+FLAG_EXTERNAL_CONSTS = 1
 
 
 class BundleError(ValueError):
@@ -64,11 +66,12 @@ def _round_up(n, a=ALIGN):
 
 
 class Value:
-    __slots__ = ("kind", "index", "dims", "bdim", "array", "alias_of", "name")
+    __slots__ = ("kind", "index", "dims", "bdim", "array", "alias_of", "name", "source")
 
     def __init__(self, kind, dims, bdim=-1, array=None, alias_of=-1, index=0, name=""):
         self.kind, self.dims, self.bdim = kind, tuple(int(d) for d in dims), int(bdim)
         self.array, self.alias_of, self.index, self.name = array, alias_of, index, name
+        self.source = None
 
     def size_at(self, batch):
         n = 1
@@ -106,9 +109,17 @@ class Graph:
         self.inputs.append((name, vid))
         return vid
 
-    def const(self, array):
+    def const(self, array, source=None):
+        """A constant. source (optional): a callable returning its current value, for runs that supply
+        the constants themselves (the model's weights as they are at each call)."""
         a = np.array(array, dtype=np.float32, order="C")  # a copy: later changes to the model don't leak in
-        return self._add(Value(V_CONST, a.shape, -1, array=a))
+        v = Value(V_CONST, a.shape, -1, array=a)
+        v.source = source
+        return self._add(v)
+
+    def const_sources(self):
+        """The constants' sources (None where there is none), in the order the C runtime numbers them."""
+        return [v.source for v in self.values if v.kind == V_CONST]
 
     def alias(self, src, dims, bdim):
         return self._add(Value(V_ALIAS, dims, bdim, alias_of=src))
@@ -209,14 +220,18 @@ class Graph:
 
     # ---- serialisation -----------------------------------------------------------------------
 
-    def to_bytes(self, plan_batch=None):
+    def to_bytes(self, plan_batch=None, external_consts=False):
+        """The bundle. external_consts: leave the weights out (header flag 1); every run then supplies
+        the constants (cnnc_model_run_consts)."""
         plan_batch = int(self.fixed_batch or (plan_batch or 1))
         offsets, tensor_bytes = self.plan(plan_batch)
         if tensor_bytes >= 2**62:
             raise BundleError(f"the arena plan at batch {plan_batch} needs {tensor_bytes} bytes")
         weights, woffs = bytearray(), {}
         for i, v in enumerate(self.values):
-            if v.kind == V_CONST:
+            if v.kind == V_CONST and external_consts:
+                woffs[i] = 0
+            elif v.kind == V_CONST:
                 weights.extend(b"\0" * (_round_up(len(weights)) - len(weights)))
                 woffs[i] = len(weights)
                 weights.extend(v.array.astype("<f4", copy=False).tobytes())
@@ -245,7 +260,8 @@ class Graph:
         head = struct.pack("<4I4I2q2q", 0, 0, 0, 0,  # magic/version/header/size are written below
                            len(self.values), len(self.ops), len(self.inputs), len(self.outputs),
                            self.fixed_batch, plan_batch, woff, len(weights))
-        out = bytearray(MAGIC + struct.pack("<IIQII", VERSION, HEADER_SIZE, total, 0, 0)) + head[16:] + body + weights
+        flags = FLAG_EXTERNAL_CONSTS if external_consts else 0
+        out = bytearray(MAGIC + struct.pack("<IIQII", VERSION, HEADER_SIZE, total, 0, flags)) + head[16:] + body + weights
         assert len(out) == total
         crc = zlib.crc32(bytes(out[32:])) & 0xFFFFFFFF
         out[24:28] = struct.pack("<I", crc)

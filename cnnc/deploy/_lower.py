@@ -3,7 +3,7 @@ model (through cnnc.onnx.InferenceSession's plan: constants folded, BatchNormali
 Conv, Relu/Clip(0, 6) fused)."""
 import numpy as np
 
-from .. import _core
+from .. import _alloc, _core
 from ..onnx._ops import bn_scale_shift  # numpy only: no onnx import
 from ._format import (BIN_ADD, BIN_DIV, BIN_MUL, BIN_PRELU, BIN_SUB, NCHW, NHWC, OP_ACT, OP_AFFINE,
                       OP_AVGPOOL, OP_BINARY, OP_CONCAT, OP_CONV, OP_DENSE, OP_GATHER, OP_GAVGPOOL, OP_GMAXPOOL,
@@ -40,6 +40,14 @@ def _fused_or_separate(layer_act):
     return NONE_ACT, layer_act
 
 
+def _bn_affine(layer):
+    """(scale, shift) of an inference-mode BatchNormalization."""
+    gamma, beta = layer._gamma_beta()
+    a, s = bn_scale_shift(gamma, beta, layer.params["moving_mean"], layer.params["moving_variance"],
+                          layer.epsilon)
+    return _alloc.track(a), _alloc.track(s)
+
+
 def from_sequential(model, input_name="input", output_name="output"):
     """The bundle graph of a built Sequential (inference: dropout off, batch norm with moving stats)."""
     from .. import layers as L
@@ -56,6 +64,10 @@ def from_sequential(model, input_name="input", output_name="output"):
         label = layer.name
         cl = getattr(layer, "data_format", "channels_last") == "channels_last"
         layout = NHWC if cl else NCHW
+        if not type(layer).__module__.startswith("cnnc."):
+            # a subclass may override forward(): only cnnc's own layer classes have known semantics
+            problems.append(f"{label}: layer type {type(layer).__name__} (defined outside cnnc)")
+            break
         if isinstance(layer, L.InputLayer):
             pass
         elif isinstance(layer, (L.Conv2D, L.DepthwiseConv2D)):
@@ -71,14 +83,16 @@ def from_sequential(model, input_name="input", output_name="output"):
                 problems.append(f"{label}: softmax over the channel axis of a channels_first Conv2D")
                 break
             bias = layer.params.get("bias")
-            ins = [x, g.const(w), g.const(bias) if bias is not None else -1]
+            ins = [x, g.const(w, lambda l=layer: l._c_kernel()),
+                   g.const(bias, lambda l=layer: l.params["bias"]) if bias is not None else -1]
             x = g.op(OP_CONV, ins, out, 0, [sh, sw, dh, dw, t, b, left, r, kw["groups"], fused[0], layout],
                      [fused[1], fused[2]], label=label)
             x = _apply_act(g, after, x, out, label)
         elif isinstance(layer, L.Dense):
             fused, after = _fused_or_separate(layer.activation)
             bias = layer.params.get("bias")
-            ins = [x, g.const(layer.params["kernel"]), g.const(bias) if bias is not None else -1]
+            ins = [x, g.const(layer.params["kernel"], lambda l=layer: l.params["kernel"]),
+                   g.const(bias, lambda l=layer: l.params["bias"]) if bias is not None else -1]
             x = g.op(OP_DENSE, ins, out, 0, [fused[0]], [fused[1], fused[2]], label=label)
             x = _apply_act(g, after, x, out, label)
         elif isinstance(layer, (L.MaxPooling2D, L.AveragePooling2D)):
@@ -95,11 +109,10 @@ def from_sequential(model, input_name="input", output_name="output"):
             code = OP_GAVGPOOL if isinstance(layer, L.GlobalAveragePooling2D) else OP_GMAXPOOL
             x = g.op(code, [x], out, 0, [layout], label=label)
         elif isinstance(layer, L.BatchNormalization):
-            gamma, beta = layer._gamma_beta()
-            a, s = bn_scale_shift(gamma, beta, layer.params["moving_mean"], layer.params["moving_variance"],
-                                  layer.epsilon)
+            a, s = _bn_affine(layer)
             axis = layer._axis % len(shape)
-            x = g.op(OP_AFFINE, [x, g.const(a), g.const(s)], out, 0, [axis], label=label)
+            x = g.op(OP_AFFINE, [x, g.const(a, lambda l=layer: _bn_affine(l)[0]),
+                                 g.const(s, lambda l=layer: _bn_affine(l)[1])], out, 0, [axis], label=label)
         elif isinstance(layer, L.Dropout):
             x = g.alias(x, out, 0)
         elif isinstance(layer, L.Flatten):

@@ -74,6 +74,9 @@ class Runtime:
             self._m = _core.BundleModel(np.frombuffer(data, dtype=np.uint8) if data else np.zeros(0, np.uint8))
         except ValueError as exc:
             raise BundleError(f"{label}: {exc}") from None
+        if self._m.external_consts:
+            raise BundleError(f"{label}: the bundle was written without its weights (external constants); "
+                              f"Runtime needs a bundle that holds them")
         self._label = label
         self._lock = threading.Lock()
         self._arena = None
@@ -169,3 +172,45 @@ class Runtime:
             self._m.run([a if a.size else dummy for a in xs], [o if o.size else dummy for o in outs],
                         self._arena)
         return outs[0] if len(outs) == 1 else outs
+
+
+class SequentialRunner:
+    """Inference of a built Sequential through the C runtime, reading the model's weights at each call
+    (the bundle is written without them), so training, set_weights and in-place edits are seen.
+
+    Built once per model structure by Sequential; raises BundleError when a layer has no C lowering."""
+
+    def __init__(self, model):
+        from . import _lower
+        g = _lower.from_sequential(model)
+        self._sources = g.const_sources()
+        if any(s is None for s in self._sources):
+            raise BundleError("internal: a constant of the lowered model has no source")
+        self._m = _core.BundleModel(np.frombuffer(g.to_bytes(1, external_consts=True), dtype=np.uint8))
+        self._sizes = [int(np.prod(s, dtype=np.int64)) for s in self._m.const_shapes()]
+        self.input_shape = tuple(self._m.shape(True, 0, 1)[1:])
+        self._lock = threading.Lock()
+
+    def consts(self):
+        """The constants as the model holds them now, or None when their sizes no longer match the
+        lowering (a layer was rebuilt)."""
+        out = [np.ascontiguousarray(f(), dtype=np.float32) for f in self._sources]
+        if any(a.size != n for a, n in zip(out, self._sizes)):
+            return None
+        return out
+
+    def arena_parts(self, batch_size):
+        """(tensor plan bytes, workspace bytes) of a run of this batch size."""
+        with self._lock:
+            return tuple(int(v) for v in self._m.prepare(int(batch_size))[1:])
+
+    def run(self, x, consts):
+        """Outputs for x (C-contiguous float32 of shape (batch,) + input_shape)."""
+        batch = x.shape[0]
+        out = _alloc.empty(self._m.shape(False, 0, batch), np.float32)
+        with self._lock:
+            need = int(self._m.prepare(batch)[0])
+            arena = _alloc.empty(max(need, 1), np.uint8)
+            self._m.run([x], [out], arena, consts, self._sizes)
+            del arena
+        return out
