@@ -82,6 +82,51 @@ static void act_range(cnnc_act act, const float *x, float *y, int64_t lo, int64_
     }
 }
 
+/* dx[i] = dy[i] * act'(x[i]) over [lo, hi): the same products as act_deriv (bit for bit), with one
+ * branch-free loop per common kind so they vectorise (a data-dependent branch per element cost ~6 ns
+ * an element on random signs). */
+/* a if cond else b, as bit operations: compilers vectorise this where a conditional on a float
+ * comparison stays a branch */
+static inline float select_f(int cond, float a, float b) {
+    const int32_t m = -(int32_t)(cond & 1);
+    union { float f; int32_t u; } pa = {a}, pb = {b}, r;
+    r.u = (pa.u & m) | (pb.u & ~m);
+    return r.f;
+}
+
+static void act_backward_range(cnnc_act act, const float *restrict x, const float *restrict y,
+                               const float *restrict dy, float *restrict dx, int64_t lo, int64_t hi) {
+    switch (act.kind) {
+    case CNNC_ACT_RELU:
+        for (int64_t i = lo; i < hi; ++i) dx[i] = select_f(x[i] > 0.0f, dy[i] * 1.0f, dy[i] * 0.0f);
+        return;
+    case CNNC_ACT_LEAKY_RELU:
+        for (int64_t i = lo; i < hi; ++i) dx[i] = select_f(x[i] > 0.0f, dy[i] * 1.0f, dy[i] * act.alpha);
+        return;
+    case CNNC_ACT_CLIP:
+        for (int64_t i = lo; i < hi; ++i)
+            dx[i] = select_f((x[i] > act.alpha) & (x[i] < act.beta), dy[i] * 1.0f, dy[i] * 0.0f);
+        return;
+    case CNNC_ACT_SIGMOID:
+        if (!y) break;
+        for (int64_t i = lo; i < hi; ++i) dx[i] = dy[i] * (y[i] * (1.0f - y[i]));
+        return;
+    case CNNC_ACT_TANH:
+        if (!y) break;
+        for (int64_t i = lo; i < hi; ++i) dx[i] = dy[i] * (1.0f - y[i] * y[i]);
+        return;
+    case CNNC_ACT_ELU:
+        if (!y) break;
+        for (int64_t i = lo; i < hi; ++i) dx[i] = select_f(x[i] > 0.0f, dy[i] * 1.0f, dy[i] * (y[i] + act.alpha));
+        return;
+    default: break;
+    }
+    for (int64_t i = lo; i < hi; ++i) {
+        const float yi = y ? y[i] : cnnc_act_scalar(act, x[i]);
+        dx[i] = dy[i] * act_deriv(act, x[i], yi);
+    }
+}
+
 // y[size] = act(x[size])
 int cnnc_act_forward(const cnnc_ctx *ctx, cnnc_act act, int64_t size, const float *x, float *y) {
     if (size < 0 || !x || !y || !cnnc_act_valid(act)) return CNNC_EINVAL;
@@ -99,13 +144,7 @@ int cnnc_act_backward(const cnnc_ctx *ctx, cnnc_act act, int64_t size, const flo
     const int64_t items = CNNC_CEIL_DIV(size, GRAIN);
     int nt = cnnc_threads(ctx, items);
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-    for (int64_t t = 0; t < items; ++t) {
-        const int64_t lo = t * GRAIN, hi = CNNC_MIN(size, (t + 1) * GRAIN);
-        for (int64_t i = lo; i < hi; ++i) {
-            const float yi = y ? y[i] : cnnc_act_scalar(act, x[i]);
-            dx[i] = dy[i] * act_deriv(act, x[i], yi);
-        }
-    }
+    for (int64_t t = 0; t < items; ++t) act_backward_range(act, x, y, dy, dx, t * GRAIN, CNNC_MIN(size, (t + 1) * GRAIN));
     return CNNC_OK;
 }
 

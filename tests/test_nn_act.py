@@ -200,3 +200,51 @@ def test_softmax_sums_to_one(rng):
     y = nn.softmax(x)
     assert np.allclose(y.sum(axis=-1, dtype=np.float64), 1.0, atol=1e-5)
     assert np.allclose(np.exp(nn.log_softmax(x).astype(np.float64)).sum(axis=-1), 1.0, atol=1e-5)
+
+
+# the C backward's per-kind loops against the plain formula dy * act'(x), bit for bit, on special values
+_SPECIAL_X = np.array([-np.inf, -1e30, -3.0, -1.5, -1e-30, -0.0, 0.0, 1e-30, 0.5, 2.0, 3.0, 1e30, np.inf,
+                       np.nan], np.float32)
+_SPECIAL_DY = np.array([-np.inf, -2.5, -0.0, 0.0, 1e-38, 1.5, np.inf, np.nan], np.float32)
+
+
+def _deriv_twin(kind, x, y, alpha, beta):
+    """act'(x) as src_c/act.c's act_deriv defines it (y = act(x)), in float32."""
+    one, zero = np.float32(1), np.float32(0)
+    a = np.float32(alpha)
+    if kind == "relu":
+        return np.where(x > 0, one, zero)
+    if kind == "leaky_relu":
+        return np.where(x > 0, one, a)
+    if kind == "clip":
+        return np.where((x > a) & (x < np.float32(beta)), one, zero)
+    if kind == "elu":
+        return np.where(x > 0, one, (y + a).astype(np.float32))
+    if kind == "sigmoid":
+        return (y * (one - y)).astype(np.float32)
+    if kind == "tanh":
+        return (one - y * y).astype(np.float32)
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind,alpha,beta", [("relu", 0, 0), ("leaky_relu", 0.1, 0), ("clip", -1.5, 2.0),
+                                             ("elu", 1.0, 0), ("elu", 0.3, 0), ("sigmoid", 0, 0),
+                                             ("tanh", 0, 0)])
+@pytest.mark.parametrize("with_output", [True, False])
+def test_activation_backward_bitwise_on_special_values(kind, alpha, beta, with_output):
+    from cnnc import _core
+    k = _core.ACT_KINDS[kind]
+    x = np.repeat(_SPECIAL_X, len(_SPECIAL_DY))
+    dy = np.tile(_SPECIAL_DY, len(_SPECIAL_X))
+    # long enough for the vector loops and their tails (several work items of the parallel loop)
+    x, dy = np.tile(x, 97), np.tile(dy, 97)
+    y = np.empty_like(x)
+    _core.act_forward(x, y, k, alpha, beta)
+    dx = np.empty_like(x)
+    _core.act_backward(x, y if with_output else None, dy, dx, k, alpha, beta)
+    with np.errstate(invalid="ignore", over="ignore"):
+        want = (dy * _deriv_twin(kind, x, y, alpha, beta)).astype(np.float32)
+    assert np.array_equal(np.isnan(dx), np.isnan(want))
+    ok = ~np.isnan(want)
+    assert np.array_equal(dx[ok], want[ok])
+    assert np.array_equal(np.signbit(dx[ok]), np.signbit(want[ok]))
