@@ -27,9 +27,11 @@
 enum { V_ARENA = 0, V_INPUT, V_OUTPUT, V_CONST, V_ALIAS };
 enum {
     OP_CONV = 1, OP_MAXPOOL, OP_AVGPOOL, OP_GAVGPOOL, OP_GMAXPOOL, OP_DENSE, OP_ACT, OP_SOFTMAX,
-    OP_AFFINE, OP_BINARY, OP_CONCAT, OP_TRANSPOSE, OP_PAD, OP_LRN, OP_COPY, OP_MATMUL, OP_GATHER, OP_LAST
+    OP_AFFINE, OP_BINARY, OP_CONCAT, OP_TRANSPOSE, OP_PAD, OP_LRN, OP_COPY, OP_MATMUL, OP_GATHER, OP_UNARY, OP_LAST
 };
-enum { BIN_ADD = 0, BIN_SUB, BIN_MUL, BIN_DIV, BIN_PRELU, BIN_LAST };
+/* BIN_MAX / BIN_MIN propagate NaN from either operand */
+enum { BIN_ADD = 0, BIN_SUB, BIN_MUL, BIN_DIV, BIN_PRELU, BIN_MAX, BIN_MIN, BIN_LAST };
+enum { UN_SQRT = 0, UN_LAST };
 enum { PAD_CONSTANT = 0, PAD_REFLECT, PAD_EDGE };
 
 typedef struct {
@@ -160,6 +162,7 @@ static int op_arity_ok(const op_t *o) {
     case OP_GMAXPOOL: return o->n_in == 1 && o->n_out == 1 && o->n_i == 1 && o->n_f == 0;
     case OP_COPY: return o->n_in == 1 && o->n_out == 1 && o->n_i == 0 && o->n_f == 0;
     case OP_MATMUL: return o->n_in == 2 && o->n_out == 1 && o->n_i == 0 && o->n_f == 0;
+    case OP_UNARY: return o->n_in == 1 && o->n_out == 1 && o->n_i == 1 && o->n_f == 0;
     case OP_GATHER: return o->n_in == 1 && o->n_out == 1 && o->n_i >= 1 && o->n_f == 0;
     case OP_DENSE: return o->n_in == 3 && o->n_out == 1 && o->n_i == 1 && o->n_f == 2;
     case OP_ACT: return o->n_in == 1 && o->n_out == 1 && o->n_i == 1 && o->n_f == 2;
@@ -514,6 +517,13 @@ static int broadcast(const shape_t *a, const shape_t *b, shape_t *out) {
     return out->n >= 0;
 }
 
+/* The leading (batch) dims of a matmul operand: all but its last two. */
+static void matmul_leading(const shape_t *s, shape_t *lead) {
+    lead->rank = s->rank - 2;
+    for (int i = 0; i < lead->rank; ++i) lead->d[i] = s->d[i];
+    lead->n = numel_of(lead->d, lead->rank);
+}
+
 /* Check op k at batch b; *ws receives its workspace bytes. */
 static int check_op(const cnnc_model *m, int32_t k, int64_t b, int64_t *ws, char *msg, int64_t msg_size) {
     const op_t *o = &m->ops[k];
@@ -620,7 +630,8 @@ static int check_op(const cnnc_model *m, int32_t k, int64_t b, int64_t *ws, char
     case OP_BINARY: {
         shape_t bb, out;
         get_shape(m, o->in[1], b, &bb);
-        if (o->ia[0] < 0 || o->ia[0] >= BIN_LAST || !broadcast(&x, &bb, &out)) BAD("shapes do not broadcast");
+        if (o->ia[0] < 0 || o->ia[0] >= BIN_LAST) BAD("unknown binary kind");
+        if (!broadcast(&x, &bb, &out)) BAD("shapes do not broadcast");
         if (out.rank != y.rank || !same_dims(out.d, y.d, y.rank)) BAD("output shape");
         if (o->ia[0] == BIN_PRELU && (out.rank != x.rank || !same_dims(out.d, x.d, x.rank))) BAD("prelu slope");
         return CNNC_OK;
@@ -664,14 +675,16 @@ static int check_op(const cnnc_model *m, int32_t k, int64_t b, int64_t *ws, char
         return CNNC_OK;
     }
     case OP_MATMUL: {
-        /* y[..., M, N] = a[..., M, K] @ b[..., K, N]; b is 2-D (shared) or has a's leading dims */
-        shape_t bb;
+        /* y[..., M, N] = a[..., M, K] @ b[..., K, N]; the leading (batch) dims broadcast (NumPy rules) */
+        shape_t bb, lead_a, lead_b, lead;
         get_shape(m, o->in[1], b, &bb);
-        if (x.rank < 2 || bb.rank < 2 || y.rank != x.rank) BAD("matmul needs a and b of rank >= 2");
+        if (x.rank < 2 || bb.rank < 2 || y.rank < 2) BAD("matmul needs a, b and y of rank >= 2");
         const int64_t M = x.d[x.rank - 2], K = x.d[x.rank - 1], N = bb.d[bb.rank - 1];
         if (bb.d[bb.rank - 2] != K || y.d[y.rank - 2] != M || y.d[y.rank - 1] != N) BAD("inner dimensions");
-        if (bb.rank != 2 && (bb.rank != x.rank || !same_dims(bb.d, x.d, x.rank - 2))) BAD("batch dimensions of b");
-        if (!same_dims(y.d, x.d, x.rank - 2)) BAD("output shape");
+        matmul_leading(&x, &lead_a);
+        matmul_leading(&bb, &lead_b);
+        if (!broadcast(&lead_a, &lead_b, &lead)) BAD("batch dimensions of a and b do not broadcast");
+        if (y.rank != lead.rank + 2 || !same_dims(y.d, lead.d, lead.rank)) BAD("output shape");
         *ws = cnnc_gemm_workspace_size(&m->ctx, M, N, K);
         if (*ws < 0) BAD("workspace size");
         return CNNC_OK;
@@ -687,6 +700,10 @@ static int check_op(const cnnc_model *m, int32_t k, int64_t b, int64_t *ws, char
     }
     case OP_LRN:
         if (x.rank < 3 || x.n != y.n || o->ia[0] < 1) BAD("needs x [N, C, ...] and size >= 1");
+        return CNNC_OK;
+    case OP_UNARY:
+        if (o->ia[0] < 0 || o->ia[0] >= UN_LAST) BAD("unknown unary kind");
+        if (x.n != y.n) BAD("size");
         return CNNC_OK;
     default:
         BAD("unknown op");
@@ -821,6 +838,8 @@ static float bin_apply(int kind, float a, float b) {
     case BIN_SUB: return a - b;
     case BIN_MUL: return a * b;
     case BIN_DIV: return a / b;
+    case BIN_MAX: return (a > b || a != a) ? a : b;
+    case BIN_MIN: return (a < b || a != a) ? a : b;
     default: return a < 0.0f ? a * b : a;  /* prelu: a = x, b = slope */
     }
 }
@@ -1089,12 +1108,30 @@ int cnnc_model_run_consts(const cnnc_model *m, void *arena, int64_t arena_size, 
             shape_t sb;
             get_shape(m, o->in[1], b, &sb);
             const int64_t M = sx.d[sx.rank - 2], K = sx.d[sx.rank - 1], N = sb.d[sb.rank - 1];
-            const int64_t batches = numel_of(sx.d, sx.rank - 2);
             const float *bm = ptr_of(&e, o->in[1]);
-            const int shared = sb.rank == 2;
-            for (int64_t i = 0; i < batches && rc == CNNC_OK; ++i)
-                rc = cnnc_sgemm(ctx, 0, 0, M, N, K, 1.0f, x + i * M * K, K, bm + (shared ? 0 : i * K * N), N,
-                                0.0f, y + i * M * N, N, ws, ws_size);
+            /* matrix strides of a and b over the output's leading axes (0 where broadcast) */
+            const int r = sy.rank - 2, ra = sx.rank - 2, rb = sb.rank - 2;
+            int64_t sta[MAX_RANK], stb[MAX_RANK], ma = 1, mb = 1;
+            for (int i = r - 1; i >= 0; --i) {
+                const int64_t da = i - (r - ra) >= 0 ? sx.d[i - (r - ra)] : 1;
+                const int64_t db = i - (r - rb) >= 0 ? sb.d[i - (r - rb)] : 1;
+                sta[i] = da == 1 ? 0 : ma;
+                stb[i] = db == 1 ? 0 : mb;
+                ma *= da;
+                mb *= db;
+            }
+            const int64_t batches = numel_of(sy.d, r);
+            for (int64_t i = 0; i < batches && rc == CNNC_OK; ++i) {
+                int64_t rest = i, ia = 0, ib = 0;
+                for (int d = r - 1; d >= 0; --d) {
+                    const int64_t id = rest % sy.d[d];
+                    rest /= sy.d[d];
+                    ia += id * sta[d];
+                    ib += id * stb[d];
+                }
+                rc = cnnc_sgemm(ctx, 0, 0, M, N, K, 1.0f, x + ia * M * K, K, bm + ib * K * N, N, 0.0f, y + i * M * N,
+                                N, ws, ws_size);
+            }
             break;
         }
         case OP_GATHER: {
@@ -1107,6 +1144,9 @@ int cnnc_model_run_consts(const cnnc_model *m, void *arena, int64_t arena_size, 
         }
         case OP_LRN:
             run_lrn(o, &sx, x, y);
+            break;
+        case OP_UNARY:  /* UN_SQRT, the only kind (checked) */
+            for (int64_t i = 0; i < sx.n; ++i) y[i] = sqrtf(x[i]);
             break;
         default:
             rc = CNNC_EINVAL;

@@ -535,3 +535,161 @@ def test_empty_output_next_to_a_full_one():
     y, e = rt.run(x)
     assert e.shape == (2, 0)
     np.testing.assert_array_equal(y, np.maximum(x, 0))
+
+
+# ---- MatMul with 1-D and rank-broadcast operands, run-time Clip bounds and BatchNormalization ----------
+
+MATMUL_SHAPES = [  # (A, B) at batch 1 ("N": the batch axis); NumPy matmul semantics
+    ((5,), (5,)), ((5,), (5, 3)), ((4, 5), (5,)), ((5,), (2, 5, 3)), ((2, 3, 4, 5), (5,)),
+    ((3, 1, 4, 5), (1, 2, 5, 2)), ((4, 5), (3, 5, 1)), ((2, 1, 1, 4, 5), (3, 5, 7)), ((1, 1, 5), (2, 5, 6)),
+    (("N", 4, 5), (5,)), ((5,), ("N", 5, 3)), (("N", 1, 4, 5), (3, 5, 2)), (("N", 4, 5), ("N", 5, 2)),
+    ((3, 4, 5), ("N", 1, 5, 2)), (("N", 7, 5), (1, 5, 17)),
+]
+
+
+def _batch_shape(shape, b):
+    return tuple(b if d == "N" else d for d in shape)
+
+
+MATMUL_CASES = [(a, b, c) for a, b in MATMUL_SHAPES for c in (False, True) if not (c and "N" in b)]
+
+
+@pytest.mark.parametrize("sa,sb,const_b", MATMUL_CASES,
+                         ids=[f"{a}@{b}{'-const' if c else ''}" for a, b, c in MATMUL_CASES])
+def test_matmul_1d_and_broadcast_operands(sa, sb, const_b):
+    """Each case against np.matmul and InferenceSession, at batch 1 and 3 (when batched), 1 and 2 threads;
+    a constant 2-D B goes through the dense op, any other B through the matmul op."""
+    from cnnc import get_num_threads, set_num_threads
+    b_const = RNG.standard_normal(sb).astype(np.float32) if const_b else None
+    inputs = [("a", list(sa))] + ([] if const_b else [("b", list(sb))])
+    data = _make([helper.make_node("MatMul", ["a", "b"], ["y"])], inputs, [("y", None)],
+                 {"b": b_const} if const_b else {})
+    rt = Runtime(deploy.bundle_bytes(data))
+    sess = InferenceSession(data)
+    threads = get_num_threads()
+    try:
+        for batch in ((1, 3) if "N" in sa + sb else (1,)):
+            a = RNG.standard_normal(_batch_shape(sa, batch)).astype(np.float32)
+            b = b_const if const_b else RNG.standard_normal(_batch_shape(sb, batch)).astype(np.float32)
+            feeds = {"a": a} if const_b else {"a": a, "b": b}
+            want = np.matmul(a.astype(np.float64), b.astype(np.float64))
+            ref = sess.run(None, feeds)[0]
+            outs = []
+            for t in (1, 2):
+                set_num_threads(t)
+                got = rt.run(dict(feeds))
+                assert got.shape == want.shape == ref.shape
+                np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+                close(got, ref)
+                outs.append(got)
+            np.testing.assert_array_equal(outs[0], outs[1])
+    finally:
+        set_num_threads(threads)
+
+
+def test_matmul_batch_axis_against_a_fixed_dimension_is_refused():
+    data = _make([helper.make_node("MatMul", ["a", "b"], ["y"])], [("a", ["N", 4, 5]), ("b", [3, 5, 2])],
+                 [("y", None)])
+    with pytest.raises(BundleError, match="batch axis of one operand"):
+        deploy.bundle_bytes(data)
+
+
+@pytest.mark.parametrize("bounds", ["both", "min", "max", "min_const", "max_const", "crossed"])
+def test_clip_with_runtime_bounds(bounds):
+    names, inputs, inits, feeds = ["x", "", ""], [("x", ["N", 3, 4])], {}, {}
+    lo, hi = np.array(-0.3, np.float32), np.array(0.6, np.float32)
+    if bounds == "crossed":
+        lo, hi = hi, lo
+    wanted = {"both": (1, 2), "crossed": (1, 2), "min": (1,), "max": (2,), "min_const": (1, 2),
+              "max_const": (1, 2)}[bounds]
+    for i, (nm, v) in enumerate((("lo", lo), ("hi", hi)), start=1):
+        if i not in wanted:
+            continue
+        names[i] = nm
+        if (bounds == "min_const" and i == 1) or (bounds == "max_const" and i == 2):
+            inits[nm] = v
+        else:
+            inputs.append((nm, []))
+            feeds[nm] = v
+    while names[-1] == "":
+        names.pop()
+    data = _make([helper.make_node("Clip", names, ["y"])], inputs, [("y", None)], inits)
+    x = RNG.standard_normal((3, 3, 4)).astype(np.float32)
+    x[0, 0, :3] = [np.nan, np.inf, -np.inf]
+    rt = _same_as_session(data, dict(feeds, x=x))
+    got = rt.run(dict(feeds, x=x))
+    fmax = np.finfo(np.float32).max  # an absent bound is the float32 extreme (ONNX's default)
+    want = np.minimum(np.maximum(x, lo if 1 in wanted else -fmax), hi if 2 in wanted else fmax)
+    np.testing.assert_array_equal(got, want)  # NaN stays NaN
+    assert np.isnan(got[0, 0, 0])
+
+
+@pytest.mark.parametrize("x_shape", [["N", 3], ["N", 3, 5], ["N", 3, 4, 5]])
+@pytest.mark.parametrize("const_mean", [False, True])
+def test_batchnorm_with_runtime_parameters(x_shape, const_mean):
+    c = 3
+    params = {"scale": RNG.standard_normal(c), "bias": RNG.standard_normal(c), "mean": RNG.standard_normal(c),
+              "var": RNG.random(c) + 0.1}
+    params = {k: v.astype(np.float32) for k, v in params.items()}
+    inputs = [("x", x_shape)] + [(k, [c]) for k in params if not (const_mean and k == "mean")]
+    inits = {"mean": params["mean"]} if const_mean else {}
+    node = helper.make_node("BatchNormalization", ["x", "scale", "bias", "mean", "var"], ["y"], epsilon=0.01)
+    data = _make([node], inputs, [("y", None)], inits)
+    for b in (1, 4):
+        x = RNG.standard_normal(_batch_shape(x_shape, b)).astype(np.float32)
+        feeds = dict({k: v for k, v in params.items() if not (const_mean and k == "mean")}, x=x)
+        _same_as_session(data, feeds)
+        got = Runtime(deploy.bundle_bytes(data)).run(feeds)
+        shape = (1, c) + (1,) * (len(x_shape) - 2)
+        p = {k: v.astype(np.float64).reshape(shape) for k, v in params.items()}
+        want = (x - p["mean"]) / np.sqrt(p["var"] + 0.01) * p["scale"] + p["bias"]
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_non_float_outputs_are_refused_by_name_and_float_constant_outputs_bundle():
+    nodes = [helper.make_node("Relu", ["x"], ["y"]), helper.make_node("Shape", ["x"], ["s"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", F, ["N", 3])],
+                              [helper.make_tensor_value_info("y", F, None),
+                               helper.make_tensor_value_info("s", TensorProto.INT64, None)])
+    data = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
+    with pytest.raises(BundleError, match=r"output 's' is int64 \(output 0 of node .*\(Shape\)\): the C runtime "
+                                          r"computes float32 tensors only"):
+        deploy.bundle_bytes(data)
+    c = RNG.standard_normal((2, 2)).astype(np.float32)
+    nodes = [helper.make_node("Relu", ["x"], ["y"]), helper.make_node("Identity", ["c"], ["k"])]
+    data = _make(nodes, [("x", ["N", 3])], [("y", None), ("k", None)], {"c": c})
+    rt = _same_as_session(data, {"x": RNG.standard_normal((2, 3)).astype(np.float32)})
+    np.testing.assert_array_equal(rt.run(np.ones((5, 3), np.float32))[1], c)
+
+
+def _one_op_bundle(code, ints, dims=(1, 4), n_in=1):
+    g = fmt.Graph()
+    x = g.input("x", dims, 0)
+    inputs = [x] + [g.const(np.full(dims[1:], 0.5, np.float32))] * (n_in - 1)
+    y = g.op(code, inputs, dims, 0, ints=ints)
+    g.set_outputs([("y", y)])
+    return g.to_bytes()
+
+
+@pytest.mark.parametrize("kind, fn", [(fmt.BIN_MAX, np.maximum), (fmt.BIN_MIN, np.minimum)])
+def test_binary_max_min_kinds_and_their_validation(kind, fn):
+    x = np.float32([[-1.0, 0.5, 2.0, np.nan]])
+    got = Runtime(_one_op_bundle(fmt.OP_BINARY, [kind], n_in=2)).run(x)
+    np.testing.assert_array_equal(got, fn(x, np.float32(0.5)))  # NaN propagates like NumPy's
+    for bad in (fmt.BIN_MIN + 1, -1, 1 << 40):
+        with pytest.raises(BundleError, match="unknown binary kind"):
+            Runtime(_one_op_bundle(fmt.OP_BINARY, [bad], n_in=2))
+
+
+def test_unary_sqrt_and_its_validation():
+    x = np.float32([[0.0, 2.0, 9.0, -1.0]])
+    got = Runtime(_one_op_bundle(fmt.OP_UNARY, [fmt.UN_SQRT])).run(x)
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_array_equal(got, np.sqrt(x))
+    for bad in (fmt.UN_SQRT + 1, -1):
+        with pytest.raises(BundleError, match="unknown unary kind"):
+            Runtime(_one_op_bundle(fmt.OP_UNARY, [bad]))
+    with pytest.raises(BundleError, match="unknown op code 19"):
+        Runtime(_one_op_bundle(fmt.OP_UNARY + 1, [0]))
+    with pytest.raises(BundleError, match="bad arity"):
+        Runtime(_one_op_bundle(fmt.OP_UNARY, []))

@@ -243,6 +243,49 @@ def test_bundle_without_weights_loads_but_needs_its_constants(tmp_path):
     assert "ERROR: AddressSanitizer" not in r.stderr and "runtime error" not in r.stderr
 
 
+def _new_ops_model():
+    """ONNX model using the ops lowered to max/min, sqrt and broadcasting matmul: BatchNormalization and
+    Clip with run-time parameters, MatMul by a 1-D operand and by a lower-rank one."""
+    from onnx import TensorProto, helper
+    f = TensorProto.FLOAT
+    nodes = [helper.make_node("BatchNormalization", ["x", "scale", "bias", "mean", "var"], ["bn"], epsilon=1e-3),
+             helper.make_node("Clip", ["bn", "lo", "hi"], ["c"]),
+             helper.make_node("MatMul", ["c", "w"], ["v"]),
+             helper.make_node("MatMul", ["c", "z"], ["u"])]
+    inputs = [("x", ["N", 3, 4, 5]), ("scale", [3]), ("bias", [3]), ("mean", [3]), ("var", [3]), ("lo", []),
+              ("hi", []), ("w", [5]), ("z", [3, 5, 2])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, f, s) for n, s in inputs],
+                              [helper.make_tensor_value_info(n, f, None) for n in ("c", "v", "u")])
+    data = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
+    rng = np.random.default_rng(5)
+    feeds = {n: rng.standard_normal([2 if d == "N" else d for d in s]).astype(np.float32) for n, s in inputs}
+    feeds["var"] = np.abs(feeds["var"]) + np.float32(0.1)
+    feeds["lo"], feeds["hi"] = np.float32(-0.7), np.float32(0.9)
+    return data, feeds
+
+
+@pytest.mark.parametrize("kind", ["opt", "asan"])
+def test_run_bundle_new_ops_match_runtime_and_session(kind, tmp_path):
+    pytest.importorskip("onnx")
+    from cnnc.onnx import InferenceSession
+    data, feeds = _new_ops_model()
+    (tmp_path / "m.cnnb").write_bytes(deploy.bundle_bytes(data))
+    np.concatenate([v.reshape(-1) for v in feeds.values()]).tofile(tmp_path / "in.f32")
+    r = _run(kind, "run_bundle", tmp_path / "m.cnnb", "--input", tmp_path / "in.f32", "--batch", 2,
+             "--output", tmp_path / "out.f32")
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    ref = InferenceSession(data).run(None, feeds)
+    got = np.fromfile(tmp_path / "out.f32", dtype=np.float32)
+    assert got.size == sum(a.size for a in ref)
+    runtime = deploy.Runtime(tmp_path / "m.cnnb").run(dict(feeds))
+    at = 0
+    for want, rt in zip(ref, runtime):
+        np.testing.assert_allclose(got[at:at + want.size].reshape(want.shape), want, rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(got[at:at + want.size].reshape(want.shape), rt, rtol=RTOL, atol=ATOL)
+        at += want.size
+    assert (ref[0] == np.float32(0.9)).any() and (ref[0] != np.float32(0.9)).any()  # the clip binds somewhere
+
+
 # ---- malformed bundles under ASan + UBSan ----------------------------------------------------------
 
 
@@ -373,6 +416,25 @@ def test_structure_flips_of_onnx_bundles_under_asan(tmp_path, name, stride):
     assert any(v[0] != 0 for v in fixed.values())
 
 
+def test_structure_flips_of_a_bundle_with_the_newer_ops_under_asan(tmp_path):
+    """Every single-byte corruption before the weights of the bundle of _new_ops_model (max/min, sqrt,
+    broadcasting matmul, aliases of 1-D operands), size and checksum rewritten: none crashes; whatever
+    loads and plans also runs."""
+    pytest.importorskip("onnx")
+    good = deploy.bundle_bytes(_new_ops_model()[0])
+    woff = struct.unpack_from("<q", good, 64)[0]
+    files = {}
+    for pos in range(32, woff):
+        b = bytearray(good)
+        b[pos] ^= 0xFF if pos % 2 else 0x01
+        files[f"flip{pos:05d}"] = bytes(b)
+    fixed = _replay(tmp_path, files, fix_crc=True)
+    bad_runs = [(k, v) for k, v in fixed.items() if v[2] not in ("0", "-")]
+    assert not bad_runs, f"bundles that loaded and planned but failed to run: {bad_runs[:10]}"
+    n_loaded = sum(v[0] == 0 for v in fixed.values())
+    assert 0 < n_loaded < len(fixed)
+
+
 def _crafted_bundles():
     """Bundles that are well formed but absurd, one per bug the sanitizers found in src_c/model.c:
     (label, bytes, words expected in the load message, or None when the bundle must load and run)."""
@@ -418,6 +480,30 @@ def _crafted_bundles():
     y = g.op(F.OP_LRN, [g.input("x", (1, 3, 2, 2), 0)], (1, 3, 2, 2), 0, ints=[1 << 40], floats=[1e-4, 0.75, 1.0])
     g.set_outputs([("y", y)])
     out.append(("lrn of an absurd size", g.to_bytes(), None))
+    # the binary kinds max/min, the unary op: valid ones run, out-of-range kinds are refused
+    for kind, words in ((F.BIN_MAX, None), (F.BIN_MIN, None), (F.BIN_MIN + 1, "unknown binary kind"),
+                        (-1, "unknown binary kind"), (1 << 62, "unknown binary kind")):
+        g = F.Graph()
+        x = g.input("x", (1, 3, 4), 0)
+        y = g.op(F.OP_BINARY, [x, g.const(np.ones((3, 1), np.float32))], (1, 3, 4), 0, ints=[kind])
+        g.set_outputs([("y", y)])
+        out.append((f"binary kind {kind}", g.to_bytes(), words))
+    for kind, words in ((F.UN_SQRT, None), (F.UN_SQRT + 1, "unknown unary kind"), (-5, "unknown unary kind")):
+        g = F.Graph()
+        y = g.op(F.OP_UNARY, [g.input("x", (1, 5), 0)], (1, 5), 0, ints=[kind])
+        g.set_outputs([("y", y)])
+        out.append((f"unary kind {kind}", g.to_bytes(), words))
+    g = F.Graph()
+    y = g.op(F.OP_UNARY + 1, [g.input("x", (1, 5), 0)], (1, 5), 0, ints=[0])
+    g.set_outputs([("y", y)])
+    out.append(("op code past the last", g.to_bytes(), "unknown op code"))
+    # matmul whose batch dims do not broadcast (3 against 2), and one whose output drops a batch dim
+    for b_dims, y_dims, words in (((2, 5, 2), (3, 4, 2), "do not broadcast"), ((1, 3, 5, 2), (3, 4, 2), "output shape"),
+                                  ((1, 3, 5, 2), (1, 3, 4, 2), None)):
+        g = F.Graph()
+        y = g.op(F.OP_MATMUL, [g.input("x", (3, 4, 5), -1), g.const(np.ones(b_dims, np.float32))], y_dims, -1)
+        g.set_outputs([("y", y)])
+        out.append((f"matmul [3, 4, 5] @ {list(b_dims)} -> {list(y_dims)}", g.to_bytes(), words))
     return out
 
 

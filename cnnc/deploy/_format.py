@@ -25,6 +25,10 @@ A bundle is one little-endian binary file read by src_c/model.c (the reader, whi
     i64 arena bytes of the tensor plan at the plan's batch
     weights (float32, each constant 64-byte aligned)
 
+Op codes, binary kinds and unary kinds are the constants below (src_c/model.c has the same enums); the
+reader rejects a code or kind it does not know, so a bundle using ops added later fails to load in an
+older reader with that message rather than running wrongly (the format version stays 1).
+
 All tensors are float32. Every intermediate tensor lives in one arena at the offset the plan gives it;
 graph inputs and outputs live in the caller's buffers; aliases (reshape, flatten, dropout, identity)
 share their source's memory. The plan is greedy by size: tensors sorted by size (largest first, then
@@ -46,12 +50,14 @@ ALIGN = 64
 
 V_ARENA, V_INPUT, V_OUTPUT, V_CONST, V_ALIAS = range(5)
 (OP_CONV, OP_MAXPOOL, OP_AVGPOOL, OP_GAVGPOOL, OP_GMAXPOOL, OP_DENSE, OP_ACT, OP_SOFTMAX, OP_AFFINE,
- OP_BINARY, OP_CONCAT, OP_TRANSPOSE, OP_PAD, OP_LRN, OP_COPY, OP_MATMUL, OP_GATHER) = range(1, 18)
+ OP_BINARY, OP_CONCAT, OP_TRANSPOSE, OP_PAD, OP_LRN, OP_COPY, OP_MATMUL, OP_GATHER, OP_UNARY) = range(1, 19)
 OP_NAMES = {OP_CONV: "conv", OP_MAXPOOL: "max_pool", OP_AVGPOOL: "avg_pool", OP_GAVGPOOL: "global_avg_pool",
             OP_GMAXPOOL: "global_max_pool", OP_DENSE: "dense", OP_ACT: "activation", OP_SOFTMAX: "softmax",
             OP_AFFINE: "channel_affine", OP_BINARY: "binary", OP_CONCAT: "concat", OP_TRANSPOSE: "transpose",
-            OP_PAD: "pad", OP_LRN: "lrn", OP_COPY: "copy", OP_MATMUL: "matmul", OP_GATHER: "gather"}
-BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV, BIN_PRELU = range(5)
+            OP_PAD: "pad", OP_LRN: "lrn", OP_COPY: "copy", OP_MATMUL: "matmul", OP_GATHER: "gather",
+            OP_UNARY: "unary"}
+BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV, BIN_PRELU, BIN_MAX, BIN_MIN = range(7)  # max/min propagate NaN
+UN_SQRT = 0  # the unary op's kinds
 PAD_CONSTANT, PAD_REFLECT, PAD_EDGE = range(3)
 NHWC, NCHW = 0, 1
 FLAG_EXTERNAL_CONSTS = 1

@@ -5,10 +5,10 @@ import numpy as np
 
 from .. import _alloc, _core
 from ..onnx._ops import bn_scale_shift  # numpy only: no onnx import
-from ._format import (BIN_ADD, BIN_DIV, BIN_MUL, BIN_PRELU, BIN_SUB, NCHW, NHWC, OP_ACT, OP_AFFINE,
-                      OP_AVGPOOL, OP_BINARY, OP_CONCAT, OP_CONV, OP_DENSE, OP_GATHER, OP_GAVGPOOL, OP_GMAXPOOL,
-                      OP_LRN, OP_MATMUL, OP_MAXPOOL, OP_PAD, OP_SOFTMAX, OP_TRANSPOSE, PAD_CONSTANT, PAD_EDGE,
-                      PAD_REFLECT, BundleError, Graph)
+from ._format import (BIN_ADD, BIN_DIV, BIN_MAX, BIN_MIN, BIN_MUL, BIN_PRELU, BIN_SUB, NCHW, NHWC, OP_ACT,
+                      OP_AFFINE, OP_AVGPOOL, OP_BINARY, OP_CONCAT, OP_CONV, OP_DENSE, OP_GATHER, OP_GAVGPOOL,
+                      OP_GMAXPOOL, OP_LRN, OP_MATMUL, OP_MAXPOOL, OP_PAD, OP_SOFTMAX, OP_TRANSPOSE, OP_UNARY,
+                      PAD_CONSTANT, PAD_EDGE, PAD_REFLECT, UN_SQRT, BundleError, Graph)
 
 F32 = np.float32
 FLT_MAX = float(np.finfo(np.float32).max)
@@ -193,14 +193,91 @@ def _transposed(g, x, dims, bdim, perm, label):
     return g.op(OP_TRANSPOSE, [x], out, ob, list(perm), label=label), out, ob
 
 
+def _matmul_operands(g, info, a_id, a_dims, a_bdim, b_const, val, traces, batches):
+    """MatMul operands as the C matmul/dense ops take them: a 1-D A [K] becomes a [1, K] view and a 1-D B
+    [K] a [K, 1] view (NumPy matmul semantics; the product then has that axis of size 1, dropped by a view
+    afterwards). Returns (a_dims, a_bdim, a_id, b_const, b_id or None, (product dims, batch axis) or None
+    when no operand is 1-D)."""
+    b_dims, b_bdim = (b_const.shape, -1) if b_const is not None else _pattern(info.inputs[1], traces, batches)
+    b_id = None
+    if len(a_dims) >= 2 and len(b_dims) >= 2:
+        _check_matmul_batch(a_dims, a_bdim, b_dims, b_bdim)
+        return a_dims, a_bdim, a_id, b_const, None, None
+    if (len(a_dims) == 1 and a_bdim >= 0) or (len(b_dims) == 1 and b_bdim >= 0):
+        raise BundleError("a 1-D operand whose length grows with the batch size")
+    if len(a_dims) == 1:
+        a_dims = (1,) + tuple(a_dims)
+        a_id = g.alias(a_id, a_dims, -1)
+    if len(b_dims) == 1:
+        b_dims = tuple(b_dims) + (1,)
+        if b_const is not None:
+            b_const = b_const.reshape(b_dims)
+        else:
+            b_id = g.alias(val(info, 1), b_dims, -1)
+    _check_matmul_batch(a_dims, a_bdim, b_dims, b_bdim)
+    tmp = f"\0matmul{id(info)}"
+    for t in traces:
+        sa, sb = t[info.inputs[0]][0], (b_const.shape if b_const is not None else t[info.inputs[1]][0])
+        sa = (1,) + tuple(sa) if len(sa) == 1 else tuple(sa)
+        sb = tuple(sb) + (1,) if len(sb) == 1 else tuple(sb)
+        t[tmp] = (np.broadcast_shapes(sa[:-2], sb[:-2]) + (sa[-2], sb[-1]), F32)
+    return a_dims, a_bdim, a_id, b_const, b_id, _pattern(tmp, traces, batches)
+
+
+def _scalar_view(g, info, i, val, traces, batches, what):
+    """Input i of a node (one element, the same at every batch size) as a rank-0 value."""
+    c = info.const(i)
+    d, b = (c.shape, -1) if c is not None else _pattern(info.inputs[i], traces, batches)
+    if b >= 0 or int(np.prod(d)) != 1:
+        raise BundleError(f"{what} {info.inputs[i]!r} of shape {list(d)}{' (batched)' if b >= 0 else ''} "
+                          f"is not a scalar")
+    v = val(info, i, what)
+    return v if len(d) == 0 else g.alias(v, (), -1)
+
+
+def _runtime_bn(g, info, channels, eps, val, traces, batches):
+    """(scale, shift) values [C] of a BatchNormalization whose parameters are computed at run time."""
+    ps = []
+    for i, what in ((1, "scale"), (2, "B"), (3, "input_mean"), (4, "input_var")):
+        c = info.const(i)
+        d, b = (c.shape, -1) if c is not None else _pattern(info.inputs[i], traces, batches)
+        if b >= 0 or int(np.prod(d)) != channels:
+            raise BundleError(f"{what} {info.inputs[i]!r} of shape {list(d)}{' (batched)' if b >= 0 else ''}: "
+                              f"needs {channels} values, the same at every batch size")
+        v = val(info, i, what)
+        ps.append(v if tuple(d) == (channels,) else g.alias(v, (channels,), -1))
+    scale, bias, mean, var = ps
+    c = (channels,)
+    t = g.op(OP_BINARY, [var, g.const(np.array(eps, F32))], c, -1, [BIN_ADD], label=info.name + " var + eps")
+    t = g.op(OP_UNARY, [t], c, -1, [UN_SQRT], label=info.name + " sqrt")
+    a = g.op(OP_BINARY, [scale, t], c, -1, [BIN_DIV], label=info.name + " scale")
+    t = g.op(OP_BINARY, [mean, a], c, -1, [BIN_MUL], label=info.name + " mean * scale")
+    return a, g.op(OP_BINARY, [bias, t], c, -1, [BIN_SUB], label=info.name + " shift")
+
+
+def _check_matmul_batch(a_dims, a_bdim, b_dims, b_bdim):
+    """The leading (batch) dims of the operands broadcast at every batch size: a batch axis of one meets
+    a 1 or the batch axis of the other."""
+    la, lb = len(a_dims) - 2, len(b_dims) - 2
+    r = max(la, lb)
+    for i in range(r):
+        ia, ib = i - (r - la), i - (r - lb)
+        a_b, b_b = ia >= 0 and ia == a_bdim, ib >= 0 and ib == b_bdim
+        da, db = (a_dims[ia] if ia >= 0 else 1), (b_dims[ib] if ib >= 0 else 1)
+        if (a_b and not b_b and db != 1) or (b_b and not a_b and da != 1):
+            raise BundleError(f"the batch axis of one operand meets a dimension of the other that does not "
+                              f"grow with the batch size (A {list(a_dims)}, B {list(b_dims)})")
+
+
 def from_onnx(src):
     """The bundle graph of an ONNX model (path, bytes or ModelProto) that cnnc's InferenceSession runs."""
     from ..onnx._ops import _legacy_b, _pads_2d
     from ..onnx.runtime import InferenceSession, _clip_bounds
 
     sess = InferenceSession(src)
-    if not sess._plan and not sess._inputs:
-        raise BundleError("the model has no inputs")
+    if not sess._inputs:
+        raise BundleError("the model has no inputs: the C runtime runs models of at least one float32 input "
+                          "(a model without inputs computes constants)")
     batched = {}  # input name -> its first dimension is the (symbolic) batch size
     for name, elem, shape in sess._inputs:
         if elem != 1:
@@ -263,10 +340,10 @@ def from_onnx(src):
     for step in sess._plan:
         info = step.info
         op = info.op_type
-        outs = [o for o in info.outputs if o]
-        if not outs or any(not is_float(o) for o in outs):
+        out = info.outputs[0] if info.outputs else ""
+        if not out or not is_float(out):
             continue  # shape arithmetic (Shape, Gather, Cast to int...): dead once shapes are fixed
-        out = info.outputs[0]
+        # further outputs (Dropout's mask...) are not computed: a graph output among them is refused below
         try:
             dims, bdim = _pattern(out, traces, batches)
             xdims = _pattern(info.inputs[0], traces, batches)[0] if info.inputs and info.inputs[0] else None
@@ -312,16 +389,19 @@ def from_onnx(src):
                 a_id = val(info, 0)
                 a_dims, a_bdim = _pattern(info.inputs[0], traces, batches)
                 b_const = const(info, 1)
+                b_id = None  # the value of B when it is not folded into a dense op (made when needed)
+                out_id = None  # MatMul with a 1-D operand: the product [..., M|1, N|1], viewed as the output
                 if op == "Gemm":
                     if len(a_dims) != 2:
                         raise BundleError("A must be 2-D")
                     alpha, beta = float(info.attr("alpha", 1.0)), float(info.attr("beta", 1.0))
                     ta, tb = bool(info.attr("transA", 0)), bool(info.attr("transB", 0))
                 else:
-                    b_rank = b_const.ndim if b_const is not None else len(traces[0][info.inputs[1]][0])
-                    if len(a_dims) < 2 or b_rank < 2:
-                        raise BundleError("1-D operands are not supported")
                     alpha, beta, ta, tb = 1.0, 1.0, False, False
+                    a_dims, a_bdim, a_id, b_const, b_id, mm = _matmul_operands(
+                        g, info, a_id, a_dims, a_bdim, b_const, val, traces, batches)
+                    if mm is not None:  # a 1-D operand: compute the product, then view it as the output
+                        out_id, dims, bdim = out, *mm
                 if ta:
                     a_id, a_dims, a_bdim = _transposed(g, a_id, a_dims, a_bdim, [1, 0], info.name + " A^T")
                 n_out = dims[-1]
@@ -349,11 +429,8 @@ def from_onnx(src):
                              [act[0]], [act[1], act[2]], label=info.name)
                     relu = relu and after is not None
                 else:
-                    bd, bb = _pattern(info.inputs[1], traces, batches) if b_const is None else (b_const.shape, -1)
-                    if len(bd) != 2 and (len(bd) != len(a_dims) or tuple(bd[:-2]) != tuple(a_dims[:-2])
-                                         or bb != a_bdim):
-                        raise BundleError(f"B {list(bd)} must be 2-D or have A's leading dimensions {list(a_dims[:-2])}")
-                    b_id = val(info, 1)
+                    if b_id is None:
+                        b_id = val(info, 1)
                     if tb:
                         bd, bb = _pattern(info.inputs[1], traces, batches)
                         b_id = _transposed(g, b_id, bd, bb, [1, 0], info.name + " B^T")[0]
@@ -367,6 +444,8 @@ def from_onnx(src):
                     y = g.op(OP_BINARY, [y, after], dims, bdim, [BIN_ADD], label=info.name + " + C")
                 if relu:
                     y = g.op(OP_ACT, [y], dims, bdim, [K["relu"]], [0.0, 0.0], label=info.name + " relu")
+                if out_id is not None:  # drop the axes of the 1-D operands
+                    y = g.alias(y, *_pattern(out_id, traces, batches))
                 ids[out] = y
             elif op == "Gather":
                 idx = const(info, 1)
@@ -432,9 +511,17 @@ def from_onnx(src):
                 elif op == "HardSwish":
                     a = (K["hard_swish"], 0.0, 0.0)
                 else:
-                    lo, hi = _clip_bounds(info, info.consts)
                     if info.opset >= 11 and any(info.has_input(i) and not info.is_const(i) for i in (1, 2)):
-                        raise BundleError("min and max must be constant")
+                        # bounds computed at run time: max(x, min) then min(., max); an absent bound is
+                        # the float32 extreme (ONNX's default: infinities become +-FLT_MAX)
+                        y = val(info, 0)
+                        for i, kind, what, dflt in ((1, BIN_MAX, "min", -FLT_MAX), (2, BIN_MIN, "max", FLT_MAX)):
+                            bound = (_scalar_view(g, info, i, val, traces, batches, what) if info.has_input(i)
+                                     else g.const(np.array(dflt, F32)))
+                            y = g.op(OP_BINARY, [y, bound], dims, bdim, [kind], label=f"{info.name} {what}")
+                        ids[out] = y
+                        continue
+                    lo, hi = _clip_bounds(info, info.consts)
                     lo = -FLT_MAX if lo is None else max(float(lo), -FLT_MAX)
                     hi = FLT_MAX if hi is None else min(float(hi), FLT_MAX)
                     if lo > hi:
@@ -474,10 +561,15 @@ def from_onnx(src):
                     ids[out] = g.op(OP_SOFTMAX, [val(info, 0)], dims, bdim, [axis, log], label=info.name)
             elif op == "BatchNormalization":
                 ps = [const(info, i) for i in range(1, 5)]
-                if any(p is None for p in ps) or len(xdims) < 2:
-                    raise BundleError("needs constant parameters and a 2-D or larger input")
-                a, s = bn_scale_shift(*[np.asarray(p, F32).reshape(-1) for p in ps], float(info.attr("epsilon", 1e-5)))
-                ids[out] = g.op(OP_AFFINE, [val(info, 0), g.const(a), g.const(s)], dims, bdim, [1], label=info.name)
+                if len(xdims) < 2:
+                    raise BundleError(f"X {list(xdims)}: needs a 2-D or larger input")
+                eps = float(info.attr("epsilon", 1e-5))
+                if all(p is not None for p in ps):
+                    a, s = bn_scale_shift(*[np.asarray(p, F32).reshape(-1) for p in ps], eps)
+                    a_id, s_id = g.const(a), g.const(s)
+                else:  # parameters computed at run time: a = scale / sqrt(var + eps), s = B - mean * a
+                    a_id, s_id = _runtime_bn(g, info, xdims[1], eps, val, traces, batches)
+                ids[out] = g.op(OP_AFFINE, [val(info, 0), a_id, s_id], dims, bdim, [1], label=info.name)
             elif op in ("Dropout", "Identity", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Cast"):
                 ids[out] = g.alias(val(info, 0), dims, bdim)
             elif op == "Transpose":
@@ -521,12 +613,20 @@ def from_onnx(src):
         except BundleError as exc:
             problems.append(f"node {info.name!r} ({op}): {exc}")
     outputs = []
+    producer = {o: step.info for step in sess._plan for o in step.info.outputs if o}
     for name in sess._output_names:
-        if name in sess._output_consts:
-            problems.append(f"output {name!r} is a constant")
+        traced = traces[0].get(name)
+        dtype = np.dtype(traced[1]) if traced is not None else F32
+        if dtype != F32:
+            src = producer.get(name)
+            src = (f"output {src.outputs.index(name)} of node {src.name!r} ({src.op_type})" if src is not None
+                   else "a constant")
+            problems.append(f"output {name!r} is {dtype} ({src}): the C runtime computes float32 tensors only")
+        elif name in sess._output_consts:
+            outputs.append((name, g.const(sess._output_consts[name])))
         elif name not in ids:
             if not any(name in p for p in problems):
-                problems.append(f"output {name!r} is not float32 or is computed by an unsupported op")
+                problems.append(f"output {name!r} is computed by an op the C runtime does not run")
         else:
             outputs.append((name, ids[name]))
     if problems:
