@@ -46,6 +46,12 @@ def conv2d_workspace_size(tuple win, int64_t cout, int64_t groups, bint backward
     return cnnc_conv2d_workspace_size(&ctx, &p)
 
 
+def conv2d_algorithm(tuple win, int64_t cout, int64_t groups):
+    """'winograd' or 'im2col': how conv2d_forward computes this convolution."""
+    cdef cnnc_conv2d_params p = _conv_params(win, cout, groups)
+    return "winograd" if cnnc_conv2d_algorithm(&p) == 1 else "im2col"
+
+
 def conv2d_forward(x, w, b, y, tuple win, int64_t cout, int64_t groups, int act_kind=0,
                    float act_alpha=0.0, float act_beta=0.0):
     cdef cnnc_ctx ctx = _ctx()

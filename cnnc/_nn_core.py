@@ -10,7 +10,8 @@ from ._checks import (as_float32, as_int, as_layout, as_pair, check_nonempty, ch
                       resolve_padding, window_output)
 
 __all__ = [
-    "matmul", "dense", "dense_grad", "bias_add", "bias_add_grad", "conv2d", "conv2d_grad", "im2col",
+    "matmul", "dense", "dense_grad", "bias_add", "bias_add_grad", "conv2d", "conv2d_grad", "conv2d_algorithm",
+    "im2col",
     "relu", "relu_grad", "leaky_relu", "leaky_relu_grad", "elu", "elu_grad", "selu", "selu_grad",
     "sigmoid", "sigmoid_grad", "tanh", "tanh_grad", "hard_sigmoid", "hard_sigmoid_grad", "hard_swish",
     "hard_swish_grad", "relu6", "relu6_grad", "clip", "clip_grad", "softmax", "softmax_grad",
@@ -229,6 +230,16 @@ def conv2d(x, w, b=None, strides=1, padding="valid", dilations=1, groups=1, data
     y = _alloc.empty(yshape, dtype=np.float32)
     _core.conv2d_forward(x, w, b, y, win, cout, groups, kind, alpha, beta)
     return _softmax_last_axis(y) if softmax_after else y
+
+
+def conv2d_algorithm(x, w, strides=1, padding="valid", dilations=1, groups=1, data_format="NHWC"):
+    """How conv2d computes this convolution: 'winograd' (F(2x2, 3x3): 3x3 kernels, stride 1, no
+    dilation, one group, >= 16 input and output channels, >= 64 2x2 output tiles) or 'im2col' (+ GEMM).
+    x and w may be arrays or shapes."""
+    x = np.empty(tuple(x), np.float32) if isinstance(x, (tuple, list)) else x
+    w = np.empty(tuple(w), np.float32) if isinstance(w, (tuple, list)) else w
+    _, _, _, groups, cout, win, _ = _conv_args(x, w, strides, padding, dilations, groups, data_format)
+    return _core.conv2d_algorithm(win, cout, groups)
 
 
 def conv2d_grad(x, w, dy, strides=1, padding="valid", dilations=1, groups=1, data_format="NHWC",

@@ -95,16 +95,20 @@ def max_pool2d_with_argmax(x, pool_size, strides=None, padding="valid", data_for
     return y, argmax
 
 
-def _check_argmax(argmax, out_shape, x_shape, layout, what):
-    """argmax as int64 of out_shape whose entries point into the matching image (NHWC) or plane
-    (NCHW) of x, or are -1."""
+def _check_argmax(argmax, out_shape, what):
+    """argmax as a C-contiguous int64 array of out_shape (its entries are checked by the C backward,
+    which refuses an index outside the matching image or plane; _stray_argmax says which)."""
     a = np.asarray(argmax)
     if a.dtype.kind not in "iu":
         raise TypeError(f"{what}: argmax must be an integer array, received dtype {a.dtype}")
     if a.shape != tuple(out_shape):
         raise ValueError(f"{what}: argmax must have the forward output shape {tuple(out_shape)}, "
                          f"received {a.shape}")
-    a = np.ascontiguousarray(a, dtype=np.int64)
+    return np.ascontiguousarray(a, dtype=np.int64)
+
+
+def _stray_argmax(a, x_shape, layout, what):
+    """The error for an argmax entry that is neither -1 nor inside its image (NHWC) / plane (NCHW)."""
     n, h, w, c = _split(x_shape, layout)
     if layout == "NHWC":
         block = h * w * c
@@ -113,11 +117,9 @@ def _check_argmax(argmax, out_shape, x_shape, layout, what):
         block = h * w
         lo = (np.arange(n * c, dtype=np.int64) * block).reshape(n, c, 1, 1)
     ok = (a == -1) | ((a >= lo) & (a < lo + block))
-    if not ok.all():
-        bad = a[~ok].ravel()[0]
-        raise ValueError(f"{what}: argmax holds an index ({bad}) outside the pooling window's "
-                         f"{'image' if layout == 'NHWC' else 'plane'} of x (shape {tuple(x_shape)})")
-    return a
+    bad = a[~ok].ravel()[0] if not ok.all() else "?"
+    return ValueError(f"{what}: argmax holds an index ({bad}) outside the pooling window's "
+                      f"{'image' if layout == 'NHWC' else 'plane'} of x (shape {tuple(x_shape)})")
 
 
 def max_pool2d_grad(x, dy, pool_size, strides=None, padding="valid", data_format="NHWC",
@@ -131,10 +133,16 @@ def max_pool2d_grad(x, dy, pool_size, strides=None, padding="valid", data_format
     if argmax is None:
         argmax = _alloc.empty(out_shape, dtype=np.int64)
         _core.max_pool2d_forward(geom, x, _alloc.empty(out_shape, dtype=np.float32), argmax)
+        checked = True
     else:
-        argmax = _check_argmax(argmax, out_shape, x.shape, geom[14], what)
+        argmax, checked = _check_argmax(argmax, out_shape, what), False
     dx = _alloc.empty(x.shape, dtype=np.float32)
-    _core.max_pool2d_backward(geom, dy, argmax, dx)
+    try:
+        _core.max_pool2d_backward(geom, dy, argmax, dx)
+    except ValueError:
+        if checked:
+            raise
+        raise _stray_argmax(argmax, x.shape, geom[14], what) from None
     return dx
 
 

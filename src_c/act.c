@@ -148,6 +148,14 @@ int cnnc_act_backward(const cnnc_ctx *ctx, cnnc_act act, int64_t size, const flo
     return CNNC_OK;
 }
 
+/* y[0:n] = act(y + b[0:n]) in place, on the calling thread (b may be NULL): one row of
+ * cnnc_bias_act_rows, for callers that already split the work (no OpenMP region per call). */
+void cnnc_bias_act_span(cnnc_act act, const float *b, float *y, int64_t n) {
+    if (b)
+        for (int64_t j = 0; j < n; ++j) y[j] += b[j];
+    act_range(act, y, y, 0, n);
+}
+
 // y[rows, cols] = act(y + b[cols]) in place
 int cnnc_bias_act_rows(const cnnc_ctx *ctx, int64_t rows, int64_t cols, const float *b, cnnc_act act,
                        float *y) {

@@ -133,6 +133,11 @@ typedef struct {
 } cnnc_conv2d_params;
 
 int64_t cnnc_conv2d_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params *p);
+/* The algorithm cnnc_conv2d_forward uses for these shapes (a function of the shapes only, never of the
+ * thread count or ISA): Winograd F(2x2, 3x3) for 3x3 stride-1 undilated single-group convolutions with
+ * at least 16 input and output channels and 64 2x2 output tiles; im2col + GEMM otherwise. */
+enum { CNNC_CONV_IM2COL = 0, CNNC_CONV_WINOGRAD = 1 };
+int cnnc_conv2d_algorithm(const cnnc_conv2d_params *p);
 /* y = act(conv(x, w) + b) */
 int cnnc_conv2d_forward(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x,
                         const float *w, const float *b, cnnc_act act, float *y, void *ws,

@@ -10,6 +10,7 @@
  * over chunks/images with beta = 1) is bit-identical for any thread count. Convolutions too small to
  * repay waking threads run on one thread. */
 #include "internal.h"
+#include "winograd.h"
 
 #define COL_BUDGET ((int64_t)1 << 20) /* bytes of im2col buffer per NHWC chunk */
 #define SMALL_FLOPS 5e5                  /* below this many flops a convolution runs on one thread */
@@ -75,6 +76,7 @@ static int64_t last_gemm_rows(const cnnc_conv2d_params *p, const conv_shape *s) 
 int64_t cnnc_conv2d_workspace_size(const cnnc_ctx *caller, const cnnc_conv2d_params *p) {
     conv_shape s;
     if (!p || conv_shape_of(p, &s)) return -1;
+    if (cnnc_winograd_applies(p)) return cnnc_winograd_workspace_size(caller, p);
     const cnnc_ctx cc = conv_ctx(caller, p, &s), *ctx = &cc;
     /* the GEMM workspace is sized per shape (not monotonic): the largest over full and last chunk */
     int64_t g = 0;
@@ -115,6 +117,7 @@ int cnnc_conv2d_forward(const cnnc_ctx *caller, const cnnc_conv2d_params *p, con
     if (!caller || !p || !x || !w || !y || !cnnc_act_valid(act)) return CNNC_EINVAL;
     int rc = conv_shape_of(p, &s);
     if (rc) return rc;
+    if (cnnc_winograd_applies(p)) return cnnc_winograd_forward(caller, p, x, w, b, act, y, ws, ws_size);
     const cnnc_ctx cc = conv_ctx(caller, p, &s), *ctx = &cc;
     const int64_t need = cnnc_conv2d_workspace_size(caller, p);
     if (need < 0) return CNNC_EOVERFLOW;

@@ -57,5 +57,8 @@ cnnc_gemm_packers cnnc_gemm_packers_for(const cnnc_kernels *k);
 /* act(v) for one value: the scalar definition every vector path must agree with. */
 float cnnc_act_scalar(cnnc_act act, float v);
 int cnnc_act_valid(cnnc_act act);
+/* y[0:n] = act(y + b[0:n]) in place on the calling thread (b may be NULL; act must be valid): the
+ * arithmetic of one row of cnnc_bias_act_rows. */
+void cnnc_bias_act_span(cnnc_act act, const float *b, float *y, int64_t n);
 
 #endif

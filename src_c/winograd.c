@@ -1,0 +1,326 @@
+/* winograd.c - 3x3, stride-1 convolutions by Winograd's minimal filtering F(2x2, 3x3).
+ *
+ * Each 2x2 block of outputs ("tile") comes from a 4x4 block of input: with the transforms
+ *   U = G g G^T (weights, 4x4 per input/output channel pair), V = B^T d B (input, 4x4 per tile and
+ *   channel), y = A^T [U . V] A,
+ * the 36 multiplications per tile and channel pair of a direct 3x3 convolution become 16, and the sum
+ * over input channels of U . V is 16 independent GEMMs (one per position xi of the 4x4 block):
+ *   M_xi[tiles, Cout] = V_xi[tiles, Cin] * U_xi[Cin, Cout].
+ * Tiles are processed in chunks whose V and M stay under WG_BUDGET bytes; the weight transform is done
+ * once per call. Both layouts use the same GEMM orientation (the transforms gather and scatter).
+ * Every output element is computed by one thread in a fixed order, so results do not depend on the
+ * thread count; they differ from im2col + GEMM by rounding: the error is a few float32 ulps of the
+ * largest |input| x |weight| products of the tile's 4x4 input block (not only of each output's own 3x3
+ * window). The transforms would spread an infinity or NaN of the block to all four outputs of the tile
+ * (inf - inf): a tile whose block holds one is recomputed directly, so non-finite values propagate
+ * exactly as in a direct convolution.
+ *
+ * G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1], B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],
+ * A^T = [1 1 1 0; 0 1 -1 -1]. */
+#include "winograd.h"
+
+#define WG_BUDGET ((int64_t)2 << 20) /* bytes of V + M per chunk of tiles */
+#define WG_MIN_TILES 64               /* fewer tiles: the weight transform would not pay for itself */
+#define WG_MIN_CHANNELS 16
+#define CB 32 /* channels per block in the transforms: the inner loops run over them and vectorise */
+
+typedef struct {
+    int64_t oh, ow, th, tw, tiles, cin, cout, chunk;
+} wg_shape;
+
+/* The shape of a convolution Winograd runs, or 0 when it does not apply. */
+static int wg_shape_of(const cnnc_conv2d_params *p, wg_shape *s) {
+    const cnnc_window2d *w = &p->win;
+    if (p->groups != 1 || w->kh != 3 || w->kw != 3 || w->sh != 1 || w->sw != 1 || w->dh != 1 || w->dw != 1)
+        return 0;
+    if (w->c < WG_MIN_CHANNELS || p->cout < WG_MIN_CHANNELS) return 0;
+    if (cnnc_window2d_output(w, &s->oh, &s->ow)) return 0;
+    s->th = CNNC_CEIL_DIV(s->oh, 2);
+    s->tw = CNNC_CEIL_DIV(s->ow, 2);
+    s->cin = w->c;
+    s->cout = p->cout;
+    if (cnnc_mul_ok(cnnc_mul_ok(w->n, s->th), s->tw) < 0) return 0;
+    s->tiles = w->n * s->th * s->tw;
+    if (s->tiles < WG_MIN_TILES) return 0;
+    /* bytes checked for overflow: U, and one tile's V + M */
+    if (cnnc_mul_ok(cnnc_mul_ok(16 * 4, s->cin), s->cout) < 0 || s->cin + s->cout > INT64_MAX / 64) return 0;
+    const int64_t per_tile = 16 * 4 * (s->cin + s->cout);
+    s->chunk = CNNC_MAX(1, CNNC_MIN(s->tiles, WG_BUDGET / per_tile));
+    s->chunk = CNNC_CEIL_DIV(s->tiles, CNNC_CEIL_DIV(s->tiles, s->chunk)); /* even chunks */
+    return 1;
+}
+
+int cnnc_winograd_applies(const cnnc_conv2d_params *p) {
+    wg_shape s;
+    return p && wg_shape_of(p, &s);
+}
+
+int cnnc_conv2d_algorithm(const cnnc_conv2d_params *p) {
+    return cnnc_winograd_applies(p) ? CNNC_CONV_WINOGRAD : CNNC_CONV_IM2COL;
+}
+
+static int64_t align_up(int64_t n) { return CNNC_ROUND_UP(n, CNNC_ALIGN); }
+
+/* Bytes of U, V, M and the per-tile non-finite flags (each CNNC_ALIGN-aligned); the GEMM's workspace
+ * follows them. */
+static void wg_parts(const wg_shape *s, int64_t *u, int64_t *v, int64_t *m, int64_t *f) {
+    *u = align_up(16 * 4 * s->cin * s->cout);
+    *v = align_up(16 * 4 * s->chunk * s->cin);
+    *m = align_up(16 * 4 * s->chunk * s->cout);
+    *f = align_up(s->chunk);
+}
+
+static int64_t gemm_ws(const cnnc_ctx *ctx, const wg_shape *s) {
+    const int64_t last = s->tiles - (CNNC_CEIL_DIV(s->tiles, s->chunk) - 1) * s->chunk;
+    const int64_t a = cnnc_gemm_workspace_size(ctx, s->chunk, s->cout, s->cin);
+    const int64_t b = cnnc_gemm_workspace_size(ctx, last, s->cout, s->cin);
+    return (a < 0 || b < 0) ? -1 : CNNC_MAX(a, b);
+}
+
+int64_t cnnc_winograd_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params *p) {
+    wg_shape s;
+    if (!ctx || !p || !wg_shape_of(p, &s)) return -1;
+    int64_t u, v, m, f;
+    wg_parts(&s, &u, &v, &m, &f);
+    const int64_t g = gemm_ws(ctx, &s);
+    if (g < 0 || g > INT64_MAX - u - v - m - f - CNNC_ALIGN) return -1;
+    return CNNC_ALIGN + u + v + m + f + g;
+}
+
+/* U[xi][ci * Cout + co] = (G g G^T)[xi] for g = w[.., ci, co] (NHWC [3, 3, Cin, Cout]) or
+ * w[co, ci, ..] (NCHW [Cout, Cin, 3, 3]); blocks of output channels in the inner loops. */
+static void weight_transform(const cnnc_ctx *ctx, const wg_shape *s, int nchw, const float *restrict w,
+                             float *restrict u) {
+    const int64_t CI = s->cin, CO = s->cout, plane = CI * CO;
+    const int nt = cnnc_threads(ctx, CI);
+    (void)nt;
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int64_t ci = 0; ci < CI; ++ci) {
+        for (int64_t c0 = 0; c0 < CO; c0 += CB) {
+            const int64_t cn = CNNC_MIN(CB, CO - c0);
+            float g[9][CB], t[12][CB];
+            for (int e = 0; e < 9; ++e) {
+                if (nchw)
+                    for (int64_t c = 0; c < cn; ++c) g[e][c] = w[((c0 + c) * CI + ci) * 9 + e];
+                else
+                    memcpy(g[e], w + (e * CI + ci) * CO + c0, (size_t)cn * sizeof(float));
+            }
+            for (int j = 0; j < 3; ++j) /* t = G g */
+                for (int64_t c = 0; c < cn; ++c) {
+                    const float g0 = g[j][c], g1 = g[3 + j][c], g2 = g[6 + j][c];
+                    t[j][c] = g0;
+                    t[3 + j][c] = 0.5f * (g0 + g1 + g2);
+                    t[6 + j][c] = 0.5f * (g0 - g1 + g2);
+                    t[9 + j][c] = g2;
+                }
+            for (int i = 0; i < 4; ++i) { /* U = t G^T */
+                float *o = u + ci * CO + c0 + (int64_t)(i * 4) * plane;
+                for (int64_t c = 0; c < cn; ++c) {
+                    const float a0 = t[3 * i][c], a1 = t[3 * i + 1][c], a2 = t[3 * i + 2][c];
+                    o[c] = a0;
+                    o[plane + c] = 0.5f * (a0 + a1 + a2);
+                    o[2 * plane + c] = 0.5f * (a0 - a1 + a2);
+                    o[3 * plane + c] = a2;
+                }
+            }
+        }
+    }
+}
+
+/* Tile number -> image, first output row and column. */
+static inline void tile_pos(const wg_shape *s, int64_t t, int64_t *n, int64_t *oy, int64_t *ox) {
+    const int64_t per = s->th * s->tw;
+    *n = t / per;
+    const int64_t r = t % per;
+    *oy = 2 * (r / s->tw);
+    *ox = 2 * (r % s->tw);
+}
+
+/* V[xi][(t - t0) * Cin + ci] = (B^T d B)[xi] for the 4x4 input block d of tile t, channel ci;
+ * bad[t - t0] = 1 when the block holds an infinity or NaN. */
+static void input_transform(const cnnc_ctx *ctx, const wg_shape *s, const cnnc_window2d *win,
+                            const float *restrict x, int64_t t0, int64_t nt_tiles, float *restrict v,
+                            unsigned char *restrict bad) {
+    const int64_t CI = s->cin, H = win->h, W = win->w, stride = s->chunk * CI;
+    const int nchw = win->layout == CNNC_NCHW;
+    const int64_t cstep = nchw ? H * W : 1;
+    const int nt = cnnc_threads(ctx, nt_tiles);
+    (void)nt;
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int64_t k = 0; k < nt_tiles; ++k) {
+        int64_t n, oy, ox;
+        tile_pos(s, t0 + k, &n, &oy, &ox);
+        const int64_t iy0 = oy - win->pt, ix0 = ox - win->pl;
+        int64_t off[16]; /* element offset of each input of the block (channel 0); -1: padding */
+        for (int i = 0; i < 4; ++i)
+            for (int j = 0; j < 4; ++j) {
+                const int64_t iy = iy0 + i, ix = ix0 + j;
+                off[i * 4 + j] = (iy < 0 || iy >= H || ix < 0 || ix >= W) ? -1
+                                 : nchw ? (n * CI * H + iy) * W + ix
+                                        : ((n * H + iy) * W + ix) * CI;
+            }
+        float *dst = v + k * CI;
+        uint32_t nonfinite = 0; /* an all-ones exponent: infinity or NaN */
+        for (int64_t c0 = 0; c0 < CI; c0 += CB) {
+            const int64_t cn = CNNC_MIN(CB, CI - c0);
+            float d[16][CB], t[16][CB];
+            for (int e = 0; e < 16; ++e) {
+                if (off[e] < 0)
+                    for (int64_t c = 0; c < cn; ++c) d[e][c] = 0.0f;
+                else if (!nchw)
+                    memcpy(d[e], x + off[e] + c0, (size_t)cn * sizeof(float));
+                else
+                    for (int64_t c = 0; c < cn; ++c) d[e][c] = x[off[e] + (c0 + c) * cstep];
+                for (int64_t c = 0; c < cn; ++c) {
+                    uint32_t bits;
+                    memcpy(&bits, &d[e][c], sizeof bits);
+                    nonfinite |= (bits & 0x7f800000u) == 0x7f800000u;
+                }
+            }
+            for (int j = 0; j < 4; ++j) /* t = B^T d */
+                for (int64_t c = 0; c < cn; ++c) {
+                    const float d0 = d[j][c], d1 = d[4 + j][c], d2 = d[8 + j][c], d3 = d[12 + j][c];
+                    t[j][c] = d0 - d2;
+                    t[4 + j][c] = d1 + d2;
+                    t[8 + j][c] = d2 - d1;
+                    t[12 + j][c] = d1 - d3;
+                }
+            for (int i = 0; i < 4; ++i) { /* V = t B */
+                float *o0 = dst + (i * 4 + 0) * stride + c0, *o1 = dst + (i * 4 + 1) * stride + c0;
+                float *o2 = dst + (i * 4 + 2) * stride + c0, *o3 = dst + (i * 4 + 3) * stride + c0;
+                const float *r = t[i * 4];
+                for (int64_t c = 0; c < cn; ++c) {
+                    const float a0 = r[c], a1 = r[CB + c], a2 = r[2 * CB + c], a3 = r[3 * CB + c];
+                    o0[c] = a0 - a2;
+                    o1[c] = a1 + a2;
+                    o2[c] = a2 - a1;
+                    o3[c] = a1 - a3;
+                }
+            }
+        }
+        bad[k] = nonfinite != 0;
+    }
+}
+
+/* The outputs of tile t computed directly (sum over the 3x3 window and the input channels), for a tile
+ * whose input block holds an infinity or NaN. */
+static void direct_tile(const wg_shape *s, const cnnc_window2d *win, const float *restrict x,
+                        const float *restrict w, int64_t t, float *restrict y) {
+    const int64_t CI = s->cin, CO = s->cout, H = win->h, W = win->w, OH = s->oh, OW = s->ow;
+    const int nchw = win->layout == CNNC_NCHW;
+    int64_t n, oy, ox;
+    tile_pos(s, t, &n, &oy, &ox);
+    for (int64_t i = 0; i < 2 && oy + i < OH; ++i)
+        for (int64_t j = 0; j < 2 && ox + j < OW; ++j)
+            for (int64_t co = 0; co < CO; ++co) {
+                float acc = 0.0f;
+                for (int kh = 0; kh < 3; ++kh) {
+                    const int64_t iy = oy + i - win->pt + kh;
+                    if (iy < 0 || iy >= H) continue;
+                    for (int kw = 0; kw < 3; ++kw) {
+                        const int64_t ix = ox + j - win->pl + kw;
+                        if (ix < 0 || ix >= W) continue;
+                        for (int64_t ci = 0; ci < CI; ++ci) {
+                            const float xv = nchw ? x[((n * CI + ci) * H + iy) * W + ix] : x[((n * H + iy) * W + ix) * CI + ci];
+                            const float wv = nchw ? w[((co * CI + ci) * 3 + kh) * 3 + kw] : w[((kh * 3 + kw) * CI + ci) * CO + co];
+                            acc += xv * wv;
+                        }
+                    }
+                }
+                y[nchw ? ((n * CO + co) * OH + oy + i) * OW + ox + j : ((n * OH + oy + i) * OW + ox + j) * CO + co] = acc;
+            }
+}
+
+/* NHWC: bias and activation on the output pixels of tile t (while they are in cache). */
+static void tile_epilogue(const wg_shape *s, const float *b, cnnc_act act, int64_t t, float *y) {
+    int64_t n, oy, ox;
+    tile_pos(s, t, &n, &oy, &ox);
+    for (int64_t i = 0; i < 2 && oy + i < s->oh; ++i)
+        for (int64_t j = 0; j < 2 && ox + j < s->ow; ++j)
+            cnnc_bias_act_span(act, b, y + ((n * s->oh + oy + i) * s->ow + ox + j) * s->cout, s->cout);
+}
+
+/* y's 2x2 block of tile t, channel co = A^T m A for m = M[..][(t - t0) * Cout + co]; the parts of the
+ * block past the output's last row or column are dropped. */
+static void output_transform(const cnnc_ctx *ctx, const wg_shape *s, int nchw, const float *restrict m,
+                             const float *b, cnnc_act act, int64_t t0, int64_t nt_tiles, float *restrict y) {
+    const int epilogue = !nchw && (b || act.kind != CNNC_ACT_NONE);
+    const int64_t CO = s->cout, OH = s->oh, OW = s->ow, stride = s->chunk * CO;
+    const int nt = cnnc_threads(ctx, nt_tiles);
+    (void)nt;
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int64_t k = 0; k < nt_tiles; ++k) {
+        int64_t n, oy, ox;
+        tile_pos(s, t0 + k, &n, &oy, &ox);
+        const int rows = oy + 1 < OH ? 2 : 1, cols = ox + 1 < OW ? 2 : 1;
+        const float *src = m + k * CO;
+        for (int64_t c0 = 0; c0 < CO; c0 += CB) {
+            const int64_t cn = CNNC_MIN(CB, CO - c0);
+            float r[8][CB], o[4][CB];
+            for (int j = 0; j < 4; ++j) { /* r = A^T a */
+                const float *a0 = src + j * stride + c0, *a1 = src + (4 + j) * stride + c0;
+                const float *a2 = src + (8 + j) * stride + c0, *a3 = src + (12 + j) * stride + c0;
+                for (int64_t c = 0; c < cn; ++c) {
+                    r[j][c] = a0[c] + a1[c] + a2[c];
+                    r[4 + j][c] = a1[c] - a2[c] - a3[c];
+                }
+            }
+            for (int i = 0; i < 2; ++i) /* o = r A */
+                for (int64_t c = 0; c < cn; ++c) {
+                    const float b0 = r[4 * i][c], b1 = r[4 * i + 1][c], b2 = r[4 * i + 2][c], b3 = r[4 * i + 3][c];
+                    o[2 * i][c] = b0 + b1 + b2;
+                    o[2 * i + 1][c] = b1 - b2 - b3;
+                }
+            for (int i = 0; i < rows; ++i)
+                for (int j = 0; j < cols; ++j) {
+                    if (nchw) {
+                        float *yo = y + ((n * CO + c0) * OH + oy + i) * OW + ox + j;
+                        for (int64_t c = 0; c < cn; ++c) yo[c * OH * OW] = o[2 * i + j][c];
+                    } else {
+                        memcpy(y + ((n * OH + oy + i) * OW + ox + j) * CO + c0, o[2 * i + j], (size_t)cn * sizeof(float));
+                    }
+                }
+        }
+        if (epilogue) tile_epilogue(s, b, act, t0 + k, y);
+    }
+}
+
+int cnnc_winograd_forward(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x, const float *w,
+                          const float *b, cnnc_act act, float *y, void *ws, int64_t ws_size) {
+    wg_shape s;
+    if (!ctx || !p || !x || !w || !y || !cnnc_act_valid(act)) return CNNC_EINVAL;
+    if (!wg_shape_of(p, &s)) return CNNC_EINVAL;
+    const int64_t need = cnnc_winograd_workspace_size(ctx, p);
+    if (need < 0) return CNNC_EOVERFLOW;
+    if (!ws || ws_size < need) return CNNC_EWORKSPACE;
+    int64_t ub, vb, mb, fb;
+    wg_parts(&s, &ub, &vb, &mb, &fb);
+    float *u = (float *)cnnc_align_ptr(ws);
+    float *v = (float *)((char *)u + ub);
+    float *m = (float *)((char *)v + vb);
+    unsigned char *bad = (unsigned char *)m + mb;
+    void *gws = bad + fb;
+    const int64_t gws_size = ws_size - ((char *)gws - (char *)ws);
+    const int nchw = p->win.layout == CNNC_NCHW;
+    const int64_t CI = s.cin, CO = s.cout;
+
+    weight_transform(ctx, &s, nchw, w, u);
+    int rc = CNNC_OK;
+    for (int64_t t0 = 0; t0 < s.tiles && !rc; t0 += s.chunk) {
+        const int64_t nt_tiles = CNNC_MIN(s.chunk, s.tiles - t0);
+        input_transform(ctx, &s, &p->win, x, t0, nt_tiles, v, bad);
+        for (int xi = 0; xi < 16 && !rc; ++xi)
+            rc = cnnc_sgemm(ctx, 0, 0, nt_tiles, CO, CI, 1.0f, v + xi * s.chunk * CI, CI, u + xi * CI * CO, CO,
+                            0.0f, m + xi * s.chunk * CO, CO, gws, gws_size);
+        if (rc) break;
+        output_transform(ctx, &s, nchw, m, b, act, t0, nt_tiles, y);
+        for (int64_t k = 0; k < nt_tiles; ++k)
+            if (bad[k]) {
+                direct_tile(&s, &p->win, x, w, t0 + k, y);
+                if (!nchw && (b || act.kind != CNNC_ACT_NONE)) tile_epilogue(&s, b, act, t0 + k, y);
+            }
+    }
+    if (!rc && nchw && (b || act.kind != CNNC_ACT_NONE))
+        rc = cnnc_bias_act_planes(ctx, p->win.n, CO, s.oh * s.ow, b, act, y);
+    return rc;
+}

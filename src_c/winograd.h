@@ -1,0 +1,17 @@
+/* winograd.h - the Winograd F(2x2, 3x3) convolution path (winograd.c); internal, used by conv.c. */
+#ifndef CNNC_WINOGRAD_H
+#define CNNC_WINOGRAD_H
+
+#include "internal.h"
+
+/* 1 when cnnc_conv2d_forward runs this convolution with Winograd: 3x3 kernel, stride 1, dilation 1,
+ * one group, at least 16 input and output channels and 64 output tiles (2x2 blocks). A function of the
+ * shapes only, never of the thread count or ISA. */
+int cnnc_winograd_applies(const cnnc_conv2d_params *p);
+/* Workspace of cnnc_winograd_forward (-1 when it does not apply or overflows). */
+int64_t cnnc_winograd_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params *p);
+/* y = act(conv(x, w) + b), the contract of cnnc_conv2d_forward. */
+int cnnc_winograd_forward(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x, const float *w,
+                          const float *b, cnnc_act act, float *y, void *ws, int64_t ws_size);
+
+#endif

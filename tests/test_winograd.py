@@ -1,0 +1,99 @@
+"""The Winograd F(2x2, 3x3) path of conv2d (src_c/winograd.c) against the float64 twin.
+
+conv2d_algorithm says which path a shape takes; every case here asserts it is 'winograd', so a change
+of the selection rule cannot silently turn these into im2col tests."""
+import numpy as np
+import pytest
+
+import cnnc
+import cnnc.nn as nn
+import reference as ref
+
+RNG = np.random.default_rng(5)
+
+
+def _case(fmt, n, h, w, cin, cout, seed=0):
+    rng = np.random.default_rng(seed)
+    if fmt == "NHWC":
+        x = rng.standard_normal((n, h, w, cin)).astype(np.float32)
+        k = rng.standard_normal((3, 3, cin, cout)).astype(np.float32)
+    else:
+        x = rng.standard_normal((n, cin, h, w)).astype(np.float32)
+        k = rng.standard_normal((cout, cin, 3, 3)).astype(np.float32)
+    return x, k, rng.standard_normal(cout).astype(np.float32)
+
+
+GRID = [  # n, h, w, cin, cout, padding
+    (1, 17, 16, 16, 16, "same"),             # odd output height: the last tile row is cut
+    (2, 16, 17, 17, 23, "valid"),            # channel counts off the 32-channel blocks
+    (1, 19, 18, 40, 33, ((2, 0), (1, 2))),   # asymmetric padding, a tile row reading padding only
+    (3, 9, 11, 33, 16, 1),
+    (1, 30, 31, 64, 48, "valid"),
+]
+
+
+@pytest.mark.parametrize("fmt", ["NHWC", "NCHW"])
+@pytest.mark.parametrize("case", GRID, ids=[f"{c[0]}x{c[1]}x{c[2]}x{c[3]}-{c[4]}-{c[5]}" for c in GRID])
+@pytest.mark.parametrize("bias,act", [(True, "relu"), (False, None), (True, "tanh")])
+def test_matches_the_twin(fmt, case, bias, act):
+    n, h, w, cin, cout, pad = case
+    x, k, b = _case(fmt, n, h, w, cin, cout)
+    b = b if bias else None
+    assert nn.conv2d_algorithm(x, k, padding=pad, data_format=fmt) == "winograd"
+    y = nn.conv2d(x, k, b, padding=pad, data_format=fmt, activation=act)
+    want = ref.conv2d(x, k, b, padding=pad, data_format=fmt, activation=act)
+    ref.assert_close(y, want, mag=ref.conv2d_mag(x, k, b, padding=pad, data_format=fmt))
+
+
+@pytest.mark.parametrize("fmt", ["NHWC", "NCHW"])
+def test_several_chunks_and_thread_counts(fmt):
+    x, k, b = _case(fmt, 3, 50, 50, 64, 64, seed=1)  # 3 x 24 x 24 tiles: more than one chunk
+    assert nn.conv2d_algorithm(x, k, data_format=fmt) == "winograd"
+    prev = cnnc.get_num_threads()
+    try:
+        outs = []
+        for t in (1, 2):
+            cnnc.set_num_threads(t)
+            outs.append(nn.conv2d(x, k, b, data_format=fmt))
+    finally:
+        cnnc.set_num_threads(prev)
+    np.testing.assert_array_equal(outs[0], outs[1])
+    ref.assert_close(outs[0], ref.conv2d(x, k, b, data_format=fmt), mag=ref.conv2d_mag(x, k, b, data_format=fmt))
+
+
+@pytest.mark.parametrize("fmt", ["NHWC", "NCHW"])
+def test_infinities_and_nan_propagate_as_in_a_direct_convolution(fmt):
+    """The transforms would mix a non-finite input into all four outputs of its tile (inf - inf);
+    those tiles are recomputed directly."""
+    x, k, b = _case(fmt, 2, 16, 16, 16, 16, seed=2)
+    cl = fmt == "NHWC"
+    spots = [((0, 3, 4, 5), np.nan), ((0, 8, 8, 0), np.inf), ((1, 0, 15, 7), -np.inf), ((1, 9, 2, 3), np.inf),
+             ((1, 9, 3, 3), -np.inf)]
+    for (n, i, j, c), v in spots:
+        x[(n, i, j, c) if cl else (n, c, i, j)] = v
+    assert nn.conv2d_algorithm(x, k, padding="same", data_format=fmt) == "winograd"
+    y = nn.conv2d(x, k, b, padding="same", data_format=fmt)
+    with np.errstate(invalid="ignore"):
+        want = ref.conv2d(x, k, b, padding="same", data_format=fmt)
+    assert np.array_equal(np.isnan(y), np.isnan(want))
+    assert np.array_equal(np.isposinf(y), np.isposinf(want))
+    assert np.array_equal(np.isneginf(y), np.isneginf(want))
+    fin = np.isfinite(want)
+    assert fin.sum() > 0.9 * fin.size  # most outputs stay finite: the damage is local, as it should be
+    with np.errstate(invalid="ignore"):
+        mag = ref.conv2d_mag(np.where(np.isfinite(x), x, 0), k, b, padding="same", data_format=fmt)
+    ref.assert_close(np.where(fin, y, 0), np.where(fin, want, 0), mag=mag)
+
+
+def test_selection_rule():
+    rule = nn.conv2d_algorithm
+    assert rule((1, 18, 18, 16), (3, 3, 16, 16)) == "winograd"       # 16 x 16 outputs: 64 tiles
+    assert rule((1, 15, 18, 16), (3, 3, 16, 16)) == "im2col"         # 13 x 16 outputs: 56 tiles
+    assert rule((2, 16, 16, 16), (3, 3, 16, 16)) == "winograd"       # 98 tiles
+    assert rule((1, 18, 18, 15), (3, 3, 15, 16)) == "im2col"         # too few input channels
+    assert rule((1, 18, 18, 16), (3, 3, 16, 15)) == "im2col"         # too few output channels
+    assert rule((1, 34, 34, 16), (3, 3, 16, 16), strides=2) == "im2col"
+    assert rule((1, 22, 22, 16), (3, 3, 16, 16), dilations=2) == "im2col"
+    assert rule((1, 18, 18, 32), (3, 3, 16, 32), groups=2) == "im2col"
+    assert rule((1, 20, 20, 16), (5, 5, 16, 16)) == "im2col"
+    assert rule((1, 16, 18, 18), (16, 16, 3, 3), data_format="NCHW") == "winograd"
