@@ -132,8 +132,7 @@ int cnnc_act_forward(const cnnc_ctx *ctx, cnnc_act act, int64_t size, const floa
     if (size < 0 || !x || !y || !cnnc_act_valid(act)) return CNNC_EINVAL;
     const int64_t items = CNNC_CEIL_DIV(size, GRAIN);
     int nt = cnnc_threads(ctx, items);
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-    for (int64_t t = 0; t < items; ++t) act_range(act, x, y, t * GRAIN, CNNC_MIN(size, (t + 1) * GRAIN));
+    CNNC_PARALLEL_FOR(nt, for (int64_t t = 0; t < items; ++t) act_range(act, x, y, t * GRAIN, CNNC_MIN(size, (t + 1) * GRAIN)););
     return CNNC_OK;
 }
 
@@ -143,8 +142,7 @@ int cnnc_act_backward(const cnnc_ctx *ctx, cnnc_act act, int64_t size, const flo
     if (size < 0 || !x || !dy || !dx || !cnnc_act_valid(act)) return CNNC_EINVAL;
     const int64_t items = CNNC_CEIL_DIV(size, GRAIN);
     int nt = cnnc_threads(ctx, items);
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-    for (int64_t t = 0; t < items; ++t) act_backward_range(act, x, y, dy, dx, t * GRAIN, CNNC_MIN(size, (t + 1) * GRAIN));
+    CNNC_PARALLEL_FOR(nt, for (int64_t t = 0; t < items; ++t) act_backward_range(act, x, y, dy, dx, t * GRAIN, CNNC_MIN(size, (t + 1) * GRAIN)););
     return CNNC_OK;
 }
 
@@ -162,15 +160,14 @@ int cnnc_bias_act_rows(const cnnc_ctx *ctx, int64_t rows, int64_t cols, const fl
     if (rows < 0 || cols <= 0 || !y || !cnnc_act_valid(act)) return CNNC_EINVAL;
     const int64_t per = CNNC_MAX(1, GRAIN / cols), items = CNNC_CEIL_DIV(rows, per);
     int nt = cnnc_threads(ctx, items);
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-    for (int64_t t = 0; t < items; ++t) {
+    CNNC_PARALLEL_FOR(nt, for (int64_t t = 0; t < items; ++t) {
         for (int64_t r = t * per; r < CNNC_MIN(rows, (t + 1) * per); ++r) {
             float *row = y + r * cols;
             if (b)
                 for (int64_t j = 0; j < cols; ++j) row[j] += b[j];
             act_range(act, row, row, 0, cols);
         }
-    }
+    });
     return CNNC_OK;
 }
 
@@ -180,15 +177,14 @@ int cnnc_bias_act_planes(const cnnc_ctx *ctx, int64_t n, int64_t c, int64_t plan
     if (n < 0 || c <= 0 || plane <= 0 || !y || !cnnc_act_valid(act)) return CNNC_EINVAL;
     const int64_t planes = n * c;
     int nt = cnnc_threads(ctx, planes * plane / GRAIN + 1);
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-    for (int64_t q = 0; q < planes; ++q) {
+    CNNC_PARALLEL_FOR(nt, for (int64_t q = 0; q < planes; ++q) {
         float *pp = y + q * plane;
         if (b) {
             const float bv = b[q % c];
             for (int64_t i = 0; i < plane; ++i) pp[i] += bv;
         }
         act_range(act, pp, pp, 0, plane);
-    }
+    });
     return CNNC_OK;
 }
 
@@ -198,8 +194,7 @@ int cnnc_bias_grad_rows(const cnnc_ctx *ctx, int64_t rows, int64_t cols, const f
     if (rows < 0 || cols <= 0 || !dy || !db) return CNNC_EINVAL;
     const int64_t blocks = CNNC_CEIL_DIV(cols, COLBLOCK);
     int nt = cnnc_threads(ctx, blocks);
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-    for (int64_t cb = 0; cb < blocks; ++cb) {
+    CNNC_PARALLEL_FOR(nt, for (int64_t cb = 0; cb < blocks; ++cb) {
         const int64_t j0 = cb * COLBLOCK, nj = CNNC_MIN(COLBLOCK, cols - j0);
         double acc[COLBLOCK] = {0.0};
         for (int64_t r = 0; r < rows; ++r) {
@@ -207,7 +202,7 @@ int cnnc_bias_grad_rows(const cnnc_ctx *ctx, int64_t rows, int64_t cols, const f
             for (int64_t j = 0; j < nj; ++j) acc[j] += row[j];
         }
         for (int64_t j = 0; j < nj; ++j) db[j0 + j] = (float)acc[j];
-    }
+    });
     return CNNC_OK;
 }
 
@@ -216,15 +211,14 @@ int cnnc_bias_grad_planes(const cnnc_ctx *ctx, int64_t n, int64_t c, int64_t pla
                           float *db) {
     if (n < 0 || c <= 0 || plane <= 0 || !dy || !db) return CNNC_EINVAL;
     int nt = cnnc_threads(ctx, c);
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-    for (int64_t ch = 0; ch < c; ++ch) {
+    CNNC_PARALLEL_FOR(nt, for (int64_t ch = 0; ch < c; ++ch) {
         double acc = 0.0;
         for (int64_t i = 0; i < n; ++i) {
             const float *pp = dy + (i * c + ch) * plane;
             for (int64_t q = 0; q < plane; ++q) acc += pp[q];
         }
         db[ch] = (float)acc;
-    }
+    });
     return CNNC_OK;
 }
 
@@ -233,8 +227,7 @@ int cnnc_softmax_forward(const cnnc_ctx *ctx, int64_t rows, int64_t cols, int lo
                          float *y) {
     if (rows < 0 || cols <= 0 || !x || !y) return CNNC_EINVAL;
     int nt = cnnc_threads(ctx, rows * cols / GRAIN + 1);
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-    for (int64_t r = 0; r < rows; ++r) {
+    CNNC_PARALLEL_FOR(nt, for (int64_t r = 0; r < rows; ++r) {
         const float *xr = x + r * cols;
         float *yr = y + r * cols;
         float mx = xr[0];
@@ -252,7 +245,7 @@ int cnnc_softmax_forward(const cnnc_ctx *ctx, int64_t rows, int64_t cols, int lo
             const float inv = (float)(1.0 / sum);
             for (int64_t j = 0; j < cols; ++j) yr[j] *= inv;
         }
-    }
+    });
     return CNNC_OK;
 }
 
@@ -261,8 +254,7 @@ int cnnc_softmax_backward(const cnnc_ctx *ctx, int64_t rows, int64_t cols, int l
                           const float *dy, float *dx) {
     if (rows < 0 || cols <= 0 || !y || !dy || !dx) return CNNC_EINVAL;
     int nt = cnnc_threads(ctx, rows * cols / GRAIN + 1);
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-    for (int64_t r = 0; r < rows; ++r) {
+    CNNC_PARALLEL_FOR(nt, for (int64_t r = 0; r < rows; ++r) {
         const float *yr = y + r * cols, *dyr = dy + r * cols;
         float *dxr = dx + r * cols;
         double s = 0.0;
@@ -273,6 +265,6 @@ int cnnc_softmax_backward(const cnnc_ctx *ctx, int64_t rows, int64_t cols, int l
             for (int64_t j = 0; j < cols; ++j) s += (double)dyr[j] * yr[j];
             for (int64_t j = 0; j < cols; ++j) dxr[j] = yr[j] * (dyr[j] - (float)s);
         }
-    }
+    });
     return CNNC_OK;
 }

@@ -33,9 +33,7 @@ int cnnc_dropout_forward(const cnnc_ctx *ctx, int64_t size, float rate, uint64_t
     const uint32_t thr = keep_threshold(rate);
     const float keep = 1.0f - rate;
     int nt = cnnc_threads(ctx, CNNC_CEIL_DIV(size, 4096));
-    (void)nt; /* unused without OpenMP */
-    #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-    for (int64_t i = 0; i < size; i++) {
+    CNNC_PARALLEL_FOR(nt, for (int64_t i = 0; i < size; i++) {
         /* branch-free (the keep decision is random, so a branch would mispredict half the time) */
         const uint32_t kept = bits24(key, i) >= thr;
         const float v = x[i] / keep;
@@ -44,7 +42,7 @@ int cnnc_dropout_forward(const cnnc_ctx *ctx, int64_t size, float rate, uint64_t
         vb &= 0u - kept; /* +0.0f when dropped */
         memcpy(&y[i], &vb, sizeof vb);
         mask[i] = (uint8_t)kept;
-    }
+    });
     return CNNC_OK;
 }
 
@@ -54,14 +52,12 @@ int cnnc_dropout_backward(const cnnc_ctx *ctx, int64_t size, float rate, const u
     if (!ctx || size < 1 || !mask || !dy || !dx || !rate_ok(rate)) return CNNC_EINVAL;
     const float keep = 1.0f - rate;
     int nt = cnnc_threads(ctx, CNNC_CEIL_DIV(size, 4096));
-    (void)nt; /* unused without OpenMP */
-    #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-    for (int64_t i = 0; i < size; i++) {
+    CNNC_PARALLEL_FOR(nt, for (int64_t i = 0; i < size; i++) {
         const float v = dy[i] / keep;
         uint32_t vb;
         memcpy(&vb, &v, sizeof vb);
         vb &= 0u - (uint32_t)(mask[i] != 0);
         memcpy(&dx[i], &vb, sizeof vb);
-    }
+    });
     return CNNC_OK;
 }

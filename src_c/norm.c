@@ -31,9 +31,7 @@ static void bn_apply(const cnnc_ctx *ctx, int64_t outer, int64_t c, int64_t inne
     if (inner == 1) {
         const int64_t tasks = CNNC_CEIL_DIV(outer, BN_RBLOCK);
         int nt = cnnc_threads(ctx, tasks);
-        (void)nt; /* unused without OpenMP */
-        #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-        for (int64_t t = 0; t < tasks; t++) {
+        CNNC_PARALLEL_FOR(nt, for (int64_t t = 0; t < tasks; t++) {
             const int64_t r0 = t * BN_RBLOCK, r1 = CNNC_MIN(outer, r0 + BN_RBLOCK);
             float m[BN_CBLOCK], a[BN_CBLOCK], b[BN_CBLOCK];
             for (int64_t c0 = 0; c0 < c; c0 += BN_CBLOCK) {
@@ -49,19 +47,17 @@ static void bn_apply(const cnnc_ctx *ctx, int64_t outer, int64_t c, int64_t inne
                     for (int64_t j = 0; j < cn; j++) yr[j] = (xr[j] - m[j]) * a[j] + b[j];
                 }
             }
-        }
+        });
     } else {
         const int64_t planes = outer * c;
         int nt = cnnc_threads(ctx, planes);
-        (void)nt; /* unused without OpenMP */
-        #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-        for (int64_t pl = 0; pl < planes; pl++) {
+        CNNC_PARALLEL_FOR(nt, for (int64_t pl = 0; pl < planes; pl++) {
             const int64_t j = pl % c;
             const float m = mean[j], a = bn_scale(j, gamma, var, invstd, eps), b = beta[j];
             const float *restrict xp = x + pl * inner;
             float *restrict yp = y + pl * inner;
             for (int64_t i = 0; i < inner; i++) yp[i] = (xp[i] - m) * a + b;
-        }
+        });
     }
 }
 
@@ -102,9 +98,7 @@ int cnnc_batch_norm_training(const cnnc_ctx *ctx, int64_t outer, int64_t c, int6
     if (inner == 1) {
         const int64_t tasks = CNNC_CEIL_DIV(c, BN_CBLOCK);
         int nt = cnnc_threads(ctx, tasks);
-        (void)nt; /* unused without OpenMP */
-        #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-        for (int64_t t = 0; t < tasks; t++) {
+        CNNC_PARALLEL_FOR(nt, for (int64_t t = 0; t < tasks; t++) {
             const int64_t c0 = t * BN_CBLOCK, cn = CNNC_MIN(BN_CBLOCK, c - c0);
             double s[BN_CBLOCK] = {0}, q[BN_CBLOCK] = {0};
             for (int64_t r = 0; r < outer; r++)
@@ -118,12 +112,10 @@ int cnnc_batch_norm_training(const cnnc_ctx *ctx, int64_t outer, int64_t c, int6
             for (int64_t j = 0; j < cn; j++)
                 bn_store_stats(c0 + j, s[j], q[j] / count, eps, momentum, moving_mean, moving_var,
                                save_mean, save_invstd);
-        }
+        });
     } else {
         int nt = cnnc_threads(ctx, c);
-        (void)nt; /* unused without OpenMP */
-        #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-        for (int64_t j = 0; j < c; j++) {
+        CNNC_PARALLEL_FOR(nt, for (int64_t j = 0; j < c; j++) {
             double s = 0.0, q = 0.0;
             for (int64_t o = 0; o < outer; o++) {
                 const float *restrict xp = x + (o * c + j) * inner;
@@ -139,7 +131,7 @@ int cnnc_batch_norm_training(const cnnc_ctx *ctx, int64_t outer, int64_t c, int6
             }
             bn_store_stats(j, s, q / count, eps, momentum, moving_mean, moving_var, save_mean,
                            save_invstd);
-        }
+        });
     }
     bn_apply(ctx, outer, c, inner, x, gamma, beta, save_mean, NULL, save_invstd, eps, y);
     return CNNC_OK;
@@ -159,9 +151,7 @@ int cnnc_batch_norm_backward(const cnnc_ctx *ctx, int64_t outer, int64_t c, int6
     if (inner == 1) {
         const int64_t tasks = CNNC_CEIL_DIV(c, BN_CBLOCK);
         int nt = cnnc_threads(ctx, tasks);
-        (void)nt; /* unused without OpenMP */
-        #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-        for (int64_t t = 0; t < tasks; t++) {
+        CNNC_PARALLEL_FOR(nt, for (int64_t t = 0; t < tasks; t++) {
             const int64_t c0 = t * BN_CBLOCK, cn = CNNC_MIN(BN_CBLOCK, c - c0);
             double sd[BN_CBLOCK] = {0}, sx[BN_CBLOCK] = {0}, m[BN_CBLOCK], iv[BN_CBLOCK];
             for (int64_t j = 0; j < cn; j++) {
@@ -195,12 +185,10 @@ int cnnc_batch_norm_backward(const cnnc_ctx *ctx, int64_t outer, int64_t c, int6
                         o[j] = k1[j] * (dr[j] - k2[j] - (xr[j] - fm[j]) * fi[j] * k3[j]);
                 }
             }
-        }
+        });
     } else {
         int nt = cnnc_threads(ctx, c);
-        (void)nt; /* unused without OpenMP */
-        #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-        for (int64_t j = 0; j < c; j++) {
+        CNNC_PARALLEL_FOR(nt, for (int64_t j = 0; j < c; j++) {
             const double m = save_mean[j], iv = save_invstd[j];
             double sd = 0.0, sx = 0.0;
             for (int64_t o = 0; o < outer; o++) {
@@ -221,7 +209,7 @@ int cnnc_batch_norm_backward(const cnnc_ctx *ctx, int64_t outer, int64_t c, int6
                     for (int64_t i = 0; i < inner; i++) op[i] = k1 * (dp[i] - k2 - (xp[i] - fm) * fi * k3);
                 }
             }
-        }
+        });
     }
     return CNNC_OK;
 }

@@ -88,9 +88,7 @@ static void max_fwd_nhwc(const cnnc_ctx *ctx, const cnnc_window2d *q, int64_t oh
     const int64_t C = q->c;
     const int64_t rows = q->n * oh;
     int nt = cnnc_threads(ctx, rows);
-    (void)nt; /* unused without OpenMP */
-    #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-    for (int64_t r = 0; r < rows; r++) {
+    CNNC_PARALLEL_FOR(nt, for (int64_t r = 0; r < rows; r++) {
         int64_t ni = r / oh, yo = r % oh, ilo, ihi;
         window_taps(yo, q->sh, q->dh, q->kh, q->pt, 0, q->h, &ilo, &ihi);
         for (int64_t xo = 0; xo < ow; xo++) {
@@ -131,7 +129,7 @@ static void max_fwd_nhwc(const cnnc_ctx *ctx, const cnnc_window2d *q, int64_t oh
                     for (int64_t ch = 0; ch < C; ch++) ar[ch] = -1;
             }
         }
-    }
+    });
 }
 
 /* Outputs o in [*lo, *hi) (of n) whose tap lands inside [0, size): 0 <= o * s + off < size. */
@@ -152,9 +150,7 @@ static void max_fwd_nchw(const cnnc_ctx *ctx, const cnnc_window2d *q, int64_t oh
                          const float *restrict x, float *restrict y, int64_t *restrict am) {
     const int64_t planes = q->n * q->c, hw = q->h * q->w, sw = q->sw;
     int nt = cnnc_threads(ctx, planes);
-    (void)nt; /* unused without OpenMP */
-    #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-    for (int64_t pl = 0; pl < planes; pl++) {
+    CNNC_PARALLEL_FOR(nt, for (int64_t pl = 0; pl < planes; pl++) {
         const float *restrict xp = x + pl * hw;
         for (int64_t yo = 0; yo < oh; yo++) {
             int64_t ilo, ihi;
@@ -196,7 +192,7 @@ static void max_fwd_nchw(const cnnc_ctx *ctx, const cnnc_window2d *q, int64_t oh
                 }
             }
         }
-    }
+    });
 }
 
 /* x as p->win describes -> y[N, OH, OW, C] / [N, C, OH, OW]; argmax (may be NULL) of y's shape. */
@@ -219,9 +215,7 @@ static int scatter_groups(const cnnc_ctx *ctx, int64_t groups, int64_t per_out, 
                           const float *restrict dy, const int64_t *restrict am, float *restrict dx) {
     int bad = 0;
     int nt = cnnc_threads(ctx, groups);
-    (void)nt; /* unused without OpenMP */
-    #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static) reduction(| : bad)
-    for (int64_t g = 0; g < groups; g++) {
+    CNNC_PARALLEL_FOR_OR(nt, bad, for (int64_t g = 0; g < groups; g++) {
         const int64_t lo = g * per_in, hi = lo + per_in;
         memset(dx + lo, 0, (size_t)per_in * sizeof(float));
         const float *restrict d = dy + g * per_out;
@@ -233,7 +227,7 @@ static int scatter_groups(const cnnc_ctx *ctx, int64_t groups, int64_t per_out, 
             else if (t != -1)
                 bad = 1;
         }
-    }
+    });
     return bad ? CNNC_EINVAL : CNNC_OK;
 }
 
@@ -267,9 +261,7 @@ static void avg_fwd_nhwc(const cnnc_ctx *ctx, const cnnc_window2d *q, int cip, i
                          int64_t ow, const float *restrict x, float *restrict y) {
     const int64_t C = q->c, rows = q->n * oh;
     int nt = cnnc_threads(ctx, rows);
-    (void)nt; /* unused without OpenMP */
-    #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-    for (int64_t r = 0; r < rows; r++) {
+    CNNC_PARALLEL_FOR(nt, for (int64_t r = 0; r < rows; r++) {
         int64_t ni = r / oh, yo = r % oh, ilo, ihi;
         window_taps(yo, q->sh, q->dh, q->kh, q->pt, 0, q->h, &ilo, &ihi);
         for (int64_t xo = 0; xo < ow; xo++) {
@@ -291,7 +283,7 @@ static void avg_fwd_nhwc(const cnnc_ctx *ctx, const cnnc_window2d *q, int cip, i
                 for (int64_t ch = 0; ch < C; ch++) yr[ch] /= fc;
             }
         }
-    }
+    });
 }
 
 /* NCHW x[N, C, H, W] -> y[N, C, OH, OW]; one task per (n, c) plane. Sums are formed tap by tap in
@@ -300,9 +292,7 @@ static void avg_fwd_nchw(const cnnc_ctx *ctx, const cnnc_window2d *q, int cip, i
                          int64_t ow, const float *restrict x, float *restrict y) {
     const int64_t planes = q->n * q->c, hw = q->h * q->w, sw = q->sw;
     int nt = cnnc_threads(ctx, planes);
-    (void)nt; /* unused without OpenMP */
-    #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-    for (int64_t pl = 0; pl < planes; pl++) {
+    CNNC_PARALLEL_FOR(nt, for (int64_t pl = 0; pl < planes; pl++) {
         const float *restrict xp = x + pl * hw;
         for (int64_t yo = 0; yo < oh; yo++) {
             int64_t ilo, ihi;
@@ -325,7 +315,7 @@ static void avg_fwd_nchw(const cnnc_ctx *ctx, const cnnc_window2d *q, int cip, i
                 yr[xo] = cnt > 0 ? yr[xo] / (float)cnt : 0.0f;
             }
         }
-    }
+    });
 }
 
 /* x as p->win describes -> y[N, OH, OW, C] / [N, C, OH, OW]. */
@@ -354,9 +344,7 @@ int cnnc_avg_pool2d_backward(const cnnc_ctx *ctx, const cnnc_pool2d_params *p, i
     if (q->layout == CNNC_NHWC) {
         const int64_t C = q->c, per_in = q->h * q->w * C;
         int nt = cnnc_threads(ctx, q->n);
-        (void)nt; /* unused without OpenMP */
-        #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-        for (int64_t ni = 0; ni < q->n; ni++) {
+        CNNC_PARALLEL_FOR(nt, for (int64_t ni = 0; ni < q->n; ni++) {
             float *restrict dxi = dx + ni * per_in;
             memset(dxi, 0, (size_t)per_in * sizeof(float));
             for (int64_t yo = 0; yo < oh; yo++) {
@@ -379,13 +367,11 @@ int cnnc_avg_pool2d_backward(const cnnc_ctx *ctx, const cnnc_pool2d_params *p, i
                     }
                 }
             }
-        }
+        });
     } else {
         const int64_t planes = q->n * q->c, hw = q->h * q->w;
         int nt = cnnc_threads(ctx, planes);
-        (void)nt; /* unused without OpenMP */
-        #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-        for (int64_t pl = 0; pl < planes; pl++) {
+        CNNC_PARALLEL_FOR(nt, for (int64_t pl = 0; pl < planes; pl++) {
             float *restrict dxp = dx + pl * hw;
             memset(dxp, 0, (size_t)hw * sizeof(float));
             for (int64_t yo = 0; yo < oh; yo++) {
@@ -403,7 +389,7 @@ int cnnc_avg_pool2d_backward(const cnnc_ctx *ctx, const cnnc_pool2d_params *p, i
                     }
                 }
             }
-        }
+        });
     }
     return CNNC_OK;
 }
@@ -426,27 +412,23 @@ int cnnc_global_avg_pool2d_forward(const cnnc_ctx *ctx, int64_t n, int64_t h, in
     if (layout == CNNC_NHWC) {
         const int64_t nb = CNNC_CEIL_DIV(c, POOL_CBLOCK), tasks = n * nb;
         int nt = cnnc_threads(ctx, tasks);
-        (void)nt; /* unused without OpenMP */
-        #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-        for (int64_t t = 0; t < tasks; t++) {
+        CNNC_PARALLEL_FOR(nt, for (int64_t t = 0; t < tasks; t++) {
             int64_t ni = t / nb, c0 = (t % nb) * POOL_CBLOCK, cn = CNNC_MIN(POOL_CBLOCK, c - c0);
             double acc[POOL_CBLOCK] = {0};
             const float *restrict xi = x + ni * hw * c + c0;
             for (int64_t p = 0; p < hw; p++)
                 for (int64_t j = 0; j < cn; j++) acc[j] += xi[p * c + j];
             for (int64_t j = 0; j < cn; j++) y[ni * c + c0 + j] = (float)(acc[j] / (double)hw);
-        }
+        });
     } else {
         const int64_t planes = n * c;
         int nt = cnnc_threads(ctx, planes);
-        (void)nt; /* unused without OpenMP */
-        #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-        for (int64_t pl = 0; pl < planes; pl++) {
+        CNNC_PARALLEL_FOR(nt, for (int64_t pl = 0; pl < planes; pl++) {
             const float *restrict xp = x + pl * hw;
             double acc = 0.0;
             for (int64_t p = 0; p < hw; p++) acc += xp[p];
             y[pl] = (float)(acc / (double)hw);
-        }
+        });
     }
     return CNNC_OK;
 }
@@ -462,23 +444,19 @@ int cnnc_global_avg_pool2d_backward(const cnnc_ctx *ctx, int64_t n, int64_t h, i
     if (layout == CNNC_NHWC) {
         const int64_t rows = n * hw;
         int nt = cnnc_threads(ctx, rows);
-        (void)nt; /* unused without OpenMP */
-        #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-        for (int64_t r = 0; r < rows; r++) {
+        CNNC_PARALLEL_FOR(nt, for (int64_t r = 0; r < rows; r++) {
             const float *restrict d = dy + (r / hw) * c;
             float *restrict o = dx + r * c;
             for (int64_t j = 0; j < c; j++) o[j] = d[j] / fhw;
-        }
+        });
     } else {
         const int64_t planes = n * c;
         int nt = cnnc_threads(ctx, planes);
-        (void)nt; /* unused without OpenMP */
-        #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-        for (int64_t pl = 0; pl < planes; pl++) {
+        CNNC_PARALLEL_FOR(nt, for (int64_t pl = 0; pl < planes; pl++) {
             const float g = dy[pl] / fhw;
             float *restrict o = dx + pl * hw;
             for (int64_t p = 0; p < hw; p++) o[p] = g;
-        }
+        });
     }
     return CNNC_OK;
 }
@@ -494,9 +472,7 @@ int cnnc_global_max_pool2d_forward(const cnnc_ctx *ctx, int64_t n, int64_t h, in
     if (layout == CNNC_NHWC) {
         const int64_t nb = CNNC_CEIL_DIV(c, POOL_CBLOCK), tasks = n * nb;
         int nt = cnnc_threads(ctx, tasks);
-        (void)nt; /* unused without OpenMP */
-        #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-        for (int64_t t = 0; t < tasks; t++) {
+        CNNC_PARALLEL_FOR(nt, for (int64_t t = 0; t < tasks; t++) {
             int64_t ni = t / nb, c0 = (t % nb) * POOL_CBLOCK, cn = CNNC_MIN(POOL_CBLOCK, c - c0);
             const int64_t base = ni * hw * c + c0;
             const float *restrict xi = x + base;
@@ -518,13 +494,11 @@ int cnnc_global_max_pool2d_forward(const cnnc_ctx *ctx, int64_t n, int64_t h, in
                         yr[j] = max_takes(v, b) ? v : b;
                     }
             }
-        }
+        });
     } else {
         const int64_t planes = n * c;
         int nt = cnnc_threads(ctx, planes);
-        (void)nt; /* unused without OpenMP */
-        #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-        for (int64_t pl = 0; pl < planes; pl++) {
+        CNNC_PARALLEL_FOR(nt, for (int64_t pl = 0; pl < planes; pl++) {
             const float *restrict xp = x + pl * hw;
             float best = xp[0];
             int64_t at = 0;
@@ -535,7 +509,7 @@ int cnnc_global_max_pool2d_forward(const cnnc_ctx *ctx, int64_t n, int64_t h, in
                 }
             y[pl] = best;
             if (argmax) argmax[pl] = pl * hw + at;
-        }
+        });
     }
     return CNNC_OK;
 }
@@ -567,9 +541,7 @@ int cnnc_max_pool_depth_forward(const cnnc_ctx *ctx, int64_t rows, int64_t c, in
     int rc = depth_args(rows, c, k, s, &oc);
     if (rc != CNNC_OK) return rc;
     int nt = cnnc_threads(ctx, rows);
-    (void)nt; /* unused without OpenMP */
-    #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-    for (int64_t r = 0; r < rows; r++) {
+    CNNC_PARALLEL_FOR(nt, for (int64_t r = 0; r < rows; r++) {
         const float *restrict xr = x + r * c;
         for (int64_t o = 0; o < oc; o++) {
             int64_t at = o * s;
@@ -582,7 +554,7 @@ int cnnc_max_pool_depth_forward(const cnnc_ctx *ctx, int64_t rows, int64_t c, in
             y[r * oc + o] = best;
             if (argmax) argmax[r * oc + o] = r * c + at;
         }
-    }
+    });
     return CNNC_OK;
 }
 

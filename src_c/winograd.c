@@ -93,9 +93,7 @@ static void weight_transform(const cnnc_ctx *ctx, const wg_shape *s, int nchw, c
                              float *restrict u) {
     const int64_t CI = s->cin, CO = s->cout, plane = CI * CO;
     const int nt = cnnc_threads(ctx, CI);
-    (void)nt;
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-    for (int64_t ci = 0; ci < CI; ++ci) {
+    CNNC_PARALLEL_FOR(nt, for (int64_t ci = 0; ci < CI; ++ci) {
         for (int64_t c0 = 0; c0 < CO; c0 += CB) {
             const int64_t cn = CNNC_MIN(CB, CO - c0);
             float g[9][CB], t[12][CB];
@@ -124,7 +122,7 @@ static void weight_transform(const cnnc_ctx *ctx, const wg_shape *s, int nchw, c
                 }
             }
         }
-    }
+    });
 }
 
 /* Tile number -> image, first output row and column. */
@@ -145,9 +143,7 @@ static void input_transform(const cnnc_ctx *ctx, const wg_shape *s, const cnnc_w
     const int nchw = win->layout == CNNC_NCHW;
     const int64_t cstep = nchw ? H * W : 1;
     const int nt = cnnc_threads(ctx, nt_tiles);
-    (void)nt;
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-    for (int64_t k = 0; k < nt_tiles; ++k) {
+    CNNC_PARALLEL_FOR(nt, for (int64_t k = 0; k < nt_tiles; ++k) {
         int64_t n, oy, ox;
         tile_pos(s, t0 + k, &n, &oy, &ox);
         const int64_t iy0 = oy - win->pt, ix0 = ox - win->pl;
@@ -199,7 +195,7 @@ static void input_transform(const cnnc_ctx *ctx, const wg_shape *s, const cnnc_w
             }
         }
         bad[k] = nonfinite != 0;
-    }
+    });
 }
 
 /* The outputs of tile t computed directly (sum over the 3x3 window and the input channels), for a tile
@@ -247,9 +243,7 @@ static void output_transform(const cnnc_ctx *ctx, const wg_shape *s, int nchw, c
     const int epilogue = !nchw && (b || act.kind != CNNC_ACT_NONE);
     const int64_t CO = s->cout, OH = s->oh, OW = s->ow, stride = s->chunk * CO;
     const int nt = cnnc_threads(ctx, nt_tiles);
-    (void)nt;
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-    for (int64_t k = 0; k < nt_tiles; ++k) {
+    CNNC_PARALLEL_FOR(nt, for (int64_t k = 0; k < nt_tiles; ++k) {
         int64_t n, oy, ox;
         tile_pos(s, t0 + k, &n, &oy, &ox);
         const int rows = oy + 1 < OH ? 2 : 1, cols = ox + 1 < OW ? 2 : 1;
@@ -282,7 +276,7 @@ static void output_transform(const cnnc_ctx *ctx, const wg_shape *s, int nchw, c
                 }
         }
         if (epilogue) tile_epilogue(s, b, act, t0 + k, y);
-    }
+    });
 }
 
 int cnnc_winograd_forward(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x, const float *w,
