@@ -99,10 +99,13 @@ class Graph:
 
     dims of a value are its dims at batch 1 with the batch axis (bdim) scaled by the batch size."""
 
-    def __init__(self, fixed_batch=0):
+    def __init__(self, fixed_batch=0, copy_consts=True):
         self.values, self.ops = [], []
         self.inputs, self.outputs = [], []  # (name, value id)
         self.fixed_batch = int(fixed_batch)
+        # False: constants that already are C-contiguous float32 arrays are kept by reference (for
+        # graphs run with the caller's constants while the arrays stay alive and unchanged)
+        self.copy_consts = copy_consts
 
     def _add(self, v):
         if len(v.dims) > MAX_RANK:
@@ -118,7 +121,10 @@ class Graph:
     def const(self, array, source=None):
         """A constant. source (optional): a callable returning its current value, for runs that supply
         the constants themselves (the model's weights as they are at each call)."""
-        a = np.array(array, dtype=np.float32, order="C")  # a copy: later changes to the model don't leak in
+        if self.copy_consts:
+            a = np.array(array, dtype=np.float32, order="C")  # a copy: later changes to the model don't leak in
+        else:
+            a = np.asarray(array, dtype=np.float32, order="C")  # 0-d stays 0-d
         v = Value(V_CONST, a.shape, -1, array=a)
         v.source = source
         return self._add(v)
@@ -126,6 +132,10 @@ class Graph:
     def const_sources(self):
         """The constants' sources (None where there is none), in the order the C runtime numbers them."""
         return [v.source for v in self.values if v.kind == V_CONST]
+
+    def const_arrays(self):
+        """The constants' arrays as lowered, in the order the C runtime numbers them."""
+        return [v.array for v in self.values if v.kind == V_CONST]
 
     def alias(self, src, dims, bdim):
         return self._add(Value(V_ALIAS, dims, bdim, alias_of=src))

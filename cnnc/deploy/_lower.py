@@ -271,8 +271,7 @@ def _check_matmul_batch(a_dims, a_bdim, b_dims, b_bdim):
 
 def from_onnx(src):
     """The bundle graph of an ONNX model (path, bytes or ModelProto) that cnnc's InferenceSession runs."""
-    from ..onnx._ops import _legacy_b, _pads_2d
-    from ..onnx.runtime import InferenceSession, _clip_bounds
+    from ..onnx.runtime import InferenceSession
 
     sess = InferenceSession(src)
     if not sess._inputs:
@@ -308,7 +307,28 @@ def from_onnx(src):
         fixed = first[0] if first else 1
         if fixed < 1:
             raise BundleError(f"input {sess._inputs[0][0]!r} has a batch dimension of {fixed}")
-    g = Graph(fixed_batch=fixed)
+    return _lower_session(sess, traces, batches, batched, fixed, copy_consts=True)
+
+
+def for_session(sess, trace):
+    """The fixed-shape graph of an InferenceSession for the shapes of one run (trace: value name ->
+    (shape, dtype) of that run). Constants are the session's own arrays (not copied), so the graph is
+    meant to run with external constants while the session lives."""
+    for name, elem, _ in sess._inputs:
+        if elem != 1:
+            raise BundleError(f"input {name!r} is not float32: the C runtime takes float32 inputs only")
+    if not sess._inputs:
+        raise BundleError("the model has no inputs")
+    return _lower_session(sess, [trace], (None,), {name: False for name, _, _ in sess._inputs}, 1,
+                          copy_consts=False)
+
+
+def _lower_session(sess, traces, batches, batched, fixed, copy_consts):
+    """The graph of sess's plan: traces are its value shapes at the given batch sizes (None: fixed shapes)."""
+    from ..onnx._ops import _legacy_b, _pads_2d
+    from ..onnx.runtime import _clip_bounds
+
+    g = Graph(fixed_batch=fixed, copy_consts=copy_consts)
     ids = {}
     for name, _, _ in sess._inputs:
         dims, bdim = _pattern(name, traces, batches)
@@ -349,7 +369,10 @@ def from_onnx(src):
             xdims = _pattern(info.inputs[0], traces, batches)[0] if info.inputs and info.inputs[0] else None
             if op == "Conv":
                 w = const(info, 1)
-                if w is not None:
+                if w is not None and "conv_w" in info.prepared_arrays:  # as the session's kernel runs it
+                    w, b = info.prepared_arrays["conv_w"], info.prepared_arrays["conv_b"]
+                    w_id, b_id, ks = g.const(w), (g.const(b) if b is not None else -1), w.shape[2:]
+                elif w is not None:
                     w = np.asarray(w, F32)
                     b = const(info, 2)
                     b = None if b is None else np.asarray(b, F32).reshape(-1)
@@ -421,7 +444,10 @@ def from_onnx(src):
                                          label=info.name + " beta*C")
                 relu = info.fused_act == "relu"
                 if b_const is not None and b_const.dtype == F32 and b_const.ndim == 2:
-                    w = np.asarray(b_const.T if tb else b_const, F32)
+                    if op == "Gemm" and "gemm_b" in info.prepared_arrays:  # the session's op(B), shared
+                        w = info.prepared_arrays["gemm_b"]
+                    else:
+                        w = np.asarray(b_const.T if tb else b_const, F32)
                     if alpha != 1.0:
                         w = (w * F32(alpha)).astype(F32)
                     act = (K["relu"], 0.0, 0.0) if relu and after is None else NONE_ACT

@@ -214,3 +214,39 @@ class SequentialRunner:
             self._m.run([x], [out], arena, consts, self._sizes)
             del arena
         return out
+
+
+class SessionRunner:
+    """One input signature of an InferenceSession run by the C runtime: the graph lowered for those
+    fixed shapes and written without weights; the constants are the session's own arrays (shared, not
+    copied), passed at each call. Raises BundleError when an op or dtype has no C lowering."""
+
+    def __init__(self, sess, trace):
+        from . import _lower
+        g = _lower.for_session(sess, trace)
+        self._consts = g.const_arrays()
+        self._m = _core.BundleModel(np.frombuffer(g.to_bytes(external_consts=True), dtype=np.uint8))
+        self._sizes = [int(np.prod(s, dtype=np.int64)) for s in self._m.const_shapes()]
+        if [a.size for a in self._consts] != self._sizes:
+            raise BundleError("internal: the constants do not match the lowered graph")
+        self.input_names = self._m.names(True)
+        self.output_names = self._m.names(False)
+        self._batch = int(self._m.fixed_batch)
+        self._in_shapes = [self._m.shape(True, i, self._batch) for i in range(len(self.input_names))]
+        self._out_shapes = [self._m.shape(False, i, self._batch) for i in range(len(self.output_names))]
+        self._lock = threading.Lock()
+
+    def run(self, feeds):
+        """{output name: array} for feeds {input name: float32 array of the traced shape}."""
+        xs = [np.asarray(feeds[n], dtype=np.float32, order="C") for n in self.input_names]  # 0-d stays 0-d
+        if any(x.shape != s for x, s in zip(xs, self._in_shapes)):
+            raise ValueError("internal: the feeds do not have the shapes this runner was lowered for")
+        outs = [_alloc.empty(s, np.float32) for s in self._out_shapes]
+        dummy = np.zeros(1, np.float32)  # the binding wants a buffer even for an empty tensor
+        with self._lock:
+            need = int(self._m.prepare(self._batch)[0])
+            arena = _alloc.empty(max(need, 1), np.uint8)
+            self._m.run([x if x.size else dummy for x in xs], [o if o.size else dummy for o in outs], arena,
+                        self._consts, self._sizes)
+            del arena
+        return dict(zip(self.output_names, outs))

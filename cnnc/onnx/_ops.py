@@ -58,6 +58,7 @@ class NodeInfo:
         self.consts = consts          # value name -> ndarray, for the constant inputs
         self.fused_act = None         # 'relu' / 'relu6' set by the runtime's fusion pass
         self.fold_scale = None        # BatchNormalization folded into a Conv: (scale, shift)
+        self.prepared_arrays = {}     # weights a kernel prepared (folded, transposed), shared with lowering
 
     def has_input(self, i):
         return i < len(self.inputs) and self.inputs[i] != ""
@@ -162,6 +163,8 @@ def make_conv(node):
     act = node.fused_act
     pad_cache = {}
     node.prepared = {i for i, v in ((1, w_prep), (2, b_prep)) if v is not None and node.is_const(i)}
+    if w_prep is not None:  # W (and B) as the conv runs them: BN folded in
+        node.prepared_arrays = {"conv_w": w_prep, "conv_b": b_prep}
 
     def conv(x, w=None, b=None):
         _check_4d(node, x)
@@ -302,6 +305,7 @@ def make_gemm(node):
     node.prepared = set()
     if b_prep is not None:
         node.prepared.add(1)
+        node.prepared_arrays = {"gemm_b": b_prep}  # op(B) as [K, N]
     if c_vec is not None or c_full is not None:
         node.prepared.add(2)
 

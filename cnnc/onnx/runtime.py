@@ -144,6 +144,8 @@ class InferenceSession:
         self._input_map = {n: (elem, shape) for n, elem, shape in graph.inputs}
         self._initializer_names = set(graph.consts)
         self._needed_cache = {}
+        # input signature -> the value shapes of a run (first run), then its C-runtime runner (or False)
+        self._signatures = {}
         # types/shapes for get_outputs
         self._outputs = []
         for name, elem, shape in graph.declared_outputs:
@@ -254,20 +256,63 @@ class InferenceSession:
                 raise ValueError(f"{label}: unknown output name(s) {bad}; the model's outputs are "
                                  f"{self._output_names}")
         values = self._check_feed(input_feed)
-        plan = self._plan
-        steps = (range(len(plan)) if set(output_names) == set(self._output_names)
-                 else self._needed(output_names))
         from .. import _config
         limit = _config.thread_limit(self._threads) if self._threads else contextlib.nullcontext()
         with limit:
-            self._execute(values, steps)
+            outs = self._run_compiled(values)
+            if outs is None:
+                plan = self._plan
+                every = set(output_names) == set(self._output_names)
+                steps = range(len(plan)) if every else self._needed(output_names)
+                seen = self._trace_for(values) if every else None
+                self._execute(values, steps, seen)
+                outs = values
         result = []
         for n in output_names:
-            if n in self._output_consts:
+            if n in self._output_consts and n not in outs:
                 result.append(self._output_consts[n].copy())
             else:
-                result.append(np.asarray(values[n]))
+                result.append(np.asarray(outs[n]))
         return result
+
+    # The C runtime takes over an input signature (the feeds' names, dtypes and shapes) from its second
+    # run: the first runs the plan step by step and records every value's shape, then the plan is
+    # lowered for those shapes (weights shared with the plan) and later runs are one C call. Signatures
+    # the C runtime cannot run (integer tensors, ops it lacks) keep the step-by-step plan.
+    _MAX_SIGNATURES = 8
+
+    @staticmethod
+    def _signature(values):
+        return tuple(sorted((n, a.dtype.str, a.shape) for n, a in values.items()))
+
+    def _trace_for(self, values):
+        """A dict to record this run's value shapes into, when its signature is new (else None)."""
+        sig = self._signature(values)
+        if sig in self._signatures or len(self._signatures) >= self._MAX_SIGNATURES:
+            return None
+        seen = {n: (a.shape, a.dtype) for n, a in values.items()}
+        for name, arr in self._output_consts.items():
+            seen[name] = (arr.shape, arr.dtype)
+        self._signatures[sig] = seen
+        return seen
+
+    def _run_compiled(self, values):
+        """The outputs {name: array} of a C-runtime run, or None when this signature has none (yet)."""
+        sig = self._signature(values)
+        entry = self._signatures.get(sig)
+        if entry is None or entry is False:
+            return None
+        if isinstance(entry, dict):  # traced by an earlier run: lower it now
+            from ..deploy import BundleError
+            from ..deploy.runtime import SessionRunner
+            try:
+                entry = SessionRunner(self, entry)
+            except BundleError:
+                entry = False
+            self._signatures[sig] = entry
+            if entry is False:
+                return None
+        return entry.run(values)
 
     def _execute(self, values, steps, seen=None):
         """Run plan steps on values (name -> array, updated in place; values are dropped after their
