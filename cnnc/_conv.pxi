@@ -46,10 +46,12 @@ def conv2d_workspace_size(tuple win, int64_t cout, int64_t groups, bint backward
     return cnnc_conv2d_workspace_size(&ctx, &p)
 
 
-def conv2d_algorithm(tuple win, int64_t cout, int64_t groups):
-    """'winograd' or 'im2col': how conv2d_forward computes this convolution."""
+def conv2d_algorithm(tuple win, int64_t cout, int64_t groups, bint data_grad=False):
+    """'winograd' or 'im2col': how conv2d_forward (data_grad: conv2d_backward's dx) computes this
+    convolution."""
     cdef cnnc_conv2d_params p = _conv_params(win, cout, groups)
-    return "winograd" if cnnc_conv2d_algorithm(&p) == 1 else "im2col"
+    cdef int algo = cnnc_conv2d_data_grad_algorithm(&p) if data_grad else cnnc_conv2d_algorithm(&p)
+    return "winograd" if algo == 1 else "im2col"
 
 
 def conv2d_forward(x, w, b, y, tuple win, int64_t cout, int64_t groups, int act_kind=0,

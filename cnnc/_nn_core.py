@@ -232,14 +232,17 @@ def conv2d(x, w, b=None, strides=1, padding="valid", dilations=1, groups=1, data
     return _softmax_last_axis(y) if softmax_after else y
 
 
-def conv2d_algorithm(x, w, strides=1, padding="valid", dilations=1, groups=1, data_format="NHWC"):
+def conv2d_algorithm(x, w, strides=1, padding="valid", dilations=1, groups=1, data_format="NHWC",
+                     data_grad=False):
     """How conv2d computes this convolution: 'winograd' (F(2x2, 3x3): 3x3 kernels, stride 1, no
     dilation, one group, >= 16 input and output channels, >= 64 2x2 output tiles) or 'im2col' (+ GEMM).
-    x and w may be arrays or shapes."""
+    data_grad: how conv2d_grad computes dx instead (Winograd when the stride-1 convolution of dy that
+    gives it passes the same rule, paddings <= 2; dw always goes through im2col). x and w may be
+    arrays or shapes."""
     x = np.empty(tuple(x), np.float32) if isinstance(x, (tuple, list)) else x
     w = np.empty(tuple(w), np.float32) if isinstance(w, (tuple, list)) else w
     _, _, _, groups, cout, win, _ = _conv_args(x, w, strides, padding, dilations, groups, data_format)
-    return _core.conv2d_algorithm(win, cout, groups)
+    return _core.conv2d_algorithm(win, cout, groups, bool(data_grad))
 
 
 def conv2d_grad(x, w, dy, strides=1, padding="valid", dilations=1, groups=1, data_format="NHWC",

@@ -138,6 +138,9 @@ int64_t cnnc_conv2d_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params
  * at least 16 input and output channels and 64 2x2 output tiles; im2col + GEMM otherwise. */
 enum { CNNC_CONV_IM2COL = 0, CNNC_CONV_WINOGRAD = 1 };
 int cnnc_conv2d_algorithm(const cnnc_conv2d_params *p);
+/* The same for the data gradient dx of cnnc_conv2d_backward: Winograd when the stride-1 convolution of
+ * dy that gives dx passes the rule above (paddings <= 2); dw and db always go through im2col + GEMM. */
+int cnnc_conv2d_data_grad_algorithm(const cnnc_conv2d_params *p);
 /* y = act(conv(x, w) + b) */
 int cnnc_conv2d_forward(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x,
                         const float *w, const float *b, cnnc_act act, float *y, void *ws,

@@ -105,7 +105,13 @@ int64_t cnnc_conv2d_backward_workspace_size(const cnnc_ctx *caller, const cnnc_c
                                  nhwc ? cnnc_gemm_workspace_size(ctx, m, s.k, s.cog)
                                       : cnnc_gemm_workspace_size(ctx, s.k, m, s.cog)));
     }
-    return add_ok(col_bytes(p, &s), g);
+    const int64_t im2col_ws = add_ok(col_bytes(p, &s), g);
+    /* dx by Winograd runs first, then dw (and db) through im2col in the same workspace */
+    if (cnnc_winograd_data_grad_applies(p)) {
+        const int64_t wg = cnnc_winograd_data_grad_workspace_size(caller, p);
+        return (wg < 0 || im2col_ws < 0) ? -1 : CNNC_MAX(wg, im2col_ws);
+    }
+    return im2col_ws;
 }
 
 // y = act(conv(x, w) + b): NHWC x[N,H,W,C] w[KH,KW,C/g,Cout] -> y[N,OH,OW,Cout];
@@ -185,6 +191,11 @@ int cnnc_conv2d_backward(const cnnc_ctx *caller, const cnnc_conv2d_params *p, co
     const int64_t need = cnnc_conv2d_backward_workspace_size(caller, p);
     if (need < 0) return CNNC_EOVERFLOW;
     if ((dx || dw) && (!ws || ws_size < need)) return CNNC_EWORKSPACE;
+    if (dx && cnnc_winograd_data_grad_applies(p)) {
+        rc = cnnc_winograd_data_grad(caller, p, w, dy, dx, ws, ws_size);
+        if (rc) return rc;
+        dx = NULL; /* done: the loops below compute dw and db */
+    }
     const cnnc_window2d *win = &p->win;
     const int64_t N = win->n, H = win->h, W = win->w, C = win->c, CO = p->cout, G = p->groups;
     const int64_t colb = col_bytes(p, &s);

@@ -87,10 +87,22 @@ int64_t cnnc_winograd_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_para
     return CNNC_ALIGN + u + v + m + f + g;
 }
 
-/* U[xi][ci * Cout + co] = (G g G^T)[xi] for g = w[.., ci, co] (NHWC [3, 3, Cin, Cout]) or
- * w[co, ci, ..] (NCHW [Cout, Cin, 3, 3]); blocks of output channels in the inner loops. */
-static void weight_transform(const cnnc_ctx *ctx, const wg_shape *s, int nchw, const float *restrict w,
-                             float *restrict u) {
+/* Tap (i, j) of the 3x3 filter from input channel ci to output channel co of the convolution being
+ * computed. Not transposed: w is that convolution's own kernel, NHWC [3, 3, Cin, Cout] or NCHW
+ * [Cout, Cin, 3, 3]. Transposed (the data gradient of a convolution whose kernel w has Cout input and
+ * Cin output channels): the tap is w's tap (2 - i, 2 - j) from co to ci. */
+static inline float wtap(const float *w, int nchw, int transposed, int64_t CI, int64_t CO, int64_t ci, int64_t co,
+                         int i, int j) {
+    if (!transposed)
+        return nchw ? w[((co * CI + ci) * 3 + i) * 3 + j] : w[((i * 3 + j) * CI + ci) * CO + co];
+    const int ki = 2 - i, kj = 2 - j; /* w: [3, 3, CO, CI] (NHWC) or [CI, CO, 3, 3] (NCHW) */
+    return nchw ? w[((ci * CO + co) * 3 + ki) * 3 + kj] : w[((ki * 3 + kj) * CO + co) * CI + ci];
+}
+
+/* U[xi][ci * Cout + co] = (G g G^T)[xi] for the filter g from ci to co (wtap); blocks of output
+ * channels in the inner loops. */
+static void weight_transform(const cnnc_ctx *ctx, const wg_shape *s, int nchw, int transposed,
+                             const float *restrict w, float *restrict u) {
     const int64_t CI = s->cin, CO = s->cout, plane = CI * CO;
     const int nt = cnnc_threads(ctx, CI);
     CNNC_PARALLEL_FOR(nt, for (int64_t ci = 0; ci < CI; ++ci) {
@@ -98,10 +110,10 @@ static void weight_transform(const cnnc_ctx *ctx, const wg_shape *s, int nchw, c
             const int64_t cn = CNNC_MIN(CB, CO - c0);
             float g[9][CB], t[12][CB];
             for (int e = 0; e < 9; ++e) {
-                if (nchw)
-                    for (int64_t c = 0; c < cn; ++c) g[e][c] = w[((c0 + c) * CI + ci) * 9 + e];
-                else
+                if (!nchw && !transposed)
                     memcpy(g[e], w + (e * CI + ci) * CO + c0, (size_t)cn * sizeof(float));
+                else
+                    for (int64_t c = 0; c < cn; ++c) g[e][c] = wtap(w, nchw, transposed, CI, CO, ci, c0 + c, e / 3, e % 3);
             }
             for (int j = 0; j < 3; ++j) /* t = G g */
                 for (int64_t c = 0; c < cn; ++c) {
@@ -201,7 +213,7 @@ static void input_transform(const cnnc_ctx *ctx, const wg_shape *s, const cnnc_w
 /* The outputs of tile t computed directly (sum over the 3x3 window and the input channels), for a tile
  * whose input block holds an infinity or NaN. */
 static void direct_tile(const wg_shape *s, const cnnc_window2d *win, const float *restrict x,
-                        const float *restrict w, int64_t t, float *restrict y) {
+                        const float *restrict w, int transposed, int64_t t, float *restrict y) {
     const int64_t CI = s->cin, CO = s->cout, H = win->h, W = win->w, OH = s->oh, OW = s->ow;
     const int nchw = win->layout == CNNC_NCHW;
     int64_t n, oy, ox;
@@ -218,7 +230,7 @@ static void direct_tile(const wg_shape *s, const cnnc_window2d *win, const float
                         if (ix < 0 || ix >= W) continue;
                         for (int64_t ci = 0; ci < CI; ++ci) {
                             const float xv = nchw ? x[((n * CI + ci) * H + iy) * W + ix] : x[((n * H + iy) * W + ix) * CI + ci];
-                            const float wv = nchw ? w[((co * CI + ci) * 3 + kh) * 3 + kw] : w[((kh * 3 + kw) * CI + ci) * CO + co];
+                            const float wv = wtap(w, nchw, transposed, CI, CO, ci, co, kh, kw);
                             acc += xv * wv;
                         }
                     }
@@ -279,10 +291,10 @@ static void output_transform(const cnnc_ctx *ctx, const wg_shape *s, int nchw, c
     });
 }
 
-int cnnc_winograd_forward(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x, const float *w,
-                          const float *b, cnnc_act act, float *y, void *ws, int64_t ws_size) {
+/* The convolution p (shapes: wg_shape_of) of x with the filters wtap(w, .., transposed, ..). */
+static int wg_run(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x, const float *w, int transposed,
+                  const float *b, cnnc_act act, float *y, void *ws, int64_t ws_size) {
     wg_shape s;
-    if (!ctx || !p || !x || !w || !y || !cnnc_act_valid(act)) return CNNC_EINVAL;
     if (!wg_shape_of(p, &s)) return CNNC_EINVAL;
     const int64_t need = cnnc_winograd_workspace_size(ctx, p);
     if (need < 0) return CNNC_EOVERFLOW;
@@ -298,7 +310,7 @@ int cnnc_winograd_forward(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, cons
     const int nchw = p->win.layout == CNNC_NCHW;
     const int64_t CI = s.cin, CO = s.cout;
 
-    weight_transform(ctx, &s, nchw, w, u);
+    weight_transform(ctx, &s, nchw, transposed, w, u);
     int rc = CNNC_OK;
     for (int64_t t0 = 0; t0 < s.tiles && !rc; t0 += s.chunk) {
         const int64_t nt_tiles = CNNC_MIN(s.chunk, s.tiles - t0);
@@ -310,11 +322,62 @@ int cnnc_winograd_forward(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, cons
         output_transform(ctx, &s, nchw, m, b, act, t0, nt_tiles, y);
         for (int64_t k = 0; k < nt_tiles; ++k)
             if (bad[k]) {
-                direct_tile(&s, &p->win, x, w, t0 + k, y);
+                direct_tile(&s, &p->win, x, w, transposed, t0 + k, y);
                 if (!nchw && (b || act.kind != CNNC_ACT_NONE)) tile_epilogue(&s, b, act, t0 + k, y);
             }
     }
     if (!rc && nchw && (b || act.kind != CNNC_ACT_NONE))
         rc = cnnc_bias_act_planes(ctx, p->win.n, CO, s.oh * s.ow, b, act, y);
     return rc;
+}
+
+int cnnc_winograd_forward(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x, const float *w,
+                          const float *b, cnnc_act act, float *y, void *ws, int64_t ws_size) {
+    if (!ctx || !p || !x || !w || !y || !cnnc_act_valid(act)) return CNNC_EINVAL;
+    return wg_run(ctx, p, x, w, 0, b, act, y, ws, ws_size);
+}
+
+/* The data gradient of convolution p as a convolution: dy [N, OH, OW, Cout] with the flipped,
+ * transposed filters and padding 2 - p (stride 1), giving dx [N, H, W, Cin]. 0 when a padding exceeds
+ * 2 (the gradient would need cropping) or the problem is not Winograd's. */
+static int data_grad_params(const cnnc_conv2d_params *p, cnnc_conv2d_params *t) {
+    const cnnc_window2d *w = &p->win;
+    int64_t oh, ow;
+    if (!p || p->groups != 1 || w->kh != 3 || w->kw != 3 || w->sh != 1 || w->sw != 1 || w->dh != 1 ||
+        w->dw != 1 || w->pt > 2 || w->pb > 2 || w->pl > 2 || w->pr > 2 || cnnc_window2d_output(w, &oh, &ow))
+        return 0;
+    *t = *p;
+    t->win.h = oh;
+    t->win.w = ow;
+    t->win.c = p->cout;
+    t->win.pt = 2 - w->pt;
+    t->win.pb = 2 - w->pb;
+    t->win.pl = 2 - w->pl;
+    t->win.pr = 2 - w->pr;
+    t->cout = w->c;
+    wg_shape s;
+    return wg_shape_of(t, &s);
+}
+
+int cnnc_winograd_data_grad_applies(const cnnc_conv2d_params *p) {
+    cnnc_conv2d_params t;
+    return p && data_grad_params(p, &t);
+}
+
+int cnnc_conv2d_data_grad_algorithm(const cnnc_conv2d_params *p) {
+    return cnnc_winograd_data_grad_applies(p) ? CNNC_CONV_WINOGRAD : CNNC_CONV_IM2COL;
+}
+
+int64_t cnnc_winograd_data_grad_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params *p) {
+    cnnc_conv2d_params t;
+    if (!ctx || !p || !data_grad_params(p, &t)) return -1;
+    return cnnc_winograd_workspace_size(ctx, &t);
+}
+
+int cnnc_winograd_data_grad(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *w, const float *dy,
+                            float *dx, void *ws, int64_t ws_size) {
+    cnnc_conv2d_params t;
+    if (!ctx || !p || !w || !dy || !dx || !data_grad_params(p, &t)) return CNNC_EINVAL;
+    const cnnc_act none = {CNNC_ACT_NONE, 0.0f, 0.0f};
+    return wg_run(ctx, &t, dy, w, 1, NULL, none, dx, ws, ws_size);
 }

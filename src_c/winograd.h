@@ -14,4 +14,13 @@ int64_t cnnc_winograd_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_para
 int cnnc_winograd_forward(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x, const float *w,
                           const float *b, cnnc_act act, float *y, void *ws, int64_t ws_size);
 
+/* The data gradient dx of convolution p (same shapes and layouts as cnnc_conv2d_backward) by Winograd:
+ * a stride-1 convolution of dy with the flipped, transposed filters. Applies when p is a 3x3 stride-1
+ * undilated single-group convolution with paddings <= 2 and that convolution passes the forward rule
+ * (its input channels are p's output channels and its tiles cover dx). */
+int cnnc_winograd_data_grad_applies(const cnnc_conv2d_params *p);
+int64_t cnnc_winograd_data_grad_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params *p);
+int cnnc_winograd_data_grad(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *w, const float *dy,
+                            float *dx, void *ws, int64_t ws_size);
+
 #endif

@@ -97,3 +97,53 @@ def test_selection_rule():
     assert rule((1, 18, 18, 32), (3, 3, 16, 32), groups=2) == "im2col"
     assert rule((1, 20, 20, 16), (5, 5, 16, 16)) == "im2col"
     assert rule((1, 16, 18, 18), (16, 16, 3, 3), data_format="NCHW") == "winograd"
+
+
+# ---- the data gradient dx of conv2d_grad -------------------------------------------------------------
+
+GRAD_GRID = [  # n, h, w, cin, cout, padding
+    (2, 14, 13, 16, 24, "same"),           # dx: a convolution of dy with padding 1
+    (2, 16, 16, 24, 16, "valid"),          # padding 2 (a "full" convolution)
+    (1, 19, 18, 17, 33, ((2, 0), (1, 2))), # asymmetric, the largest padding it takes
+]
+
+
+@pytest.mark.parametrize("fmt", ["NHWC", "NCHW"])
+@pytest.mark.parametrize("case", GRAD_GRID, ids=[f"{c[0]}x{c[1]}x{c[2]}x{c[3]}-{c[4]}-{c[5]}" for c in GRAD_GRID])
+def test_data_gradient_matches_the_twin(fmt, case):
+    n, h, w, cin, cout, pad = case
+    x, k, _ = _case(fmt, n, h, w, cin, cout, seed=4)
+    assert nn.conv2d_algorithm(x, k, padding=pad, data_format=fmt, data_grad=True) == "winograd"
+    y = nn.conv2d(x, k, padding=pad, data_format=fmt)
+    dy = np.random.default_rng(6).standard_normal(y.shape).astype(np.float32)
+    dx, dw, db = nn.conv2d_grad(x, k, dy, padding=pad, data_format=fmt)
+    rdx, rdw, rdb = ref.conv2d_grad(x, k, dy, padding=pad, data_format=fmt)
+    mdx, mdw, mdb = ref.conv2d_grad_mag(x, k, dy, padding=pad, data_format=fmt)
+    ref.assert_close(dx, rdx, mag=mdx, name="dx")
+    ref.assert_close(dw, rdw, mag=mdw, name="dw")
+    ref.assert_close(db, rdb, mag=mdb, name="db")
+    # dw alone (need_dx=False) is the same computation
+    _, dw2, _ = nn.conv2d_grad(x, k, dy, padding=pad, data_format=fmt, need_dx=False)
+    np.testing.assert_array_equal(dw2, dw)
+
+
+def test_data_gradient_rule():
+    rule = lambda *a, **k: nn.conv2d_algorithm(*a, data_grad=True, **k)  # noqa: E731
+    assert rule((2, 14, 14, 16), (3, 3, 16, 16), padding="same") == "winograd"
+    assert rule((1, 18, 18, 16), (3, 3, 16, 16), padding=3) == "im2col"   # padding 3: dx would need cropping
+    assert rule((2, 14, 14, 8), (3, 3, 8, 16), padding="same") == "im2col"  # dx has 8 channels
+    assert rule((2, 14, 14, 16), (3, 3, 16, 16), strides=2, padding="same") == "im2col"
+
+
+def test_data_gradient_nonfinite_dy_propagates_exactly():
+    x, k, _ = _case("NHWC", 2, 14, 14, 16, 16, seed=7)
+    dy = np.random.default_rng(8).standard_normal((2, 14, 14, 16)).astype(np.float32)
+    dy[0, 5, 6, 3] = np.nan
+    dy[1, 0, 0, 0] = np.inf
+    dx, _, _ = nn.conv2d_grad(x, k, dy, padding="same")
+    with np.errstate(invalid="ignore"):
+        rdx = ref.conv2d_grad(x, k, dy, padding="same")[0]
+    assert np.array_equal(np.isnan(dx), np.isnan(rdx))
+    assert np.array_equal(np.isinf(dx), np.isinf(rdx))
+    fin = np.isfinite(rdx)
+    assert fin.sum() > 0.9 * fin.size
