@@ -4,7 +4,15 @@
  * cache, so the GEMM packs it from cache), one GEMM per chunk and group:
  * y[chunk*OH*OW, Cout_g] = col[chunk*OH*OW, K] * w_g[K, Cout_g], K = KH*KW*C_g; bias and activation
  * are applied to each chunk of y while it is still in cache.
- * NCHW: one GEMM per image and group: y_n[Cout_g, OH*OW] = w_g[Cout_g, K] * col[K, OH*OW].
+ * NCHW: per image and group, the output pixels are taken in panels of P whose column matrix stays
+ * under NCHW_COL_BUDGET bytes: col[K, P] = the panel's windows, then y_n[Cout_g, p0:p0+P] =
+ * w_g[Cout_g, K] * col[K, P] (ldc = OH*OW). A whole-image column matrix of a large layer (VGG's first
+ * layers: ~100 MB) would be written and packed far out of cache. The GEMM computes every element the
+ * same way whatever its column block, so the result does not depend on P (nor on the thread count).
+ * With enough panels (over all images and groups) for the threads, each thread takes whole panels
+ * (its own column buffer, a one-thread GEMM): no barrier between panels. Otherwise the threads share
+ * each panel's im2col and GEMM.
+ * The backward pass still builds whole-image column matrices.
  * 1x1 convolutions with stride 1 and no padding skip im2col: x already is the column matrix.
  * The chunking depends only on the shapes, never on the thread count, so the weight gradient (summed
  * over chunks/images with beta = 1) is bit-identical for any thread count. Convolutions too small to
@@ -13,12 +21,15 @@
 #include "winograd.h"
 
 #define COL_BUDGET ((int64_t)1 << 20) /* bytes of im2col buffer per NHWC chunk */
+#define NCHW_COL_BUDGET ((int64_t)1 << 20) /* bytes of an NCHW column panel, forward */
+#define NCHW_PANEL_MIN 256                    /* pixels per NCHW panel at least (repacking w_g per panel) */
 #define SMALL_FLOPS 5e5                  /* below this many flops a convolution runs on one thread */
 
 typedef struct {
     int64_t oh, ow, ohw, cg, cog, k; /* output size, per-group channels, GEMM depth */
     int pointwise;
     int64_t chunk; /* NHWC: images per im2col chunk */
+    int64_t panel; /* NCHW forward: output pixels per column panel (ohw when one panel) */
 } conv_shape;
 
 static int conv_shape_of(const cnnc_conv2d_params *p, conv_shape *s) {
@@ -42,6 +53,14 @@ static int conv_shape_of(const cnnc_conv2d_params *p, conv_shape *s) {
     const int64_t per_image = s->ohw * s->k * (int64_t)sizeof(float);
     const int64_t most = CNNC_MAX(1, CNNC_MIN(w->n, COL_BUDGET / CNNC_MAX(per_image, 1)));
     s->chunk = CNNC_CEIL_DIV(w->n, CNNC_CEIL_DIV(w->n, most));
+    /* pixels per NCHW panel: within the budget (at least NCHW_PANEL_MIN), evened out, multiples of 16
+     * (whole micro-tile columns) except for a single panel */
+    s->panel = s->ohw;
+    if (!s->pointwise && s->ohw * s->k * (int64_t)sizeof(float) > NCHW_COL_BUDGET) {
+        const int64_t fit = CNNC_MAX(NCHW_PANEL_MIN, NCHW_COL_BUDGET / ((int64_t)sizeof(float) * s->k));
+        const int64_t panels = CNNC_CEIL_DIV(s->ohw, fit);
+        s->panel = CNNC_MIN(s->ohw, CNNC_ROUND_UP(CNNC_CEIL_DIV(s->ohw, panels), 16));
+    }
     return CNNC_OK;
 }
 
@@ -53,11 +72,20 @@ static cnnc_ctx conv_ctx(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const
     return c;
 }
 
+/* NCHW: the column panel of pixels [q0, q0 + np) of one image (x = that image), ld = np; a whole-image
+ * panel takes the whole-image im2col (fewer index computations per run). */
+static int im2col_panel(const cnnc_ctx *ctx, const cnnc_window2d *one, const conv_shape *s, int64_t c0,
+                        const float *x, int64_t q0, int64_t np, float *col) {
+    if (np == s->ohw) return cnnc_im2col(ctx, one, c0, s->cg, x, col);
+    return cnnc_im2col_nchw_pixels(ctx, one, c0, s->cg, x, q0, q0 + np, col, np);
+}
+
 static int64_t add_ok(int64_t a, int64_t b) { return (a < 0 || b < 0 || a > INT64_MAX - b) ? -1 : a + b; }
 
-static int64_t col_bytes(const cnnc_conv2d_params *p, const conv_shape *s) {
+/* The column buffer: forward NCHW takes one panel, backward NCHW one whole image. */
+static int64_t col_bytes(const cnnc_conv2d_params *p, const conv_shape *s, int backward) {
     if (s->pointwise) return 0;
-    const int64_t rows = p->win.layout == CNNC_NHWC ? s->chunk * s->ohw : s->ohw;
+    const int64_t rows = p->win.layout == CNNC_NHWC ? s->chunk * s->ohw : backward ? s->ohw : s->panel;
     return add_ok(cnnc_mul_ok(cnnc_mul_ok(rows, s->k), (int64_t)sizeof(float)), CNNC_ALIGN);
 }
 
@@ -73,6 +101,35 @@ static int64_t last_gemm_rows(const cnnc_conv2d_params *p, const conv_shape *s) 
     return (n - (chunks - 1) * s->chunk) * s->ohw;
 }
 
+/* NCHW forward, not pointwise: the threads that take whole panels, or 0 when the panels are too few to
+ * share out evenly (fewer than 2 per thread and not a multiple of the threads) and the threads work
+ * inside each panel's im2col and GEMM instead. */
+static int nchw_panel_threads(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const conv_shape *s) {
+    if (p->win.layout != CNNC_NCHW || s->pointwise) return 0;
+    const int64_t tasks = p->win.n * p->groups * CNNC_CEIL_DIV(s->ohw, s->panel);
+    const int nt = cnnc_threads(ctx, tasks);
+    return nt > 1 && (tasks >= 2 * (int64_t)nt || tasks % nt == 0) ? nt : 0;
+}
+
+/* The GEMM workspace of the NCHW panels for ctx: the largest over full and last panel. */
+static int64_t nchw_panel_gemm_ws(const cnnc_ctx *ctx, const conv_shape *s) {
+    const int64_t cols[2] = {s->panel, s->ohw - (CNNC_CEIL_DIV(s->ohw, s->panel) - 1) * s->panel};
+    int64_t g = 0;
+    for (int i = 0; i < 2; ++i) g = CNNC_MAX(g, cnnc_gemm_workspace_size(ctx, s->cog, cols[i], s->k));
+    return g;
+}
+
+/* Bytes of one thread's slot when threads take whole panels: its column panel, then its GEMM workspace,
+ * each a multiple of CNNC_ALIGN. -1 on overflow. */
+static int64_t nchw_panel_slot(const cnnc_ctx *ctx, const conv_shape *s) {
+    cnnc_ctx one = *ctx;
+    one.nthreads = 1;
+    const int64_t colb = cnnc_mul_ok(cnnc_mul_ok(s->panel, s->k), (int64_t)sizeof(float));
+    const int64_t g = nchw_panel_gemm_ws(&one, s);
+    if (colb < 0 || g < 0 || colb > INT64_MAX / 2 - CNNC_ALIGN || g > INT64_MAX / 2 - CNNC_ALIGN) return -1;
+    return CNNC_ROUND_UP(colb, CNNC_ALIGN) + CNNC_ROUND_UP(g, CNNC_ALIGN);
+}
+
 int64_t cnnc_conv2d_workspace_size(const cnnc_ctx *caller, const cnnc_conv2d_params *p) {
     conv_shape s;
     if (!p || conv_shape_of(p, &s)) return -1;
@@ -80,13 +137,18 @@ int64_t cnnc_conv2d_workspace_size(const cnnc_ctx *caller, const cnnc_conv2d_par
     const cnnc_ctx cc = conv_ctx(caller, p, &s), *ctx = &cc;
     /* the GEMM workspace is sized per shape (not monotonic): the largest over full and last chunk */
     int64_t g = 0;
-    const int64_t rows[2] = {gemm_rows(p, &s), last_gemm_rows(p, &s)};
-    for (int i = 0; i < 2; ++i) {
-        const int64_t m = rows[i];
-        g = CNNC_MAX(g, p->win.layout == CNNC_NHWC ? cnnc_gemm_workspace_size(ctx, m, s.cog, s.k)
-                                                   : cnnc_gemm_workspace_size(ctx, s.cog, m, s.k));
+    if (p->win.layout == CNNC_NHWC) {
+        const int64_t rows[2] = {gemm_rows(p, &s), last_gemm_rows(p, &s)};
+        for (int i = 0; i < 2; ++i) g = CNNC_MAX(g, cnnc_gemm_workspace_size(ctx, rows[i], s.cog, s.k));
+    } else {
+        const int pt = nchw_panel_threads(ctx, p, &s);
+        if (pt) {
+            const int64_t slot = nchw_panel_slot(ctx, &s);
+            return slot < 0 ? -1 : add_ok(cnnc_mul_ok(slot, pt), CNNC_ALIGN);
+        }
+        g = nchw_panel_gemm_ws(ctx, &s);
     }
-    return add_ok(col_bytes(p, &s), g);
+    return add_ok(col_bytes(p, &s, 0), g);
 }
 
 int64_t cnnc_conv2d_backward_workspace_size(const cnnc_ctx *caller, const cnnc_conv2d_params *p) {
@@ -105,7 +167,7 @@ int64_t cnnc_conv2d_backward_workspace_size(const cnnc_ctx *caller, const cnnc_c
                                  nhwc ? cnnc_gemm_workspace_size(ctx, m, s.k, s.cog)
                                       : cnnc_gemm_workspace_size(ctx, s.k, m, s.cog)));
     }
-    const int64_t im2col_ws = add_ok(col_bytes(p, &s), g);
+    const int64_t im2col_ws = add_ok(col_bytes(p, &s, 1), g);
     /* dx by Winograd runs first, then dw (and db) through im2col in the same workspace */
     if (cnnc_winograd_data_grad_applies(p)) {
         const int64_t wg = cnnc_winograd_data_grad_workspace_size(caller, p);
@@ -130,7 +192,7 @@ int cnnc_conv2d_forward(const cnnc_ctx *caller, const cnnc_conv2d_params *p, con
     if (!ws || ws_size < need) return CNNC_EWORKSPACE;
     const cnnc_window2d *win = &p->win;
     const int64_t N = win->n, H = win->h, W = win->w, C = win->c, CO = p->cout, G = p->groups;
-    const int64_t colb = col_bytes(p, &s);
+    const int64_t colb = col_bytes(p, &s, 0);
     float *col = (float *)cnnc_align_ptr(ws);
     void *gws = (char *)ws + colb;
     const int64_t gws_size = ws_size - colb;
@@ -157,6 +219,43 @@ int cnnc_conv2d_forward(const cnnc_ctx *caller, const cnnc_conv2d_params *p, con
         }
         if (!rc && s.pointwise && (b || act.kind != CNNC_ACT_NONE))
             rc = cnnc_bias_act_rows(ctx, N * s.ohw, CO, b, act, y);
+    } else if (nchw_panel_threads(ctx, p, &s)) {
+        /* threads take whole panels: (image, group, panel) tasks, each im2col + a one-thread GEMM */
+        cnnc_window2d one = *win;
+        one.n = 1;
+        cnnc_ctx c1 = *ctx;
+        c1.nthreads = 1;
+        const int pt = nchw_panel_threads(ctx, p, &s);
+        const int64_t slot = nchw_panel_slot(ctx, &s);
+        const int64_t colslot = CNNC_ROUND_UP(s.panel * s.k * (int64_t)sizeof(float), CNNC_ALIGN);
+        const int64_t npan = CNNC_CEIL_DIV(s.ohw, s.panel), tasks = N * G * npan;
+        char *base = (char *)cnnc_align_ptr(ws);
+        int err = CNNC_OK;
+#pragma omp parallel num_threads(pt)
+        {
+            int tid = 0;
+#ifdef _OPENMP
+            tid = omp_get_thread_num();
+#endif
+            float *colt = (float *)(base + tid * slot);
+            void *gwst = base + tid * slot + colslot;
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t t = 0; t < tasks; ++t) {
+                const int64_t n = t / (G * npan), g = (t / npan) % G, q0 = (t % npan) * s.panel;
+                const int64_t np = CNNC_MIN(s.panel, s.ohw - q0);
+                const float *xn = x + n * C * H * W;
+                int r = im2col_panel(&c1, &one, &s, g * s.cg, xn, q0, np, colt);
+                if (!r)
+                    r = cnnc_sgemm(&c1, 0, 0, s.cog, np, s.k, 1.0f, w + g * s.cog * s.k, s.k, colt, np, 0.0f,
+                                   y + (n * CO + g * s.cog) * s.ohw + q0, s.ohw, gwst, slot - colslot);
+                if (r) {
+#pragma omp atomic write
+                    err = r;
+                }
+            }
+        }
+        rc = err;
+        if (!rc && (b || act.kind != CNNC_ACT_NONE)) rc = cnnc_bias_act_planes(ctx, N, CO, s.ohw, b, act, y);
     } else {
         cnnc_window2d one = *win;
         one.n = 1;
@@ -164,14 +263,20 @@ int cnnc_conv2d_forward(const cnnc_ctx *caller, const cnnc_conv2d_params *p, con
             const float *xn = x + n * C * H * W;
             float *yn = y + n * CO * s.ohw;
             for (int64_t g = 0; g < G && !rc; ++g) {
-                const float *bmat = xn + g * s.cg * H * W;
-                if (!s.pointwise) {
-                    rc = cnnc_im2col(ctx, &one, g * s.cg, s.cg, xn, col);
-                    bmat = col;
+                const float *wg = w + g * s.cog * s.k;
+                float *yg = yn + g * s.cog * s.ohw;
+                if (s.pointwise) {
+                    rc = cnnc_sgemm(ctx, 0, 0, s.cog, s.ohw, s.k, 1.0f, wg, s.k, xn + g * s.cg * H * W, s.ohw,
+                                    0.0f, yg, s.ohw, gws, gws_size);
+                    continue;
                 }
-                if (!rc)
-                    rc = cnnc_sgemm(ctx, 0, 0, s.cog, s.ohw, s.k, 1.0f, w + g * s.cog * s.k, s.k, bmat, s.ohw,
-                                    0.0f, yn + g * s.cog * s.ohw, s.ohw, gws, gws_size);
+                for (int64_t q0 = 0; q0 < s.ohw && !rc; q0 += s.panel) {
+                    const int64_t np = CNNC_MIN(s.panel, s.ohw - q0);
+                    rc = im2col_panel(ctx, &one, &s, g * s.cg, xn, q0, np, col);
+                    if (!rc)
+                        rc = cnnc_sgemm(ctx, 0, 0, s.cog, np, s.k, 1.0f, wg, s.k, col, np, 0.0f, yg + q0, s.ohw,
+                                        gws, gws_size);
+                }
             }
         }
         if (!rc && (b || act.kind != CNNC_ACT_NONE)) rc = cnnc_bias_act_planes(ctx, N, CO, s.ohw, b, act, y);
@@ -198,7 +303,7 @@ int cnnc_conv2d_backward(const cnnc_ctx *caller, const cnnc_conv2d_params *p, co
     }
     const cnnc_window2d *win = &p->win;
     const int64_t N = win->n, H = win->h, W = win->w, C = win->c, CO = p->cout, G = p->groups;
-    const int64_t colb = col_bytes(p, &s);
+    const int64_t colb = col_bytes(p, &s, 1);
     float *col = (float *)cnnc_align_ptr(ws);
     void *gws = (char *)ws + colb;
     const int64_t gws_size = ws_size - colb;

@@ -59,6 +59,21 @@ cnnc_gemm_packers cnnc_gemm_packers_for(const cnnc_kernels *k) {
     return pk;
 }
 
+cnnc_gemm_small_fns cnnc_gemm_small_for(const cnnc_kernels *k) {
+    cnnc_gemm_small_fns f = {4, cnnc_f32_gemm_rows__generic, cnnc_f32_gemm_dots__generic};
+#ifdef CNNC_X86
+    if (k->arch == CNNC_ARCH_AVX2) {
+        f.rows = cnnc_f32_gemm_rows__avx2;
+        f.dots = cnnc_f32_gemm_dots__avx2;
+    }
+#else
+    (void)k;
+#endif
+    /* below the micro-kernel's tile only: from mr rows on, packing pays */
+    if (f.max_m >= k->mr) f.max_m = k->mr - 1;
+    return f;
+}
+
 int cnnc_ctx_init(cnnc_ctx *ctx, int arch, int nthreads) {
     int use = arch;
     if (use == CNNC_ARCH_AUTO || !cnnc_cpu_supports(use)) {

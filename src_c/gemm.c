@@ -118,11 +118,123 @@ static gemm_plan plan_of(const cnnc_ctx *ctx, int64_t m, int64_t n, int64_t k) {
     return pl;
 }
 
+/* ---- few rows: no packing of B ------------------------------------------------------------------
+ * With m <= small.max_m (below the micro-kernel's tile) packing B would cost as much as the product:
+ * each element of B is used m times. B is read in place instead, in column chunks: the rows kernel
+ * (B stored k x n) streams rows of B through an m x chunk accumulator, one k block (the packed path's
+ * kc blocks) at a time, each block added into C as the micro-kernel adds it: the rows kernel does each
+ * element's arithmetic in the micro-kernel's order, so its results are bit-identical to the packed
+ * path's. The dots kernel (B stored n x k) takes dot products along k (8 lane sums). Threads take whole chunks; every element of C is computed the same way
+ * whatever the chunk, so results are bit-identical for any thread count. op(A) is copied to m x k rows
+ * when A is stored transposed (the dots kernel reads rows of A with vector loads). */
+#define SMALL_CHUNK 4096 /* columns per chunk at most: whole rows of B stream in order; the m x 16 KiB
+                            accumulator stays in L1/L2 */
+
+typedef struct {
+    int64_t chunk, nchunks; /* columns per chunk (a multiple of 8 unless one chunk), chunks */
+    int nt;
+} small_plan;
+
+static int small_path(const cnnc_ctx *ctx, int64_t m) { return m <= cnnc_gemm_small_for(&ctx->k).max_m; }
+
+static small_plan small_plan_of(const cnnc_ctx *ctx, int64_t m, int64_t n, int64_t k) {
+    small_plan sp;
+    /* threads: one per 64 columns at most, and none for products too small to pay for waking them */
+    sp.nt = (double)m * n * k < 64.0 * 64.0 * 64.0 ? 1 : cnnc_threads(ctx, CNNC_CEIL_DIV(n, 64));
+    const int64_t chunks = CNNC_MAX(CNNC_CEIL_DIV(n, SMALL_CHUNK), sp.nt);
+    sp.chunk = chunks == 1 ? n : CNNC_MIN(n, CNNC_ROUND_UP(CNNC_CEIL_DIV(n, chunks), 8));
+    sp.nchunks = CNNC_CEIL_DIV(n, sp.chunk);
+    return sp;
+}
+
+/* op(A) as m x k rows (when stored transposed) and one m x chunk accumulator per thread. */
+static int64_t small_workspace_size(const cnnc_ctx *ctx, int64_t m, int64_t n, int64_t k) {
+    const small_plan sp = small_plan_of(ctx, m, n, k);
+    return (int64_t)sizeof(float) * (m * k + (int64_t)sp.nt * m * sp.chunk) + CNNC_ALIGN;
+}
+
+/* Whether a GEMM must open its own parallel region: with several threads, or when called inside
+ * another region (its worksharing loops must bind to a team of its own, not to the caller's). Alone
+ * on one thread it runs its loops directly: opening a region costs a system call even for one thread. */
+static inline int own_region(int nt) {
+#ifdef _OPENMP
+    return nt > 1 || omp_in_parallel();
+#else
+    (void)nt;
+    return 0;
+#endif
+}
+
+typedef struct {
+    cnnc_gemm_small_fns f;
+    small_plan sp;
+    int trans_b;
+    int64_t m, n, k;
+    float alpha, beta;
+    const float *a;
+    int64_t lda;
+    const float *b;
+    int64_t ldb;
+    float *c;
+    int64_t ldc;
+    float *acc_all;
+    int64_t kc;
+} small_job;
+
+/* The column chunks of a few-row GEMM, shared out to the threads of the GEMM's parallel region (or all
+ * run by the caller, outside any region: own_region). */
+static void small_chunks(const small_job *j) {
+    int tid = 0;
+#ifdef _OPENMP
+    tid = omp_get_thread_num();
+#endif
+    const int64_t m = j->m, k = j->k, kc = j->kc;
+    float *acc = j->acc_all + (int64_t)tid * m * j->sp.chunk;
+    const cnnc_gemm_params params = {j->alpha, j->beta};
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t t = 0; t < j->sp.nchunks; ++t) {
+        const int64_t j0 = t * j->sp.chunk, w = CNNC_MIN(j->sp.chunk, j->n - j0);
+        if (j->trans_b) {
+            j->f.dots(m, w, k, j->a, j->lda, j->b + j0 * j->ldb, j->ldb, j->c + j0, j->ldc, &params);
+            continue;
+        }
+        /* the packed path's k blocks, each added into C as its micro-kernel does: the same bits */
+        for (int64_t pc = 0; pc < k; pc += kc) {
+            const cnnc_gemm_params pp = {j->alpha, pc == 0 ? j->beta : 1.0f};
+            j->f.rows(m, w, CNNC_MIN(kc, k - pc), j->a + pc, j->lda, j->b + pc * j->ldb + j0, j->ldb, acc,
+                      j->c + j0, j->ldc, &pp);
+        }
+    }
+}
+
+static void small_gemm(const cnnc_ctx *ctx, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
+                       float alpha, const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
+                       float *c, int64_t ldc, void *ws) {
+    const cnnc_gemm_small_fns f = cnnc_gemm_small_for(&ctx->k);
+    const small_plan sp = small_plan_of(ctx, m, n, k);
+    float *arows = (float *)cnnc_align_ptr(ws), *acc_all = arows + m * k;
+    if (trans_a) { /* A stored k x m */
+        for (int64_t i = 0; i < m; ++i)
+            for (int64_t p = 0; p < k; ++p) arows[i * k + p] = a[p * lda + i];
+        a = arows;
+        lda = k;
+    }
+    const small_job job = {f, sp, trans_b, m, n, k, alpha, beta, a, lda, b, ldb, c, ldc, acc_all,
+                           CNNC_CEIL_DIV(k, CNNC_CEIL_DIV(k, ctx->k.kc)) /* as plan_of */};
+    if (own_region(sp.nt)) {
+#pragma omp parallel num_threads(sp.nt)
+        small_chunks(&job);
+    } else {
+        small_chunks(&job);
+    }
+}
+
 /* Exactly what cnnc_sgemm takes for these sizes: packed B (kd x nc) and one packed A block (mc x kc) per
  * thread, plus alignment slack. Not monotonic in m, n, k (k = 256 is one block of 256, k = 257 two of
  * 129): a caller that reuses one workspace for several shapes sizes it as the maximum over them. */
 int64_t cnnc_gemm_workspace_size(const cnnc_ctx *ctx, int64_t m, int64_t n, int64_t k) {
     if (m <= 0 || n <= 0 || k <= 0) return 0;
+    if (small_path(ctx, m)) return small_workspace_size(ctx, m, n, k);
     const gemm_plan pl = plan_of(ctx, m, n, k);
     return (int64_t)sizeof(float) * (pl.kd * pl.nc + (int64_t)pl.nt * pl.mc * pl.kc) + CNNC_ALIGN;
 }
@@ -132,6 +244,70 @@ static void scale_c(int64_t m, int64_t n, float beta, float *c, int64_t ldc) {
         float *row = c + i * ldc;
         if (beta == 0.0f) memset(row, 0, (size_t)n * sizeof(float));
         else for (int64_t j = 0; j < n; ++j) row[j] *= beta;
+    }
+}
+
+typedef struct {
+    cnnc_gemm_packers pk;
+    cnnc_gemm_ukernel_fn ukernel;
+    int64_t mr, nr;
+    gemm_plan pl;
+    int64_t m, n, k;
+    float alpha, beta;
+    cnnc_mat A, B;
+    float *c;
+    int64_t ldc;
+    float *bp, *ap_all; /* packed B (shared), packed A blocks (one per thread) */
+} gemm_job;
+
+/* The rounds of a packed GEMM, their packing and row-block loops shared out to the threads of the
+ * GEMM's parallel region (or all run by the caller, outside any region: own_region). */
+static void gemm_rounds(const gemm_job *j) {
+    int tid = 0;
+#ifdef _OPENMP
+    tid = omp_get_thread_num();
+#endif
+    const cnnc_gemm_packers *pk = &j->pk;
+    const int64_t mr = j->mr, nr = j->nr, m = j->m, n = j->n, k = j->k, ldc = j->ldc;
+    const int64_t MC = j->pl.mc, NC = j->pl.nc, KC = j->pl.kc, KD = j->pl.kd, nsplit = j->pl.nsplit;
+    const int64_t ntasks = j->pl.mblocks * nsplit;
+    float *bp = j->bp, *c = j->c;
+    float *ap = j->ap_all + (int64_t)tid * MC * KC;
+    for (int64_t jc = 0; jc < n; jc += NC) {
+        const int64_t ncur = CNNC_MIN(NC, n - jc);
+        const int64_t npanels = CNNC_CEIL_DIV(ncur, nr);
+        for (int64_t kd = 0; kd < k; kd += KD) {
+            const int64_t kend = CNNC_MIN(k, kd + KD), kblocks = CNNC_CEIL_DIV(kend - kd, KC);
+            /* k block pc starts at bp + (pc - kd) * npanels * nr: all blocks but the last are KC deep.
+             * Dynamic, like the row blocks: a thread that starts late finds less to do. */
+#pragma omp for schedule(dynamic, 4)
+            for (int64_t t = 0; t < kblocks * npanels; ++t) {
+                const int64_t pc = kd + t / npanels * KC, jp = t % npanels, kcur = CNNC_MIN(KC, k - pc);
+                pack_b_panel(pk, j->B, pc, kcur, jc + jp * nr, CNNC_MIN(nr, ncur - jp * nr), nr,
+                             bp + (pc - kd) * npanels * nr + jp * nr * kcur);
+            }
+            /* implicit barrier: B is packed */
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t task = 0; task < ntasks; ++task) {
+                const int64_t ib = task / nsplit, js = task % nsplit;
+                const int64_t jp0 = js * npanels / nsplit, jp1 = (js + 1) * npanels / nsplit;
+                const int64_t ic = ib * MC, mcur = CNNC_MIN(MC, m - ic);
+                for (int64_t pc = kd; pc < kend && jp0 < jp1; pc += KC) {
+                    const int64_t kcur = CNNC_MIN(KC, k - pc);
+                    const cnnc_gemm_params params = {j->alpha, pc == 0 ? j->beta : 1.0f};
+                    const float *bblock = bp + (pc - kd) * npanels * nr;
+                    pack_a(pk, j->A, ic, mcur, pc, kcur, mr, ap);
+                    for (int64_t jp = jp0; jp < jp1; ++jp) {
+                        const int64_t jj = jp * nr, ncols = CNNC_MIN(nr, ncur - jj);
+                        const float *bpanel = bblock + jp * nr * kcur;
+                        for (int64_t i = 0; i < mcur; i += mr)
+                            j->ukernel(kcur, ap + i * kcur, bpanel, c + (ic + i) * ldc + jc + jj, ldc,
+                                       CNNC_MIN(mr, mcur - i), ncols, &params);
+                    }
+                }
+            }
+            /* implicit barrier: B may be repacked */
+        }
     }
 }
 
@@ -149,66 +325,25 @@ int cnnc_sgemm(const cnnc_ctx *ctx, int trans_a, int trans_b, int64_t m, int64_t
     if (!a || !b || lda < (trans_a ? m : k) || ldb < (trans_b ? k : n)) return CNNC_EINVAL;
     if (!ws || ws_size < cnnc_gemm_workspace_size(ctx, m, n, k)) return CNNC_EWORKSPACE;
 
-    const cnnc_kernels *kt = &ctx->k;
-    const cnnc_gemm_packers pk = cnnc_gemm_packers_for(kt);
-    const int64_t mr = kt->mr, nr = kt->nr;
-    const gemm_plan pl = plan_of(ctx, m, n, k);
-    const int64_t MC = pl.mc, NC = pl.nc, KC = pl.kc, KD = pl.kd, nsplit = pl.nsplit;
-    const int64_t ntasks = pl.mblocks * nsplit;
-    float *bp = (float *)cnnc_align_ptr(ws);
-    float *ap_all = bp + KD * NC;
-    const cnnc_mat A = {trans_a, a, lda}, B = {trans_b, b, ldb};
-    const cnnc_gemm_ukernel_fn ukernel = kt->gemm_ukernel;
-    const int nt = pl.nt;
-    (void)nt; /* unused without OpenMP */
+    if (small_path(ctx, m)) {
+        small_gemm(ctx, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ws);
+        return CNNC_OK;
+    }
 
+    const cnnc_kernels *kt = &ctx->k;
+    const gemm_plan pl = plan_of(ctx, m, n, k);
+    float *bp = (float *)cnnc_align_ptr(ws);
+    const gemm_job job = {cnnc_gemm_packers_for(kt), kt->gemm_ukernel, kt->mr, kt->nr, pl, m, n, k, alpha, beta,
+                          {trans_a, a, lda}, {trans_b, b, ldb}, c, ldc, bp, bp + pl.kd * pl.nc};
     /* Per round (an NC column block and a KD deep slice of it, usually all of k): the slice of B is
      * packed once, by all threads together; then the threads take row blocks (split into column slices
      * if rows are scarce) as they come, each running the round's whole k loop for its block. One
      * barrier per round, and a thread slowed down by a busy core simply takes fewer blocks. */
-#pragma omp parallel num_threads(nt) if (nt > 1)
-    {
-        int tid = 0;
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-#endif
-        float *ap = ap_all + (int64_t)tid * MC * KC;
-        for (int64_t jc = 0; jc < n; jc += NC) {
-            const int64_t ncur = CNNC_MIN(NC, n - jc);
-            const int64_t npanels = CNNC_CEIL_DIV(ncur, nr);
-            for (int64_t kd = 0; kd < k; kd += KD) {
-                const int64_t kend = CNNC_MIN(k, kd + KD), kblocks = CNNC_CEIL_DIV(kend - kd, KC);
-                /* k block pc starts at bp + (pc - kd) * npanels * nr: all blocks but the last are KC deep.
-                 * Dynamic, like the row blocks: a thread that starts late finds less to do. */
-#pragma omp for schedule(dynamic, 4)
-                for (int64_t t = 0; t < kblocks * npanels; ++t) {
-                    const int64_t pc = kd + t / npanels * KC, jp = t % npanels, kcur = CNNC_MIN(KC, k - pc);
-                    pack_b_panel(&pk, B, pc, kcur, jc + jp * nr, CNNC_MIN(nr, ncur - jp * nr), nr,
-                                 bp + (pc - kd) * npanels * nr + jp * nr * kcur);
-                }
-                /* implicit barrier: B is packed */
-#pragma omp for schedule(dynamic, 1)
-                for (int64_t task = 0; task < ntasks; ++task) {
-                    const int64_t ib = task / nsplit, js = task % nsplit;
-                    const int64_t jp0 = js * npanels / nsplit, jp1 = (js + 1) * npanels / nsplit;
-                    const int64_t ic = ib * MC, mcur = CNNC_MIN(MC, m - ic);
-                    for (int64_t pc = kd; pc < kend && jp0 < jp1; pc += KC) {
-                        const int64_t kcur = CNNC_MIN(KC, k - pc);
-                        const cnnc_gemm_params params = {alpha, pc == 0 ? beta : 1.0f};
-                        const float *bblock = bp + (pc - kd) * npanels * nr;
-                        pack_a(&pk, A, ic, mcur, pc, kcur, mr, ap);
-                        for (int64_t jp = jp0; jp < jp1; ++jp) {
-                            const int64_t j = jp * nr, ncols = CNNC_MIN(nr, ncur - j);
-                            const float *bpanel = bblock + jp * nr * kcur;
-                            for (int64_t i = 0; i < mcur; i += mr)
-                                ukernel(kcur, ap + i * kcur, bpanel, c + (ic + i) * ldc + jc + j, ldc,
-                                        CNNC_MIN(mr, mcur - i), ncols, &params);
-                        }
-                    }
-                }
-                /* implicit barrier: B may be repacked */
-            }
-        }
+    if (own_region(pl.nt)) {
+#pragma omp parallel num_threads(pl.nt)
+        gemm_rounds(&job);
+    } else {
+        gemm_rounds(&job);
     }
     return CNNC_OK;
 }

@@ -48,8 +48,7 @@ int cnnc_im2col(const cnnc_ctx *ctx, const cnnc_window2d *p, int64_t c0, int64_t
          * adjacent in x: one copy of KW*C floats when the whole run is inside the image */
         const int runs = p->dw == 1 && cg == C;
         int nt = cnnc_threads(ctx, rows);
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-        for (int64_t r = 0; r < rows; ++r) { /* one output row (n, oh): OW rows of col */
+        CNNC_PARALLEL_FOR(nt, for (int64_t r = 0; r < rows; ++r) { /* one output row (n, oh): OW rows of col */
             const int64_t n = r / OH, oh = r % OH;
             float *dst = col + r * OW * K;
             for (int64_t ow = 0; ow < OW; ++ow) {
@@ -75,12 +74,11 @@ int cnnc_im2col(const cnnc_ctx *ctx, const cnnc_window2d *p, int64_t c0, int64_t
                     }
                 }
             }
-        }
+        });
     } else {
         const int64_t rows = cg * KH * KW, cols = p->n * OH * OW;
         int nt = cnnc_threads(ctx, rows);
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-        for (int64_t r = 0; r < rows; ++r) {
+        CNNC_PARALLEL_FOR(nt, for (int64_t r = 0; r < rows; ++r) {
             const int64_t c = r / (KH * KW), kh = (r / KW) % KH, kw = r % KW;
             int64_t lo, hi; /* the ow whose input column is inside the image */
             tap_range(W, kw, p->sw, p->pl, p->dw, OW, &lo, &hi);
@@ -100,8 +98,53 @@ int cnnc_im2col(const cnnc_ctx *ctx, const cnnc_window2d *p, int64_t c0, int64_t
                     for (int64_t ow = hi; ow < OW; ++ow) dst[ow] = 0.0f;
                 }
             }
-        }
+        });
     }
+    return CNNC_OK;
+}
+
+/* One image, NCHW, output pixels q in [q0, q1) (q = oh * OW + ow) only:
+ * col[r * ldcol + q - q0] for rows r = (c, kh, kw) of channels [c0, c0 + cg), x = x[C, H, W]. The same
+ * values as the whole-image cnnc_im2col with p->n = 1, a block of its columns. */
+int cnnc_im2col_nchw_pixels(const cnnc_ctx *ctx, const cnnc_window2d *p, int64_t c0, int64_t cg,
+                            const float *restrict x, int64_t q0, int64_t q1, float *restrict col,
+                            int64_t ldcol) {
+    int64_t OH, OW;
+    int rc = cnnc_window2d_output(p, &OH, &OW);
+    if (rc) return rc;
+    if (p->layout != CNNC_NCHW || c0 < 0 || cg <= 0 || c0 + cg > p->c || !x || !col || q0 < 0 ||
+        q1 <= q0 || q1 > OH * OW || ldcol < q1 - q0)
+        return CNNC_EINVAL;
+    const int64_t H = p->h, W = p->w, KH = p->kh, KW = p->kw, rows = cg * KH * KW;
+    const int64_t oh_first = q0 / OW, ow_first = q0 % OW;
+    int nt = cnnc_threads(ctx, rows);
+    CNNC_PARALLEL_FOR(nt, for (int64_t r = 0; r < rows; ++r) {
+        const int64_t c = r / (KH * KW), kh = (r / KW) % KH, kw = r % KW;
+        int64_t lo, hi; /* the ow whose input column is inside the image */
+        tap_range(W, kw, p->sw, p->pl, p->dw, OW, &lo, &hi);
+        const float *xp = x + (c0 + c) * H * W;
+        float *dst = col + r * ldcol;
+        /* one run per output row oh: ow in [ow0, ow1), the first and last runs possibly partial */
+        for (int64_t q = q0, oh = oh_first, ow0 = ow_first; q < q1; ++oh, ow0 = 0) {
+            const int64_t ow1 = CNNC_MIN(OW, ow0 + (q1 - q));
+            const int64_t ih = oh * p->sh - p->pt + kh * p->dh;
+            const int64_t a = CNNC_MAX(ow0, CNNC_MIN(lo, ow1)), b = CNNC_MAX(a, CNNC_MIN(hi, ow1));
+            if (ih < 0 || ih >= H) {
+                memset(dst, 0, (size_t)(ow1 - ow0) * sizeof(float));
+            } else { /* dst[ow - ow0]: zeros before a, x in [a, b), zeros from b */
+                const float *xrow = xp + ih * W + kw * p->dw - p->pl;
+                for (int64_t ow = ow0; ow < a; ++ow) dst[ow - ow0] = 0.0f;
+                if (p->sw == 1) {
+                    if (b > a) copy_floats(dst + (a - ow0), xrow + a, b - a);
+                } else {
+                    for (int64_t ow = a; ow < b; ++ow) dst[ow - ow0] = xrow[ow * p->sw];
+                }
+                for (int64_t ow = b; ow < ow1; ++ow) dst[ow - ow0] = 0.0f;
+            }
+            dst += ow1 - ow0;
+            q += ow1 - ow0;
+        }
+    });
     return CNNC_OK;
 }
 
@@ -127,8 +170,7 @@ int cnnc_col2im(const cnnc_ctx *ctx, const cnnc_window2d *p, int64_t c0, int64_t
     if (p->layout == CNNC_NHWC) {
         const int64_t K = KH * KW * cg, rows = p->n * H;
         int nt = cnnc_threads(ctx, rows);
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-        for (int64_t r = 0; r < rows; ++r) {
+        CNNC_PARALLEL_FOR(nt, for (int64_t r = 0; r < rows; ++r) {
             const int64_t n = r / H, ih = r % H;
             float *drow = dx + (n * H + ih) * W * C + c0;
             if (cg == C) memset(drow, 0, (size_t)(W * C) * sizeof(float));
@@ -147,12 +189,11 @@ int cnnc_col2im(const cnnc_ctx *ctx, const cnnc_window2d *p, int64_t c0, int64_t
                     }
                 }
             }
-        }
+        });
     } else {
         const int64_t cols = p->n * OH * OW, planes = p->n * cg;
         int nt = cnnc_threads(ctx, planes * H);
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-        for (int64_t r = 0; r < planes * H; ++r) {
+        CNNC_PARALLEL_FOR(nt, for (int64_t r = 0; r < planes * H; ++r) {
             const int64_t n = r / (cg * H), c = (r / H) % cg, ih = r % H;
             float *d = dx + ((n * C + c0 + c) * H + ih) * W;
             memset(d, 0, (size_t)W * sizeof(float));
@@ -168,7 +209,7 @@ int cnnc_col2im(const cnnc_ctx *ctx, const cnnc_window2d *p, int64_t c0, int64_t
                     else for (int64_t ow = lo; ow < hi; ++ow) dd[ow * p->sw] += s[ow];
                 }
             }
-        }
+        });
     }
     return CNNC_OK;
 }

@@ -82,6 +82,32 @@ typedef struct {
 } cnnc_gemm_packers;
 cnnc_gemm_packers cnnc_gemm_packers_for(const cnnc_kernels *k);
 
+/* GEMMs with few rows (m <= max_m) skip packing: B is read once, in place.
+ * rows: c[m x w] = alpha * a[m x k] * b[k x w] + beta * c, a[i, p] = a[i * lda + p], b[p, j] =
+ *       b[p * ldb + j]; acc is m * w floats of scratch. For B stored k x n (no transpose).
+ * dots: c[i, j] = alpha * sum_p a[i * lda + p] * b[j * ldb + p] + beta * c[i, j], i < m, j < w: dot
+ *       products along k, for B stored n x k (transposed).
+ * beta == 0 means c is not read. Each element of c is computed the same way whatever w, j offset or
+ * thread, so results do not depend on how the columns are split. dispatch.c picks them per ISA. */
+typedef void (*cnnc_gemm_rows_fn)(int64_t m, int64_t w, int64_t k, const float *a, int64_t lda,
+                                  const float *b, int64_t ldb, float *acc, float *c, int64_t ldc,
+                                  const cnnc_gemm_params *params);
+typedef void (*cnnc_gemm_dots_fn)(int64_t m, int64_t w, int64_t k, const float *a, int64_t lda,
+                                  const float *b, int64_t ldb, float *c, int64_t ldc,
+                                  const cnnc_gemm_params *params);
+typedef struct {
+    int64_t max_m;   /* 0: no few-row path */
+    cnnc_gemm_rows_fn rows;
+    cnnc_gemm_dots_fn dots;
+} cnnc_gemm_small_fns;
+cnnc_gemm_small_fns cnnc_gemm_small_for(const cnnc_kernels *k);
+
+/* NCHW im2col of one image x[C, H, W] for the output pixels q in [q0, q1) only (q = oh * OW + ow):
+ * col[r * ldcol + q - q0], rows r = (c, kh, kw) of channels [c0, c0 + cg); p->n is not used. A block of
+ * columns of cnnc_im2col's matrix, so a convolution can work in cache-sized panels of pixels. */
+int cnnc_im2col_nchw_pixels(const cnnc_ctx *ctx, const cnnc_window2d *p, int64_t c0, int64_t cg,
+                            const float *x, int64_t q0, int64_t q1, float *col, int64_t ldcol);
+
 /* act(v) for one value: the scalar definition every vector path must agree with. */
 float cnnc_act_scalar(cnnc_act act, float v);
 int cnnc_act_valid(cnnc_act act);

@@ -127,3 +127,145 @@ def test_matmul_bit_identical_1_vs_2_threads(threads, rng):
     assert np.array_equal(c1, c2)
     assert np.array_equal(c1t, c2t)
     ref.assert_close(c1, ref.matmul(a, b), mag=ref.matmul_mag(a, b))
+
+
+# ---- few-row products (m below the micro-kernel's tile: B is read in place, not packed) -----------
+# Through the binding with explicit leading dimensions, alpha and beta: the C contract itself.
+from cnnc import _core  # noqa: E402
+
+SMALL_N = [1, 3, 8, 9, 17, 64, 100]
+SMALL_K = [1, 3, 8, 9, 31, 300]
+ALPHA_BETA = [(1.0, 0.0), (1.0, 1.0), (0.5, -2.0)]
+
+
+def _padded(rng, rows, cols, pad):
+    """A C-contiguous float32 buffer rows x (cols + pad): the matrix is its first cols columns."""
+    return rng.standard_normal((rows, cols + pad)).astype(np.float32)
+
+
+def _core_gemm(a_buf, b_buf, c_buf, ta, tb, m, n, k, alpha, beta):
+    _core.gemm(a_buf, b_buf, c_buf, int(ta), int(tb), m, n, k, a_buf.shape[1], b_buf.shape[1],
+               c_buf.shape[1], alpha, beta)
+
+
+def _small_case(rng, m, n, k, ta, tb, pad=3):
+    a = _padded(rng, k if ta else m, m if ta else k, pad)
+    b = _padded(rng, n if tb else k, k if tb else n, pad + 2)
+    c0 = _padded(rng, m, n, pad + 1)
+    return a, b, c0
+
+
+def _small_twin(a, b, c0, ta, tb, m, n, k, alpha, beta):
+    av = a[:, :m] if ta else a[:, :k]
+    bv = b[:, :k] if tb else b[:, :n]
+    prod = ref.matmul(av, bv, ta, tb)
+    want = alpha * prod + beta * c0[:, :n].astype(np.float64)
+    mag = abs(alpha) * ref.matmul_mag(av, bv, ta, tb) + abs(beta) * np.abs(c0[:, :n].astype(np.float64))
+    return want, mag
+
+
+@pytest.mark.parametrize("ta,tb", TRANS, ids=["NN", "NT", "TN", "TT"])
+@pytest.mark.parametrize("m", range(1, 8))
+def test_gemm_few_rows_grid(m, ta, tb, rng):
+    """m = 1..7 (the few-row path and the packed path on either side of the switch), odd and tiny n
+    and k, leading dimensions larger than the widths, alpha/beta variants; the padding columns of C
+    must stay untouched."""
+    for n in SMALL_N:
+        for k in SMALL_K:
+            for alpha, beta in ALPHA_BETA:
+                a, b, c0 = _small_case(rng, m, n, k, ta, tb)
+                c = c0.copy()
+                _core_gemm(a, b, c, ta, tb, m, n, k, alpha, beta)
+                want, mag = _small_twin(a, b, c0, ta, tb, m, n, k, alpha, beta)
+                ref.assert_close(c[:, :n], want, mag=mag, name=f"m{m} n{n} k{k} a{alpha} b{beta}")
+                assert np.array_equal(c[:, n:], c0[:, n:]), "columns past n were written"
+
+
+@pytest.mark.parametrize("tb", [False, True], ids=["NN", "NT"])
+@pytest.mark.parametrize("m", [1, 2, 3, 4, 5])
+def test_gemm_few_rows_special_values(m, tb, rng):
+    """beta = 0 does not read C (NaN there vanishes); a NaN in row i of A or in column j of op(B)
+    reaches exactly row i / column j of C; inf propagates."""
+    n, k = 37, 21
+    a, b, _ = _small_case(rng, m, n, k, False, tb, pad=0)
+    c = np.full((m, n), np.nan, np.float32)
+    _core_gemm(a, b, c, False, tb, m, n, k, 1.0, 0.0)
+    assert np.all(np.isfinite(c))
+    a2, b2 = a.copy(), b.copy()
+    a2[m - 1, 5] = np.nan
+    jb = 11
+    if tb:
+        b2[jb, 7] = np.nan
+    else:
+        b2[7, jb] = np.nan
+    c = np.zeros((m, n), np.float32)
+    _core_gemm(a2, b2, c, False, tb, m, n, k, 1.0, 1.0)
+    bad = np.zeros((m, n), bool)
+    bad[m - 1, :] = True
+    bad[:, jb] = True
+    assert np.array_equal(np.isnan(c), bad)
+    a3 = a.copy()
+    a3[0, 0] = np.inf
+    bcol0 = b[:n, 0] if tb else b[0, :n]
+    c = np.zeros((m, n), np.float32)
+    _core_gemm(a3, b, c, False, tb, m, n, k, 1.0, 0.0)
+    assert np.array_equal(np.isposinf(c[0]), bcol0 > 0) and np.array_equal(np.isneginf(c[0]), bcol0 < 0)
+
+
+@pytest.mark.parametrize("ta,tb", TRANS, ids=["NN", "NT", "TN", "TT"])
+@pytest.mark.parametrize("m", [1, 3, 4, 5])
+def test_gemm_few_rows_threads_bit_identical(m, ta, tb, threads, rng):
+    """Wide products (several column chunks, ragged last one) give the same bits on 1 and 2 threads."""
+    n, k = 4500 + m, 301
+    a, b, c0 = _small_case(rng, m, n, k, ta, tb, pad=1)
+    out = []
+    for t in (1, 2):
+        threads(t)
+        c = c0.copy()
+        _core_gemm(a, b, c, ta, tb, m, n, k, 1.0, 1.0)
+        out.append(c)
+    assert np.array_equal(out[0], out[1])
+    want, mag = _small_twin(a, b, c0, ta, tb, m, n, k, 1.0, 1.0)
+    ref.assert_close(out[0][:, :n], want, mag=mag)
+
+
+def test_gemm_few_rows_isa_paths_agree(rng):
+    """The vector few-row kernels and the portable ones agree (to rounding) on the same operands."""
+    if not _core.cpu_supports("avx2"):
+        pytest.skip("no AVX2 on this CPU")
+    before = _core.arch_name()
+    got = {}
+    try:
+        for arch in ("generic", "avx2"):
+            assert _core._init_arch(arch) == arch
+            for m in (1, 2, 3, 4):
+                for tb in (False, True):
+                    a, b, c0 = _small_case(np.random.default_rng(m), m, 203, 77, False, tb)
+                    c = c0.copy()
+                    _core_gemm(a, b, c, False, tb, m, 203, 77, 0.5, -2.0)
+                    got[arch, m, tb] = (c, _small_twin(a, b, c0, False, tb, m, 203, 77, 0.5, -2.0))
+    finally:
+        _core._init_arch(before)
+    for (arch, m, tb), (c, (want, mag)) in got.items():
+        ref.assert_close(c[:, :203], want, mag=mag, name=f"{arch} m{m} tb{tb}")
+        other = got["avx2" if arch == "generic" else "generic", m, tb][0]
+        ref.assert_close(c[:, :203], other[:, :203].astype(np.float64), mag=mag)
+
+
+@pytest.mark.parametrize("ta", [False, True], ids=["N", "T"])
+@pytest.mark.parametrize("m", [1, 2, 3, 4])
+def test_gemm_few_rows_same_bits_as_packed_path(m, ta, rng):
+    """B stored k x n: the few-row product gives the bits of the packed path (which a product with 6
+    rows takes: its first m rows), k spanning several k blocks, alpha/beta applied per block alike."""
+    n, k = 45, 700
+    a6 = rng.standard_normal((6, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    c0 = rng.standard_normal((6, n)).astype(np.float32)
+    for alpha, beta in ALPHA_BETA:
+        a_store = np.ascontiguousarray(a6.T) if ta else a6
+        packed = c0.copy()
+        _core.gemm(a_store, b, packed, int(ta), 0, 6, n, k, 6 if ta else k, n, n, alpha, beta)
+        a_few = np.ascontiguousarray(a6[:m].T) if ta else np.ascontiguousarray(a6[:m])
+        few = c0[:m].copy()
+        _core.gemm(a_few, b, few, int(ta), 0, m, n, k, m if ta else k, n, n, alpha, beta)
+        assert np.array_equal(few, packed[:m]), (alpha, beta)

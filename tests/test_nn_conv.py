@@ -343,3 +343,59 @@ def test_conv2d_large_multi_chunk(data_format, rng):
     for g, r, m, name in zip(got, ref.conv2d_grad(x, w, dy, **kw),
                              ref.conv2d_grad_mag(x, w, dy, **kw), ("dx", "dw", "db")):
         ref.assert_close(g, r, mag=m, name=name)
+
+
+# ---- NCHW forward in pixel panels ----------------------------------------------------------------
+# The NCHW forward pass builds its column matrix in panels of output pixels when the whole-image one
+# would exceed ~1 MiB; these shapes span two or more panels, with a ragged last one, and panel edges
+# that fall inside output rows. With 2 threads, cases with few panels share each panel between the
+# threads, cases with many (batch x groups x panels) give each thread whole panels.
+# name, n, h, w, c, cout, (kh, kw), strides, padding, dilations, groups
+PANEL_CASES = [
+    ("panels_same", 1, 40, 43, 32, 5, (3, 3), 1, "same", 1, 1),
+    ("panels_pad_asym_s2x1", 2, 75, 77, 16, 7, (3, 5), (2, 1), ((2, 1), (0, 3)), 1, 1),
+    ("panels_dil2", 1, 60, 61, 24, 3, (3, 3), 1, "same", 2, 1),
+    ("panels_groups2", 1, 50, 53, 64, 8, (3, 3), 1, "valid", 1, 2),
+    # enough (image, group, panel) tasks for threads to take whole panels
+    ("panels_batch3_groups2", 3, 50, 53, 64, 8, (3, 3), (1, 2), ((1, 0), (2, 1)), (1, 2), 2),
+    ("panels_small_k", 1, 120, 121, 3, 17, (3, 3), 1, 1, 1, 1),
+    ("panels_k7_s2", 1, 151, 149, 3, 4, (7, 7), 2, 3, 1, 1),
+]
+PANEL_IDS = [c[0] for c in PANEL_CASES]
+
+
+def _nchw_col_bytes(case):
+    _, n, h, w, c, cout, (kh, kw), strides, padding, dil, groups = case
+    x = np.zeros((n, c, h, w), np.float32)
+    col = nn.im2col(x[:1, : c // groups], (kh, kw), strides=strides, padding=padding, dilations=dil,
+                    data_format="NCHW")
+    return col.nbytes
+
+
+@pytest.mark.parametrize("case", PANEL_CASES, ids=PANEL_IDS)
+def test_conv2d_nchw_panels(case, threads, rng):
+    assert _nchw_col_bytes(case) > 1 << 20, "the case must need more than one panel"
+    x, w, b, kw = make_inputs(rng, case, "NCHW")
+    out = {}
+    for t in (1, 2):
+        threads(t)
+        out[t] = (nn.conv2d(x, w, b, **kw), nn.conv2d(x, w, None, activation="relu", **kw))
+    assert np.array_equal(out[1][0], out[2][0]) and np.array_equal(out[1][1], out[2][1])
+    y, yr = out[1]
+    ref.assert_close(y, ref.conv2d(x, w, b, **kw), mag=ref.conv2d_mag(x, w, b, **kw))
+    want = ref.conv2d(x, w, None, **kw)
+    ref.assert_close(yr, np.maximum(want, 0.0), mag=ref.conv2d_mag(x, w, None, **kw))
+
+
+@pytest.mark.parametrize("case", [c for c in PANEL_CASES if c[-1] == 1], ids=lambda c: c[0])
+def test_conv2d_nchw_panels_equal_one_gemm(case, rng):
+    """Without bias, each image's output is bit for bit the GEMM of the weights with the whole-image
+    column matrix: working in panels changes which columns a GEMM call sees, never the arithmetic."""
+    x, w, _, kw = make_inputs(rng, case, "NCHW", bias=False)
+    y = nn.conv2d(x, w, None, **kw)
+    cout = w.shape[0]
+    for i in range(x.shape[0]):
+        col = nn.im2col(x[i:i + 1], w.shape[2:], strides=kw["strides"], padding=kw["padding"],
+                        dilations=kw["dilations"], data_format="NCHW")
+        direct = nn.matmul(w.reshape(cout, -1), col)
+        assert np.array_equal(y[i].reshape(cout, -1), direct)

@@ -12,4 +12,17 @@ void cnnc_f32_gemm_ukernel_6x16__avx2(int64_t k, const float *ap, const float *b
 /* Transposing packs for full panels: dst[p * W + i] = src[i * ld + p], i < W, p < kc. */
 void cnnc_f32_pack_gather6__avx2(int64_t kc, const float *src, int64_t ld, float *dst);
 void cnnc_f32_pack_gather16__avx2(int64_t kc, const float *src, int64_t ld, float *dst);
+/* Few-row GEMM kernels (m <= 4, B read in place; contracts at cnnc_gemm_small_fns in internal.h). */
+void cnnc_f32_gemm_rows__generic(int64_t m, int64_t w, int64_t k, const float *a, int64_t lda,
+                                 const float *b, int64_t ldb, float *acc, float *c, int64_t ldc,
+                                 const cnnc_gemm_params *params);
+void cnnc_f32_gemm_dots__generic(int64_t m, int64_t w, int64_t k, const float *a, int64_t lda,
+                                 const float *b, int64_t ldb, float *c, int64_t ldc,
+                                 const cnnc_gemm_params *params);
+void cnnc_f32_gemm_rows__avx2(int64_t m, int64_t w, int64_t k, const float *a, int64_t lda,
+                              const float *b, int64_t ldb, float *acc, float *c, int64_t ldc,
+                              const cnnc_gemm_params *params);
+void cnnc_f32_gemm_dots__avx2(int64_t m, int64_t w, int64_t k, const float *a, int64_t lda,
+                              const float *b, int64_t ldb, float *c, int64_t ldc,
+                              const cnnc_gemm_params *params);
 #endif
