@@ -6,8 +6,8 @@
  * the 36 multiplications per tile and channel pair of a direct 3x3 convolution become 16, and the sum
  * over input channels of U . V is 16 independent GEMMs (one per position xi of the 4x4 block):
  *   M_xi[tiles, Cout] = V_xi[tiles, Cin] * U_xi[Cin, Cout].
- * Tiles are processed in chunks whose V and M stay under WG_BUDGET bytes; the weight transform is done
- * once per call. Both layouts use the same GEMM orientation (the transforms gather and scatter).
+ * Tiles are processed in chunks whose V and M stay under WG_BUDGET bytes (but of at least WG_MIN_CHUNK
+ * tiles: each chunk's GEMMs repack U); the weight transform is done once per call. Both layouts use the same GEMM orientation (the transforms gather and scatter).
  * Every output element is computed by one thread in a fixed order, so results do not depend on the
  * thread count; they differ from im2col + GEMM by rounding: the error is a few float32 ulps of the
  * largest |input| x |weight| products of the tile's 4x4 input block (not only of each output's own 3x3
@@ -20,6 +20,7 @@
 #include "winograd.h"
 
 #define WG_BUDGET ((int64_t)2 << 20) /* bytes of V + M per chunk of tiles */
+#define WG_MIN_CHUNK 128 /* tiles per chunk at least, whatever the budget */
 #define WG_MIN_TILES 64               /* fewer tiles: the weight transform would not pay for itself */
 #define WG_MIN_CHANNELS 16
 #define CB 32 /* channels per block in the transforms: the inner loops run over them and vectorise */
@@ -45,7 +46,8 @@ static int wg_shape_of(const cnnc_conv2d_params *p, wg_shape *s) {
     /* bytes checked for overflow: U, and one tile's V + M */
     if (cnnc_mul_ok(cnnc_mul_ok(16 * 4, s->cin), s->cout) < 0 || s->cin + s->cout > INT64_MAX / 64) return 0;
     const int64_t per_tile = 16 * 4 * (s->cin + s->cout);
-    s->chunk = CNNC_MAX(1, CNNC_MIN(s->tiles, WG_BUDGET / per_tile));
+    /* within the budget, but at least WG_MIN_CHUNK tiles: the GEMMs repack U per chunk */
+    s->chunk = CNNC_MIN(s->tiles, CNNC_MAX(WG_MIN_CHUNK, WG_BUDGET / per_tile));
     s->chunk = CNNC_CEIL_DIV(s->tiles, CNNC_CEIL_DIV(s->tiles, s->chunk)); /* even chunks */
     return 1;
 }
