@@ -7,7 +7,9 @@
  * over input channels of U . V is 16 independent GEMMs (one per position xi of the 4x4 block):
  *   M_xi[tiles, Cout] = V_xi[tiles, Cin] * U_xi[Cin, Cout].
  * Tiles are processed in chunks whose V and M stay under WG_BUDGET bytes (but of at least WG_MIN_CHUNK
- * tiles: each chunk's GEMMs repack U); the weight transform is done once per call. Both layouts use the same GEMM orientation (the transforms gather and scatter).
+ * tiles: each chunk's GEMMs repack U); the weight transform is done once per call. Both layouts use
+ * the same GEMM orientation (the transforms gather and scatter). The data gradient of such a
+ * convolution is one too (flipped, transposed filters, padding 2 - p): cnnc_winograd_data_grad.
  * Every output element is computed by one thread in a fixed order, so results do not depend on the
  * thread count; they differ from im2col + GEMM by rounding: the error is a few float32 ulps of the
  * largest |input| x |weight| products of the tile's 4x4 input block (not only of each output's own 3x3
@@ -20,7 +22,7 @@
 #include "winograd.h"
 
 #define WG_BUDGET ((int64_t)2 << 20) /* bytes of V + M per chunk of tiles */
-#define WG_MIN_CHUNK 128 /* tiles per chunk at least, whatever the budget */
+#define WG_MIN_CHUNK 128             /* tiles per chunk at least, whatever the budget */
 #define WG_MIN_TILES 64               /* fewer tiles: the weight transform would not pay for itself */
 #define WG_MIN_CHANNELS 16
 #define CB 32 /* channels per block in the transforms: the inner loops run over them and vectorise */
