@@ -403,7 +403,13 @@ def test_structure_flips_of_onnx_bundles_under_asan(tmp_path, name, stride):
     path = ROOT / "tests" / "data" / "onnx" / f"{name}.onnx"
     if not path.exists():
         pytest.skip(f"{path} is missing")
-    good = deploy.bundle_bytes(str(path))
+    fixed = _structure_flips(tmp_path, deploy.bundle_bytes(str(path)), stride)
+    assert any(v[0] != 0 for v in fixed.values())
+
+
+def _structure_flips(tmp_path, good, stride=1):
+    """Replay every stride-th single-byte corruption before the weights of a bundle, size and checksum
+    rewritten; asserts that whatever loads and plans also runs; returns the replay results."""
     woff = struct.unpack_from("<q", good, 64)[0]
     files = {}
     for pos in range(32, woff, stride):
@@ -413,7 +419,7 @@ def test_structure_flips_of_onnx_bundles_under_asan(tmp_path, name, stride):
     fixed = _replay(tmp_path, files, fix_crc=True)
     bad_runs = [(k, v) for k, v in fixed.items() if v[2] not in ("0", "-")]
     assert not bad_runs, f"bundles that loaded and planned but failed to run: {bad_runs[:10]}"
-    assert any(v[0] != 0 for v in fixed.values())
+    return fixed
 
 
 def test_structure_flips_of_a_bundle_with_the_newer_ops_under_asan(tmp_path):
@@ -421,16 +427,7 @@ def test_structure_flips_of_a_bundle_with_the_newer_ops_under_asan(tmp_path):
     broadcasting matmul, aliases of 1-D operands), size and checksum rewritten: none crashes; whatever
     loads and plans also runs."""
     pytest.importorskip("onnx")
-    good = deploy.bundle_bytes(_new_ops_model()[0])
-    woff = struct.unpack_from("<q", good, 64)[0]
-    files = {}
-    for pos in range(32, woff):
-        b = bytearray(good)
-        b[pos] ^= 0xFF if pos % 2 else 0x01
-        files[f"flip{pos:05d}"] = bytes(b)
-    fixed = _replay(tmp_path, files, fix_crc=True)
-    bad_runs = [(k, v) for k, v in fixed.items() if v[2] not in ("0", "-")]
-    assert not bad_runs, f"bundles that loaded and planned but failed to run: {bad_runs[:10]}"
+    fixed = _structure_flips(tmp_path, deploy.bundle_bytes(_new_ops_model()[0]))
     n_loaded = sum(v[0] == 0 for v in fixed.values())
     assert 0 < n_loaded < len(fixed)
 
