@@ -161,12 +161,7 @@ int cnnc_bias_act_rows(const cnnc_ctx *ctx, int64_t rows, int64_t cols, const fl
     const int64_t per = CNNC_MAX(1, GRAIN / cols), items = CNNC_CEIL_DIV(rows, per);
     int nt = cnnc_threads(ctx, items);
     CNNC_PARALLEL_FOR(nt, for (int64_t t = 0; t < items; ++t) {
-        for (int64_t r = t * per; r < CNNC_MIN(rows, (t + 1) * per); ++r) {
-            float *row = y + r * cols;
-            if (b)
-                for (int64_t j = 0; j < cols; ++j) row[j] += b[j];
-            act_range(act, row, row, 0, cols);
-        }
+        for (int64_t r = t * per; r < CNNC_MIN(rows, (t + 1) * per); ++r) cnnc_bias_act_span(act, b, y + r * cols, cols);
     });
     return CNNC_OK;
 }

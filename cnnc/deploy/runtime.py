@@ -174,7 +174,32 @@ class Runtime:
         return outs[0] if len(outs) == 1 else outs
 
 
-class SequentialRunner:
+class _ExternalConstsRunner:
+    """A lowered graph written without its weights, run by the C runtime with constants the caller
+    passes at each call (the base of the Sequential and InferenceSession runners)."""
+
+    def _load(self, g, plan_batch=1):
+        self._m = _core.BundleModel(np.frombuffer(g.to_bytes(plan_batch, external_consts=True), dtype=np.uint8))
+        self._sizes = [int(np.prod(s, dtype=np.int64)) for s in self._m.const_shapes()]
+        self._lock = threading.Lock()
+
+    def arena_parts(self, batch_size):
+        """(tensor plan bytes, workspace bytes) of a run of this batch size."""
+        with self._lock:
+            return tuple(int(v) for v in self._m.prepare(int(batch_size))[1:])
+
+    def _call(self, batch, inputs, outputs, consts):
+        """One run into outputs; the arena is allocated for the call (through cnnc's accounting)."""
+        dummy = np.zeros(1, np.float32)  # the binding wants a buffer even for an empty tensor
+        with self._lock:
+            need = int(self._m.prepare(batch)[0])
+            arena = _alloc.empty(max(need, 1), np.uint8)
+            self._m.run([a if a.size else dummy for a in inputs], [o if o.size else dummy for o in outputs],
+                        arena, consts, self._sizes)
+            del arena
+
+
+class SequentialRunner(_ExternalConstsRunner):
     """Inference of a built Sequential through the C runtime, reading the model's weights at each call
     (the bundle is written without them), so training, set_weights and in-place edits are seen.
 
@@ -186,10 +211,8 @@ class SequentialRunner:
         self._sources = g.const_sources()
         if any(s is None for s in self._sources):
             raise BundleError("internal: a constant of the lowered model has no source")
-        self._m = _core.BundleModel(np.frombuffer(g.to_bytes(1, external_consts=True), dtype=np.uint8))
-        self._sizes = [int(np.prod(s, dtype=np.int64)) for s in self._m.const_shapes()]
+        self._load(g)
         self.input_shape = tuple(self._m.shape(True, 0, 1)[1:])
-        self._lock = threading.Lock()
 
     def consts(self):
         """The constants as the model holds them now, or None when their sizes no longer match the
@@ -199,24 +222,14 @@ class SequentialRunner:
             return None
         return out
 
-    def arena_parts(self, batch_size):
-        """(tensor plan bytes, workspace bytes) of a run of this batch size."""
-        with self._lock:
-            return tuple(int(v) for v in self._m.prepare(int(batch_size))[1:])
-
     def run(self, x, consts):
         """Outputs for x (C-contiguous float32 of shape (batch,) + input_shape)."""
-        batch = x.shape[0]
-        out = _alloc.empty(self._m.shape(False, 0, batch), np.float32)
-        with self._lock:
-            need = int(self._m.prepare(batch)[0])
-            arena = _alloc.empty(max(need, 1), np.uint8)
-            self._m.run([x], [out], arena, consts, self._sizes)
-            del arena
+        out = _alloc.empty(self._m.shape(False, 0, x.shape[0]), np.float32)
+        self._call(x.shape[0], [x], [out], consts)
         return out
 
 
-class SessionRunner:
+class SessionRunner(_ExternalConstsRunner):
     """One input signature of an InferenceSession run by the C runtime: the graph lowered for those
     fixed shapes and written without weights; the constants are the session's own arrays (shared, not
     copied), passed at each call. Raises BundleError when an op or dtype has no C lowering."""
@@ -225,8 +238,7 @@ class SessionRunner:
         from . import _lower
         g = _lower.for_session(sess, trace)
         self._consts = g.const_arrays()
-        self._m = _core.BundleModel(np.frombuffer(g.to_bytes(external_consts=True), dtype=np.uint8))
-        self._sizes = [int(np.prod(s, dtype=np.int64)) for s in self._m.const_shapes()]
+        self._load(g, g.fixed_batch)
         if [a.size for a in self._consts] != self._sizes:
             raise BundleError("internal: the constants do not match the lowered graph")
         self.input_names = self._m.names(True)
@@ -234,7 +246,6 @@ class SessionRunner:
         self._batch = int(self._m.fixed_batch)
         self._in_shapes = [self._m.shape(True, i, self._batch) for i in range(len(self.input_names))]
         self._out_shapes = [self._m.shape(False, i, self._batch) for i in range(len(self.output_names))]
-        self._lock = threading.Lock()
 
     def run(self, feeds):
         """{output name: array} for feeds {input name: float32 array of the traced shape}."""
@@ -242,11 +253,5 @@ class SessionRunner:
         if any(x.shape != s for x, s in zip(xs, self._in_shapes)):
             raise ValueError("internal: the feeds do not have the shapes this runner was lowered for")
         outs = [_alloc.empty(s, np.float32) for s in self._out_shapes]
-        dummy = np.zeros(1, np.float32)  # the binding wants a buffer even for an empty tensor
-        with self._lock:
-            need = int(self._m.prepare(self._batch)[0])
-            arena = _alloc.empty(max(need, 1), np.uint8)
-            self._m.run([x if x.size else dummy for x in xs], [o if o.size else dummy for o in outs], arena,
-                        self._consts, self._sizes)
-            del arena
+        self._call(self._batch, xs, outs, self._consts)
         return dict(zip(self.output_names, outs))

@@ -258,13 +258,14 @@ class InferenceSession:
         values = self._check_feed(input_feed)
         from .. import _config
         limit = _config.thread_limit(self._threads) if self._threads else contextlib.nullcontext()
+        sig = self._signature(values)
         with limit:
-            outs = self._run_compiled(values)
+            outs = self._run_compiled(sig, values)
             if outs is None:
                 plan = self._plan
                 every = set(output_names) == set(self._output_names)
                 steps = range(len(plan)) if every else self._needed(output_names)
-                seen = self._trace_for(values) if every else None
+                seen = self._trace_for(sig, values) if every else None
                 self._execute(values, steps, seen)
                 outs = values
         result = []
@@ -285,9 +286,8 @@ class InferenceSession:
     def _signature(values):
         return tuple(sorted((n, a.dtype.str, a.shape) for n, a in values.items()))
 
-    def _trace_for(self, values):
+    def _trace_for(self, sig, values):
         """A dict to record this run's value shapes into, when its signature is new (else None)."""
-        sig = self._signature(values)
         if sig in self._signatures or len(self._signatures) >= self._MAX_SIGNATURES:
             return None
         seen = {n: (a.shape, a.dtype) for n, a in values.items()}
@@ -296,9 +296,8 @@ class InferenceSession:
         self._signatures[sig] = seen
         return seen
 
-    def _run_compiled(self, values):
+    def _run_compiled(self, sig, values):
         """The outputs {name: array} of a C-runtime run, or None when this signature has none (yet)."""
-        sig = self._signature(values)
         entry = self._signatures.get(sig)
         if entry is None or entry is False:
             return None
