@@ -3,8 +3,8 @@
 One extension module, cnnc._core, compiled from cnnc/_core.pyx and every .c file under src_c/.
 Files under src_c/arch/<isa>/ get that ISA's compiler flags and nothing else does, so the default
 objects run on any x86-64 (or other) CPU; the ISA path is picked at run time. No -march=native and
-no -ffast-math. OpenMP is used when the compiler supports it; without it the build says so and the
-library runs single-threaded.
+no -ffast-math. The thread pool (src_c/threads.c) needs POSIX threads; without them (or with
+CNNC_NO_THREADS=1) the build says so and the library runs single-threaded.
 """
 import os
 import platform
@@ -52,7 +52,8 @@ def compiler_accepts(compiler, flags, code):
             return False
 
 
-OMP_PROBE = "#include <omp.h>\nint main(void){int n=0;\n#pragma omp parallel\n{n=omp_get_num_threads();}\nreturn n<1;}\n"
+THREAD_PROBE = ("#include <pthread.h>\nstatic void *f(void *a){return a;}\n"
+                "int main(void){pthread_t t; if (pthread_create(&t, 0, f, 0)) return 1; return pthread_join(t, 0);}\n")
 
 
 class BuildExt(build_ext):
@@ -60,23 +61,23 @@ class BuildExt(build_ext):
         compiler = self.compiler
         is_msvc = compiler.compiler_type == "msvc"
         base = ["/O2"] if is_msvc else ["-O3", "-std=c11", "-fno-math-errno", "-Wall",
-                                        "-Wno-unknown-pragmas", "-Wno-unused-function"]
-        omp_cflags, omp_ldflags = [], []
-        if os.environ.get("CNNC_NO_OPENMP"):
-            print("cnnc: OpenMP disabled by CNNC_NO_OPENMP; the library will run single-threaded")
+                                        "-Wno-unused-function"]
+        thread_cflags, thread_ldflags = [], []
+        if os.environ.get("CNNC_NO_THREADS"):
+            print("cnnc: threads disabled by CNNC_NO_THREADS; the library will run single-threaded")
+            thread_cflags = ["/DCNNC_NO_THREADS"] if is_msvc else ["-DCNNC_NO_THREADS"]
         elif is_msvc:
-            omp_cflags = ["/openmp"]
-        elif compiler_accepts(compiler, ["-fopenmp"], OMP_PROBE):
-            omp_cflags, omp_ldflags = ["-fopenmp"], ["-fopenmp"]
-        else:
-            print("cnnc: WARNING: the C compiler has no OpenMP support; building without it. "
+            print("cnnc: WARNING: no thread pool for this compiler (it needs POSIX threads); "
                   "cnnc will run single-threaded.")
-        if not omp_cflags and not is_msvc:
-            # The thread counts the kernels compute feed only their OpenMP pragmas.
-            base += ["-Wno-unused-variable", "-Wno-unused-but-set-variable"]
+        elif compiler_accepts(compiler, ["-pthread"], THREAD_PROBE):
+            thread_cflags, thread_ldflags = ["-pthread"], ["-pthread"]
+        else:
+            print("cnnc: WARNING: the C compiler cannot build with POSIX threads; building without them. "
+                  "cnnc will run single-threaded.")
+            thread_cflags = ["-DCNNC_NO_THREADS"]
         for ext in self.extensions:
-            ext.extra_compile_args = base + omp_cflags
-            ext.extra_link_args = omp_ldflags
+            ext.extra_compile_args = base + thread_cflags
+            ext.extra_link_args = thread_ldflags
 
         # Per-file ISA flags: wrap the compiler's single-file compile step.
         original = compiler._compile

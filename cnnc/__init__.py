@@ -1,20 +1,10 @@
 """cnnc - convolutional neural networks on the CPU.
 
-A C core (OpenMP, SIMD micro-kernels chosen at run time) for convolution, pooling, dense layers,
+A C core (a thread pool, SIMD micro-kernels chosen at run time) for convolution, pooling, dense layers,
 activations and batch normalization, forward and backward, with a NumPy-facing functional API in
 cnnc.nn.
 """
 __version__ = "0.1.0"
-
-import os as _os
-
-# OpenMP workers must not keep spinning on the cores after a kernel returns: on a shared or busy
-# machine spinning threads starve everyone (including the next kernel). Unless the user chose a policy,
-# GNU OpenMP spins briefly (about 10-30 us) and then sleeps; LLVM's runtime sleeps after 1 ms.
-# These are read when the OpenMP runtime loads, i.e. with cnnc._core just below.
-if not any(k in _os.environ for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")):
-    _os.environ["GOMP_SPINCOUNT"] = "10000"
-    _os.environ["KMP_BLOCKTIME"] = "1"
 
 try:
     from . import _core

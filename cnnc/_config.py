@@ -5,7 +5,7 @@ import warnings
 
 from . import _core
 
-_core.set_num_threads(_core.default_threads())  # honours OMP_NUM_THREADS
+_core.set_num_threads(_core.default_threads())  # OMP_NUM_THREADS, else the CPUs this process may use
 _core._init_arch(os.environ.get("CNNC_ARCH"))
 
 
@@ -15,8 +15,8 @@ def set_num_threads(n):
         raise TypeError(f"set_num_threads: n must be an int, received {n!r}")
     if n < 1:
         raise ValueError(f"set_num_threads: n must be >= 1, received {n}")
-    if n > 1 and not _core.has_openmp():
-        warnings.warn(f"set_num_threads({n}): this build of cnnc has no OpenMP and runs single-threaded",
+    if n > 1 and not _core.has_threads():
+        warnings.warn(f"set_num_threads({n}): this build of cnnc has no thread support and runs single-threaded",
                       RuntimeWarning, stacklevel=2)
     _core.set_num_threads(n)
 
@@ -35,18 +35,18 @@ def thread_limit(n):
 
 
 def get_num_threads():
-    """The thread count set for cnnc's kernels (a build without OpenMP uses 1 whatever it is)."""
+    """The thread count set for cnnc's kernels (a build without threads uses 1 whatever it is)."""
     return _core.get_num_threads()
 
 
 def show_config(print_=True):
-    """Describe this build and machine: version, OpenMP, threads, SIMD path. Returns a dict."""
+    """Describe this build and machine: version, thread support, threads, SIMD path. Returns a dict."""
     from . import __version__
     cfg = {
         "version": __version__,
         "c_core_version": _core.__c_version__,
-        "openmp": _core.has_openmp(),
-        "threads": get_num_threads() if _core.has_openmp() else 1,  # threads the kernels use
+        "thread_pool": _core.has_threads(),
+        "threads": get_num_threads() if _core.has_threads() else 1,  # threads the kernels use
         "simd": _core.arch_name(),
         "simd_supported": [a for a in ("generic", "avx2", "avx512") if _core.cpu_supports(a)],
         "gemm_blocking": _core.gemm_blocking(),

@@ -31,15 +31,23 @@ cdef extern from "cnnc.h" nogil:
         int arch
         int64_t mr, nr, mc, kc, nc
 
+    ctypedef struct cnnc_pool:
+        pass
+
     ctypedef struct cnnc_ctx:
         cnnc_kernels k
         int nthreads
+        cnnc_pool *pool
+
+    cnnc_pool *cnnc_pool_create(int nthreads)
+    void cnnc_pool_free(cnnc_pool *pool)
+    int cnnc_pool_threads(const cnnc_pool *pool)
 
     const char *cnnc_strerror(int code)
     int cnnc_ctx_init(cnnc_ctx *ctx, int arch, int nthreads)
     int cnnc_cpu_supports(int arch)
     const char *cnnc_arch_name(int arch)
-    int cnnc_has_openmp()
+    int cnnc_has_threads()
     int cnnc_default_threads()
 
     int64_t cnnc_gemm_workspace_size(const cnnc_ctx *ctx, int64_t m, int64_t n, int64_t k)
@@ -148,6 +156,7 @@ cdef extern from "cnnc.h" nogil:
         pass
     int cnnc_model_load_msg(const void *bytes, int64_t len, cnnc_model **model, char *msg, int64_t msg_size)
     void cnnc_model_free(cnnc_model *model)
+    int cnnc_model_set_pool(cnnc_model *model, cnnc_pool *pool)
     int cnnc_model_set_threads(cnnc_model *model, int nthreads)
     int cnnc_model_set_arch(cnnc_model *model, int arch)
     int cnnc_model_num_inputs(const cnnc_model *model)

@@ -52,8 +52,8 @@ def cpu_supports(name):
     return bool(cnnc_cpu_supports(_ARCH_BY_NAME[name]))
 
 
-def has_openmp():
-    return bool(cnnc_has_openmp())
+def has_threads():
+    return bool(cnnc_has_threads())
 
 
 def default_threads():
@@ -92,10 +92,61 @@ def effective_threads():
     return _ctx().nthreads
 
 
+# The thread pool the calls run their parallel loops on, created at the first call that wants more
+# than one thread and replaced by a larger one when a call wants more threads than it has. A replaced
+# pool is kept (a call on another thread may still be using it). A forked child starts without one:
+# the parent's worker threads do not exist there.
+cdef class _Pool:
+    cdef cnnc_pool *p
+    cdef object pid
+
+    def __dealloc__(self):
+        if self.p != NULL and self.pid == os.getpid():
+            cnnc_pool_free(self.p)
+
+
+cdef cnnc_pool *_pool = NULL
+cdef int _pool_threads = 1
+_pools = []
+
+
+cdef cnnc_pool *_pool_for(int n):
+    global _pool, _pool_threads
+    if n <= 1:
+        return NULL
+    if n > _pool_threads:
+        want = min(n, 255)
+        holder = _Pool()
+        holder.p = cnnc_pool_create(want)
+        holder.pid = os.getpid()
+        if holder.p != NULL:
+            _pools.append(holder)
+            _pool = holder.p
+        _pool_threads = want  # on failure (no thread support, out of resources), do not retry
+    return _pool
+
+
+def _forget_pools():
+    global _pool, _pool_threads
+    _pool = NULL
+    _pool_threads = 1
+    _pools.clear()  # __dealloc__ sees another pid: the threads are not freed, they do not exist here
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pools)
+
+
+def pool_threads():
+    """Threads of the pool calls use now (1 before any call wanted more)."""
+    return cnnc_pool_threads(_pool)
+
+
 cdef inline cnnc_ctx _ctx():
     cdef cnnc_ctx c = _base
     n = getattr(_local, "nthreads", None)
     c.nthreads = _nthreads if n is None else n
+    c.pool = _pool_for(c.nthreads)
     return c
 
 

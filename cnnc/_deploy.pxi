@@ -57,6 +57,7 @@ cdef class BundleModel:
             self.prepared_batch = 0
             cnnc_model_set_arch(self.m, ctx.k.arch)
             cnnc_model_set_threads(self.m, ctx.nthreads)
+            cnnc_model_set_pool(self.m, ctx.pool)  # the process's pool (kept alive by _pools)
             r = cnnc_model_arena_size(self.m, batch)
             if r < 0:
                 raise ValueError(f"batch {batch}: {cnnc_strerror(<int>r).decode()}")

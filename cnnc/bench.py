@@ -377,13 +377,13 @@ def describe_machine(ctx):
     return [
         f"machine: {cpu}, {cfg['cpu_count']} logical CPUs, load average {load}; Python {platform.python_version()}",
         f"cnnc {cfg['version']} (C core {cfg['c_core_version']}): SIMD {cfg['simd']} (supported "
-        f"{', '.join(cfg['simd_supported'])}), OpenMP {'on' if cfg['openmp'] else 'off'}, "
+        f"{', '.join(cfg['simd_supported'])}), thread pool {'on' if cfg['thread_pool'] else 'off'}, "
         f"GEMM blocking {cfg['gemm_blocking']}",
         "versions: " + ", ".join(versions),
         f"threads: each row sets cnnc, numpy's BLAS, ONNX Runtime (intra-op, spinning off) and torch to its "
         f"count{'' if nt.available else '; numpy.matmul* runs with its default thread count (no way to set it found)'}"
         f"; OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT', '-')}, "
-        f"GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT', '-')}",
+        f"CNNC_SPIN_US={os.environ.get('CNNC_SPIN_US', '-')}",
     ]
 
 

@@ -16,7 +16,7 @@ def _demo(args):
         cnnc.set_num_threads(args.threads)
     cfg = cnnc.show_config(print_=False)
     print(f"cnnc {cfg['version']}: SIMD path {cfg['simd']} (supported: {', '.join(cfg['simd_supported'])}), "
-          f"OpenMP {'on' if cfg['openmp'] else 'off'}, {cfg['threads']} thread(s)")
+          f"thread pool {'on' if cfg['thread_pool'] else 'off'}, {cfg['threads']} thread(s)")
     rng = np.random.default_rng(args.seed)
     n = args.batch
     x = rng.random((n, 28, 28, 1), dtype=np.float32)

@@ -127,102 +127,99 @@ static void act_backward_range(cnnc_act act, const float *restrict x, const floa
     }
 }
 
-// y[size] = act(x[size])
-int cnnc_act_forward(const cnnc_ctx *ctx, cnnc_act act, int64_t size, const float *x, float *y) {
-    if (size < 0 || !x || !y || !cnnc_act_valid(act)) return CNNC_EINVAL;
-    const int64_t items = CNNC_CEIL_DIV(size, GRAIN);
-    int nt = cnnc_threads(ctx, items);
-    CNNC_PARALLEL_FOR(nt, for (int64_t t = 0; t < items; ++t) act_range(act, x, y, t * GRAIN, CNNC_MIN(size, (t + 1) * GRAIN)););
-    return CNNC_OK;
+/* ---- the parallel loops' items ---------------------------------------------------------------- */
+typedef struct {
+    cnnc_act act;
+    const float *x; /* input (bias for the bias_act loops) */
+    float *y;       /* output (in place for the bias_act loops) */
+    const float *y_in, *dy;
+    int64_t cols, plane;
+} act_job;
+
+static void act_task(void *arg, int64_t lo, int64_t hi, int slot) {
+    const act_job *j = (const act_job *)arg;
+    (void)slot;
+    act_range(j->act, j->x, j->y, lo, hi);
 }
 
-// dx[size] = dy * act'(x)
-int cnnc_act_backward(const cnnc_ctx *ctx, cnnc_act act, int64_t size, const float *x, const float *y,
-                      const float *dy, float *dx) {
-    if (size < 0 || !x || !dy || !dx || !cnnc_act_valid(act)) return CNNC_EINVAL;
-    const int64_t items = CNNC_CEIL_DIV(size, GRAIN);
-    int nt = cnnc_threads(ctx, items);
-    CNNC_PARALLEL_FOR(nt, for (int64_t t = 0; t < items; ++t) act_backward_range(act, x, y, dy, dx, t * GRAIN, CNNC_MIN(size, (t + 1) * GRAIN)););
-    return CNNC_OK;
+static void act_backward_task(void *arg, int64_t lo, int64_t hi, int slot) {
+    const act_job *j = (const act_job *)arg;
+    (void)slot;
+    act_backward_range(j->act, j->x, j->y_in, j->dy, j->y, lo, hi);
 }
 
-/* y[0:n] = act(y + b[0:n]) in place, on the calling thread (b may be NULL): one row of
- * cnnc_bias_act_rows, for callers that already split the work (no OpenMP region per call). */
-void cnnc_bias_act_span(cnnc_act act, const float *b, float *y, int64_t n) {
-    if (b)
-        for (int64_t j = 0; j < n; ++j) y[j] += b[j];
-    act_range(act, y, y, 0, n);
+static void bias_act_rows_task(void *arg, int64_t lo, int64_t hi, int slot) {
+    const act_job *j = (const act_job *)arg;
+    (void)slot;
+    for (int64_t r = lo; r < hi; ++r) cnnc_bias_act_span(j->act, j->x, j->y + r * j->cols, j->cols);
 }
 
-// y[rows, cols] = act(y + b[cols]) in place
-int cnnc_bias_act_rows(const cnnc_ctx *ctx, int64_t rows, int64_t cols, const float *b, cnnc_act act,
-                       float *y) {
-    if (rows < 0 || cols <= 0 || !y || !cnnc_act_valid(act)) return CNNC_EINVAL;
-    const int64_t per = CNNC_MAX(1, GRAIN / cols), items = CNNC_CEIL_DIV(rows, per);
-    int nt = cnnc_threads(ctx, items);
-    CNNC_PARALLEL_FOR(nt, for (int64_t t = 0; t < items; ++t) {
-        for (int64_t r = t * per; r < CNNC_MIN(rows, (t + 1) * per); ++r) cnnc_bias_act_span(act, b, y + r * cols, cols);
-    });
-    return CNNC_OK;
-}
-
-// y[N, C, P] = act(y + b[C]) in place
-int cnnc_bias_act_planes(const cnnc_ctx *ctx, int64_t n, int64_t c, int64_t plane, const float *b,
-                         cnnc_act act, float *y) {
-    if (n < 0 || c <= 0 || plane <= 0 || !y || !cnnc_act_valid(act)) return CNNC_EINVAL;
-    const int64_t planes = n * c;
-    int nt = cnnc_threads(ctx, planes * plane / GRAIN + 1);
-    CNNC_PARALLEL_FOR(nt, for (int64_t q = 0; q < planes; ++q) {
-        float *pp = y + q * plane;
-        if (b) {
-            const float bv = b[q % c];
+static void bias_act_planes_task(void *arg, int64_t lo, int64_t hi, int slot) {
+    const act_job *j = (const act_job *)arg;
+    (void)slot;
+    const int64_t plane = j->plane;
+    for (int64_t q = lo; q < hi; ++q) {
+        float *pp = j->y + q * plane;
+        if (j->x) {
+            const float bv = j->x[q % j->cols];
             for (int64_t i = 0; i < plane; ++i) pp[i] += bv;
         }
-        act_range(act, pp, pp, 0, plane);
-    });
-    return CNNC_OK;
+        act_range(j->act, pp, pp, 0, plane);
+    }
 }
 
-#define COLBLOCK 64
-// db[cols] = sum over rows of dy[rows, cols]
-int cnnc_bias_grad_rows(const cnnc_ctx *ctx, int64_t rows, int64_t cols, const float *dy, float *db) {
-    if (rows < 0 || cols <= 0 || !dy || !db) return CNNC_EINVAL;
-    const int64_t blocks = CNNC_CEIL_DIV(cols, COLBLOCK);
-    int nt = cnnc_threads(ctx, blocks);
-    CNNC_PARALLEL_FOR(nt, for (int64_t cb = 0; cb < blocks; ++cb) {
+#define COLBLOCK 64 /* columns per item of cnnc_bias_grad_rows */
+typedef struct {
+    const float *dy;
+    float *db;
+    int64_t rows, cols, plane; /* bias_grad_planes: n, c, plane */
+} sum_job;
+
+static void bias_grad_rows_task(void *arg, int64_t lo, int64_t hi, int slot) {
+    const sum_job *jb = (const sum_job *)arg;
+    (void)slot;
+    const int64_t rows = jb->rows, cols = jb->cols;
+    for (int64_t cb = lo; cb < hi; ++cb) {
         const int64_t j0 = cb * COLBLOCK, nj = CNNC_MIN(COLBLOCK, cols - j0);
         double acc[COLBLOCK] = {0.0};
         for (int64_t r = 0; r < rows; ++r) {
-            const float *row = dy + r * cols + j0;
+            const float *row = jb->dy + r * cols + j0;
             for (int64_t j = 0; j < nj; ++j) acc[j] += row[j];
         }
-        for (int64_t j = 0; j < nj; ++j) db[j0 + j] = (float)acc[j];
-    });
-    return CNNC_OK;
+        for (int64_t j = 0; j < nj; ++j) jb->db[j0 + j] = (float)acc[j];
+    }
 }
 
-// db[C] = sum over n and p of dy[N, C, P]
-int cnnc_bias_grad_planes(const cnnc_ctx *ctx, int64_t n, int64_t c, int64_t plane, const float *dy,
-                          float *db) {
-    if (n < 0 || c <= 0 || plane <= 0 || !dy || !db) return CNNC_EINVAL;
-    int nt = cnnc_threads(ctx, c);
-    CNNC_PARALLEL_FOR(nt, for (int64_t ch = 0; ch < c; ++ch) {
+static void bias_grad_planes_task(void *arg, int64_t lo, int64_t hi, int slot) {
+    const sum_job *jb = (const sum_job *)arg;
+    (void)slot;
+    const int64_t n = jb->rows, c = jb->cols, plane = jb->plane;
+    for (int64_t ch = lo; ch < hi; ++ch) {
         double acc = 0.0;
         for (int64_t i = 0; i < n; ++i) {
-            const float *pp = dy + (i * c + ch) * plane;
+            const float *pp = jb->dy + (i * c + ch) * plane;
             for (int64_t q = 0; q < plane; ++q) acc += pp[q];
         }
-        db[ch] = (float)acc;
-    });
-    return CNNC_OK;
+        jb->db[ch] = (float)acc;
+    }
 }
 
-// y[rows, cols] = softmax (or log_softmax) of each row of x
-int cnnc_softmax_forward(const cnnc_ctx *ctx, int64_t rows, int64_t cols, int logsm, const float *x,
-                         float *y) {
-    if (rows < 0 || cols <= 0 || !x || !y) return CNNC_EINVAL;
-    int nt = cnnc_threads(ctx, rows * cols / GRAIN + 1);
-    CNNC_PARALLEL_FOR(nt, for (int64_t r = 0; r < rows; ++r) {
+typedef struct {
+    const float *x; /* forward: x; backward: y */
+    float *y;       /* forward: y; backward: dx */
+    const float *dy;
+    int64_t cols;
+    int logsm;
+} softmax_job;
+
+static void softmax_task(void *arg, int64_t lo, int64_t hi, int slot) {
+    const softmax_job *jb = (const softmax_job *)arg;
+    (void)slot;
+    const float *x = jb->x;
+    float *y = jb->y;
+    const int64_t cols = jb->cols;
+    const int logsm = jb->logsm;
+    for (int64_t r = lo; r < hi; ++r) {
         const float *xr = x + r * cols;
         float *yr = y + r * cols;
         float mx = xr[0];
@@ -240,16 +237,17 @@ int cnnc_softmax_forward(const cnnc_ctx *ctx, int64_t rows, int64_t cols, int lo
             const float inv = (float)(1.0 / sum);
             for (int64_t j = 0; j < cols; ++j) yr[j] *= inv;
         }
-    });
-    return CNNC_OK;
+    }
 }
 
-// dx[rows, cols] from the forward output y and dy
-int cnnc_softmax_backward(const cnnc_ctx *ctx, int64_t rows, int64_t cols, int logsm, const float *y,
-                          const float *dy, float *dx) {
-    if (rows < 0 || cols <= 0 || !y || !dy || !dx) return CNNC_EINVAL;
-    int nt = cnnc_threads(ctx, rows * cols / GRAIN + 1);
-    CNNC_PARALLEL_FOR(nt, for (int64_t r = 0; r < rows; ++r) {
+static void softmax_backward_task(void *arg, int64_t lo, int64_t hi, int slot) {
+    const softmax_job *jb = (const softmax_job *)arg;
+    (void)slot;
+    const float *y = jb->x, *dy = jb->dy;
+    float *dx = jb->y;
+    const int64_t cols = jb->cols;
+    const int logsm = jb->logsm;
+    for (int64_t r = lo; r < hi; ++r) {
         const float *yr = y + r * cols, *dyr = dy + r * cols;
         float *dxr = dx + r * cols;
         double s = 0.0;
@@ -260,6 +258,106 @@ int cnnc_softmax_backward(const cnnc_ctx *ctx, int64_t rows, int64_t cols, int l
             for (int64_t j = 0; j < cols; ++j) s += (double)dyr[j] * yr[j];
             for (int64_t j = 0; j < cols; ++j) dxr[j] = yr[j] * (dyr[j] - (float)s);
         }
-    });
+    }
+}
+
+// y[size] = act(x[size])
+int cnnc_act_forward(const cnnc_ctx *ctx, cnnc_act act, int64_t size, const float *x, float *y) {
+    if (size < 0 || !x || !y || !cnnc_act_valid(act)) return CNNC_EINVAL;
+    act_job j = {act, x, y, NULL, NULL, 0};
+    const int nt = cnnc_threads(ctx, CNNC_CEIL_DIV(size, GRAIN));
+    cnnc_parallel_for(ctx, nt, size, cnnc_grain(size, nt, GRAIN), act_task, &j);
+    return CNNC_OK;
+}
+
+// dx[size] = dy * act'(x)
+int cnnc_act_backward(const cnnc_ctx *ctx, cnnc_act act, int64_t size, const float *x, const float *y,
+                      const float *dy, float *dx) {
+    if (size < 0 || !x || !dy || !dx || !cnnc_act_valid(act)) return CNNC_EINVAL;
+    act_job j = {act, x, dx, y, dy, 0};
+    const int nt = cnnc_threads(ctx, CNNC_CEIL_DIV(size, GRAIN));
+    cnnc_parallel_for(ctx, nt, size, cnnc_grain(size, nt, GRAIN), act_backward_task, &j);
+    return CNNC_OK;
+}
+
+/* y[0:n] = act(y + b[0:n]) in place, on the calling thread (b may be NULL): one row of
+ * cnnc_bias_act_rows, for callers that already split the work (no parallel loop per call). */
+void cnnc_bias_act_span(cnnc_act act, const float *b, float *y, int64_t n) {
+    if (b)
+        for (int64_t j = 0; j < n; ++j) y[j] += b[j];
+    act_range(act, y, y, 0, n);
+}
+
+void cnnc_gemm_epilogue_block(const cnnc_gemm_epilogue *ep, float *c, int64_t ldc, int64_t i0, int64_t rows,
+                              int64_t j0, int64_t cols) {
+    for (int64_t i = i0; i < i0 + rows; ++i) {
+        float *y = c + i * ldc + j0;
+        if (ep->bias && ep->bias_per_row) {
+            const float bv = ep->bias[i];
+            for (int64_t j = 0; j < cols; ++j) y[j] += bv;
+            act_range(ep->act, y, y, 0, cols);
+        } else {
+            cnnc_bias_act_span(ep->act, ep->bias ? ep->bias + j0 : NULL, y, cols);
+        }
+    }
+}
+
+// y[rows, cols] = act(y + b[cols]) in place
+int cnnc_bias_act_rows(const cnnc_ctx *ctx, int64_t rows, int64_t cols, const float *b, cnnc_act act,
+                       float *y) {
+    if (rows < 0 || cols <= 0 || !y || !cnnc_act_valid(act)) return CNNC_EINVAL;
+    const int64_t per = CNNC_MAX(1, GRAIN / cols);
+    act_job j = {act, b, y, NULL, NULL, cols};
+    const int nt = cnnc_threads(ctx, CNNC_CEIL_DIV(rows, per));
+    cnnc_parallel_for(ctx, nt, rows, cnnc_grain(rows, nt, per), bias_act_rows_task, &j);
+    return CNNC_OK;
+}
+
+// y[N, C, P] = act(y + b[C]) in place
+int cnnc_bias_act_planes(const cnnc_ctx *ctx, int64_t n, int64_t c, int64_t plane, const float *b,
+                         cnnc_act act, float *y) {
+    if (n < 0 || c <= 0 || plane <= 0 || !y || !cnnc_act_valid(act)) return CNNC_EINVAL;
+    const int64_t planes = n * c;
+    act_job j = {act, b, y, NULL, NULL, c, plane};
+    const int nt = cnnc_threads(ctx, planes * plane / GRAIN + 1);
+    cnnc_parallel_for(ctx, nt, planes, cnnc_grain(planes, nt, CNNC_CEIL_DIV(GRAIN, plane)), bias_act_planes_task, &j);
+    return CNNC_OK;
+}
+
+// db[cols] = sum over rows of dy[rows, cols]
+int cnnc_bias_grad_rows(const cnnc_ctx *ctx, int64_t rows, int64_t cols, const float *dy, float *db) {
+    if (rows < 0 || cols <= 0 || !dy || !db) return CNNC_EINVAL;
+    const int64_t blocks = CNNC_CEIL_DIV(cols, COLBLOCK);
+    sum_job j = {dy, db, rows, cols, 0};
+    cnnc_parallel_for(ctx, cnnc_threads(ctx, blocks), blocks, 1, bias_grad_rows_task, &j);
+    return CNNC_OK;
+}
+
+// db[C] = sum over n and p of dy[N, C, P]
+int cnnc_bias_grad_planes(const cnnc_ctx *ctx, int64_t n, int64_t c, int64_t plane, const float *dy,
+                          float *db) {
+    if (n < 0 || c <= 0 || plane <= 0 || !dy || !db) return CNNC_EINVAL;
+    sum_job j = {dy, db, n, c, plane};
+    cnnc_parallel_for(ctx, cnnc_threads(ctx, c), c, 1, bias_grad_planes_task, &j);
+    return CNNC_OK;
+}
+
+// y[rows, cols] = softmax (or log_softmax) of each row of x
+int cnnc_softmax_forward(const cnnc_ctx *ctx, int64_t rows, int64_t cols, int logsm, const float *x,
+                         float *y) {
+    if (rows < 0 || cols <= 0 || !x || !y) return CNNC_EINVAL;
+    softmax_job jb = {x, y, NULL, cols, logsm};
+    const int nt = cnnc_threads(ctx, rows * cols / GRAIN + 1);
+    cnnc_parallel_for(ctx, nt, rows, cnnc_grain(rows, nt, CNNC_CEIL_DIV(GRAIN, cols)), softmax_task, &jb);
+    return CNNC_OK;
+}
+
+// dx[rows, cols] from the forward output y and dy
+int cnnc_softmax_backward(const cnnc_ctx *ctx, int64_t rows, int64_t cols, int logsm, const float *y,
+                          const float *dy, float *dx) {
+    if (rows < 0 || cols <= 0 || !y || !dy || !dx) return CNNC_EINVAL;
+    softmax_job jb = {y, dx, dy, cols, logsm};
+    const int nt = cnnc_threads(ctx, rows * cols / GRAIN + 1);
+    cnnc_parallel_for(ctx, nt, rows, cnnc_grain(rows, nt, CNNC_CEIL_DIV(GRAIN, cols)), softmax_backward_task, &jb);
     return CNNC_OK;
 }

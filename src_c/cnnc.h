@@ -79,18 +79,31 @@ typedef struct {
     cnnc_gemm_ukernel_fn gemm_ukernel;
 } cnnc_kernels;
 
+/* A thread pool: the threads a call's parallel loops run on (the calling thread is one of them).
+ * Loops are shared out in chunks that threads claim as they come, and a call waits only for chunks
+ * another thread has claimed: a thread the OS has not scheduled slows nothing down. Idle threads spin
+ * for ~50 us, then sleep. One loop at a time: a call that finds the pool busy (another thread's call,
+ * or a loop nested inside a loop) runs on its calling thread alone, with the same results. Free a pool
+ * only when no call is using it. cnnc_pool_create returns NULL on failure, for nthreads outside
+ * [1, 255], and in a build without threads (CNNC_NO_THREADS, or not POSIX). */
+typedef struct cnnc_pool cnnc_pool;
+cnnc_pool *cnnc_pool_create(int nthreads);
+void cnnc_pool_free(cnnc_pool *pool);
+int cnnc_pool_threads(const cnnc_pool *pool);   /* the pool's threads, caller included (NULL: 1) */
+
 typedef struct {
     cnnc_kernels k;
-    int nthreads;                /* threads a call may use (>= 1); 1 inside an OpenMP parallel region */
+    int nthreads;                /* threads a call may use (>= 1) ... */
+    cnnc_pool *pool;             /* ... from this pool (NULL: the calling thread only) */
 } cnnc_ctx;
 
-/* Fill ctx for the requested ISA (CNNC_ARCH_AUTO: the best this CPU supports). Returns the arch used;
- * a request the CPU cannot run falls back to the best supported one. */
+/* Fill ctx for the requested ISA (CNNC_ARCH_AUTO: the best this CPU supports), with no pool. Returns the
+ * arch used; a request the CPU cannot run falls back to the best supported one. */
 int cnnc_ctx_init(cnnc_ctx *ctx, int arch, int nthreads);
 int cnnc_cpu_supports(int arch);     /* 1 if this CPU (and this build) can run that ISA path */
 const char *cnnc_arch_name(int arch);
-int cnnc_has_openmp(void);           /* 1 if built with OpenMP */
-int cnnc_default_threads(void);      /* omp_get_max_threads() (honours OMP_NUM_THREADS), or 1 */
+int cnnc_has_threads(void);          /* 1 if built with the thread pool */
+int cnnc_default_threads(void);      /* OMP_NUM_THREADS if set, else the CPUs this process may use; 1 without threads */
 
 /* ---- GEMM -------------------------------------------------------------------------------------- */
 /* C[m x n] = alpha * op(A) * op(B) + beta * C, row-major; op(A) is m x k, op(B) is k x n.
@@ -289,8 +302,12 @@ int cnnc_model_load_msg(const void *bytes, int64_t len, cnnc_model **model, char
 void cnnc_model_free(cnnc_model *model);
 
 /* ISA path and threads (default: the best ISA this CPU has, cnnc_default_threads()). Changing them
- * changes the workspace a run needs: call cnnc_model_arena_size again afterwards. */
+ * changes the workspace a run needs: call cnnc_model_arena_size again afterwards. With more than one
+ * thread, cnnc_model_arena_size creates the model's own thread pool (freed with the model), unless
+ * cnnc_model_set_pool gave it the caller's: a process running several models can share one pool, which
+ * must then outlive the model's runs (pool NULL: back to an own pool). */
 int cnnc_model_set_threads(cnnc_model *model, int nthreads);
+int cnnc_model_set_pool(cnnc_model *model, cnnc_pool *pool);
 int cnnc_model_set_arch(cnnc_model *model, int arch);   /* returns the arch in use */
 
 /* Inputs and outputs: count, name, rank and shape for a batch size (dims[0..rank-1]). */

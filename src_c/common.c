@@ -14,20 +14,3 @@ const char *cnnc_strerror(int code) {
     default: return "unknown error";
     }
 }
-
-int cnnc_has_openmp(void) {
-#ifdef _OPENMP
-    return 1;
-#else
-    return 0;
-#endif
-}
-
-int cnnc_default_threads(void) {
-#ifdef _OPENMP
-    int n = omp_get_max_threads();
-    return n < 1 ? 1 : n;
-#else
-    return 1;
-#endif
-}

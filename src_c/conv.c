@@ -18,6 +18,8 @@
  * over chunks/images with beta = 1) is bit-identical for any thread count. Convolutions too small to
  * repay waking threads run on one thread. */
 #include "internal.h"
+
+#include <stdatomic.h>
 #include "winograd.h"
 
 #define COL_BUDGET ((int64_t)1 << 20) /* bytes of im2col buffer per NHWC chunk */
@@ -176,6 +178,39 @@ int64_t cnnc_conv2d_backward_workspace_size(const cnnc_ctx *caller, const cnnc_c
     return im2col_ws;
 }
 
+/* NCHW forward, threads taking whole panels: the (image, group, panel) tasks, each an im2col and a
+ * one-thread GEMM in the participant's own slot of the workspace. */
+typedef struct {
+    const cnnc_ctx *c1; /* one thread */
+    const cnnc_window2d *one;
+    const conv_shape *s;
+    const float *x, *w, *b;
+    cnnc_act act;
+    float *y;
+    char *base;
+    int64_t slot, colslot, npan, G, CO;
+    atomic_int err;
+} panel_job;
+
+static void panel_task(void *arg, int64_t lo, int64_t hi, int tid) {
+    panel_job *j = (panel_job *)arg;
+    const conv_shape *s = j->s;
+    const cnnc_window2d *one = j->one;
+    const int64_t G = j->G, npan = j->npan, CO = j->CO, chw = one->c * one->h * one->w;
+    float *colt = (float *)(j->base + tid * j->slot);
+    void *gwst = j->base + tid * j->slot + j->colslot;
+    for (int64_t t = lo; t < hi; ++t) {
+        const int64_t n = t / (G * npan), g = (t / npan) % G, q0 = (t % npan) * s->panel;
+        const int64_t np = CNNC_MIN(s->panel, s->ohw - q0);
+        int r = im2col_panel(j->c1, one, s, g * s->cg, j->x + n * chw, q0, np, colt);
+        const cnnc_gemm_epilogue ep = {j->b ? j->b + g * s->cog : NULL, 1, j->act};
+        if (!r)
+            r = cnnc_sgemm_ep(j->c1, 0, 0, s->cog, np, s->k, 1.0f, j->w + g * s->cog * s->k, s->k, colt, np, 0.0f,
+                              j->y + (n * CO + g * s->cog) * s->ohw + q0, s->ohw, gwst, j->slot - j->colslot, &ep);
+        if (r) atomic_store_explicit(&j->err, r, memory_order_relaxed);
+    }
+}
+
 // y = act(conv(x, w) + b): NHWC x[N,H,W,C] w[KH,KW,C/g,Cout] -> y[N,OH,OW,Cout];
 //                          NCHW x[N,C,H,W] w[Cout,C/g,KH,KW] -> y[N,Cout,OH,OW]
 int cnnc_conv2d_forward(const cnnc_ctx *caller, const cnnc_conv2d_params *p, const float *x,
@@ -197,28 +232,29 @@ int cnnc_conv2d_forward(const cnnc_ctx *caller, const cnnc_conv2d_params *p, con
     void *gws = (char *)ws + colb;
     const int64_t gws_size = ws_size - colb;
 
+    /* bias and activation: applied by the GEMMs to each output tile as it is finished (the group's
+     * slice of the bias: per output column in NHWC, per output row in NCHW) */
     if (win->layout == CNNC_NHWC) {
         if (s.pointwise) {
-            for (int64_t g = 0; g < G && !rc; ++g)
-                rc = cnnc_sgemm(ctx, 0, 0, N * H * W, s.cog, s.cg, 1.0f, x + g * s.cg, C, w + g * s.cog, CO,
-                                0.0f, y + g * s.cog, CO, gws, gws_size);
+            for (int64_t g = 0; g < G && !rc; ++g) {
+                const cnnc_gemm_epilogue ep = {b ? b + g * s.cog : NULL, 0, act};
+                rc = cnnc_sgemm_ep(ctx, 0, 0, N * H * W, s.cog, s.cg, 1.0f, x + g * s.cg, C, w + g * s.cog, CO,
+                                   0.0f, y + g * s.cog, CO, gws, gws_size, &ep);
+            }
         } else {
             for (int64_t n0 = 0; n0 < N && !rc; n0 += s.chunk) {
                 cnnc_window2d cw = *win;
                 cw.n = CNNC_MIN(s.chunk, N - n0);
                 const int64_t m = cw.n * s.ohw;
                 for (int64_t g = 0; g < G && !rc; ++g) {
+                    const cnnc_gemm_epilogue ep = {b ? b + g * s.cog : NULL, 0, act};
                     rc = cnnc_im2col(ctx, &cw, g * s.cg, s.cg, x + n0 * H * W * C, col);
                     if (!rc)
-                        rc = cnnc_sgemm(ctx, 0, 0, m, s.cog, s.k, 1.0f, col, s.k, w + g * s.cog, CO, 0.0f,
-                                        y + n0 * s.ohw * CO + g * s.cog, CO, gws, gws_size);
+                        rc = cnnc_sgemm_ep(ctx, 0, 0, m, s.cog, s.k, 1.0f, col, s.k, w + g * s.cog, CO, 0.0f,
+                                           y + n0 * s.ohw * CO + g * s.cog, CO, gws, gws_size, &ep);
                 }
-                if (!rc && (b || act.kind != CNNC_ACT_NONE))
-                    rc = cnnc_bias_act_rows(ctx, m, CO, b, act, y + n0 * s.ohw * CO);
             }
         }
-        if (!rc && s.pointwise && (b || act.kind != CNNC_ACT_NONE))
-            rc = cnnc_bias_act_rows(ctx, N * s.ohw, CO, b, act, y);
     } else if (nchw_panel_threads(ctx, p, &s)) {
         /* threads take whole panels: (image, group, panel) tasks, each im2col + a one-thread GEMM */
         cnnc_window2d one = *win;
@@ -229,33 +265,9 @@ int cnnc_conv2d_forward(const cnnc_ctx *caller, const cnnc_conv2d_params *p, con
         const int64_t slot = nchw_panel_slot(ctx, &s);
         const int64_t colslot = CNNC_ROUND_UP(s.panel * s.k * (int64_t)sizeof(float), CNNC_ALIGN);
         const int64_t npan = CNNC_CEIL_DIV(s.ohw, s.panel), tasks = N * G * npan;
-        char *base = (char *)cnnc_align_ptr(ws);
-        int err = CNNC_OK;
-#pragma omp parallel num_threads(pt)
-        {
-            int tid = 0;
-#ifdef _OPENMP
-            tid = omp_get_thread_num();
-#endif
-            float *colt = (float *)(base + tid * slot);
-            void *gwst = base + tid * slot + colslot;
-#pragma omp for schedule(dynamic, 1)
-            for (int64_t t = 0; t < tasks; ++t) {
-                const int64_t n = t / (G * npan), g = (t / npan) % G, q0 = (t % npan) * s.panel;
-                const int64_t np = CNNC_MIN(s.panel, s.ohw - q0);
-                const float *xn = x + n * C * H * W;
-                int r = im2col_panel(&c1, &one, &s, g * s.cg, xn, q0, np, colt);
-                if (!r)
-                    r = cnnc_sgemm(&c1, 0, 0, s.cog, np, s.k, 1.0f, w + g * s.cog * s.k, s.k, colt, np, 0.0f,
-                                   y + (n * CO + g * s.cog) * s.ohw + q0, s.ohw, gwst, slot - colslot);
-                if (r) {
-#pragma omp atomic write
-                    err = r;
-                }
-            }
-        }
-        rc = err;
-        if (!rc && (b || act.kind != CNNC_ACT_NONE)) rc = cnnc_bias_act_planes(ctx, N, CO, s.ohw, b, act, y);
+        panel_job j = {&c1, &one, &s, x, w, b, act, y, (char *)cnnc_align_ptr(ws), slot, colslot, npan, G, CO, CNNC_OK};
+        cnnc_parallel_for(ctx, pt, tasks, 1, panel_task, &j);
+        rc = atomic_load(&j.err);
     } else {
         cnnc_window2d one = *win;
         one.n = 1;
@@ -265,21 +277,21 @@ int cnnc_conv2d_forward(const cnnc_ctx *caller, const cnnc_conv2d_params *p, con
             for (int64_t g = 0; g < G && !rc; ++g) {
                 const float *wg = w + g * s.cog * s.k;
                 float *yg = yn + g * s.cog * s.ohw;
+                const cnnc_gemm_epilogue ep = {b ? b + g * s.cog : NULL, 1, act};
                 if (s.pointwise) {
-                    rc = cnnc_sgemm(ctx, 0, 0, s.cog, s.ohw, s.k, 1.0f, wg, s.k, xn + g * s.cg * H * W, s.ohw,
-                                    0.0f, yg, s.ohw, gws, gws_size);
+                    rc = cnnc_sgemm_ep(ctx, 0, 0, s.cog, s.ohw, s.k, 1.0f, wg, s.k, xn + g * s.cg * H * W, s.ohw,
+                                       0.0f, yg, s.ohw, gws, gws_size, &ep);
                     continue;
                 }
                 for (int64_t q0 = 0; q0 < s.ohw && !rc; q0 += s.panel) {
                     const int64_t np = CNNC_MIN(s.panel, s.ohw - q0);
                     rc = im2col_panel(ctx, &one, &s, g * s.cg, xn, q0, np, col);
                     if (!rc)
-                        rc = cnnc_sgemm(ctx, 0, 0, s.cog, np, s.k, 1.0f, wg, s.k, col, np, 0.0f, yg + q0, s.ohw,
-                                        gws, gws_size);
+                        rc = cnnc_sgemm_ep(ctx, 0, 0, s.cog, np, s.k, 1.0f, wg, s.k, col, np, 0.0f, yg + q0, s.ohw,
+                                           gws, gws_size, &ep);
                 }
             }
         }
-        if (!rc && (b || act.kind != CNNC_ACT_NONE)) rc = cnnc_bias_act_planes(ctx, N, CO, s.ohw, b, act, y);
     }
     return rc;
 }

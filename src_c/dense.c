@@ -15,9 +15,8 @@ int cnnc_dense_forward(const cnnc_ctx *ctx, int64_t m, int64_t k, int64_t n, con
                        const float *w, const float *b, cnnc_act act, float *y, void *ws,
                        int64_t ws_size) {
     if (m <= 0 || k <= 0 || n <= 0 || !x || !w || !y || !cnnc_act_valid(act)) return CNNC_EINVAL;
-    int rc = cnnc_sgemm(ctx, 0, 0, m, n, k, 1.0f, x, k, w, n, 0.0f, y, n, ws, ws_size);
-    if (!rc && (b || act.kind != CNNC_ACT_NONE)) rc = cnnc_bias_act_rows(ctx, m, n, b, act, y);
-    return rc;
+    const cnnc_gemm_epilogue ep = {b, 0, act}; /* bias + activation per output tile */
+    return cnnc_sgemm_ep(ctx, 0, 0, m, n, k, 1.0f, x, k, w, n, 0.0f, y, n, ws, ws_size, &ep);
 }
 
 // dx[M, K] = dy * w^T; dw[K, N] = x^T * dy; db[N] = sum_rows dy

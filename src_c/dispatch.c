@@ -83,5 +83,6 @@ int cnnc_ctx_init(cnnc_ctx *ctx, int arch, int nthreads) {
     }
     set_kernels(&ctx->k, use);
     ctx->nthreads = nthreads < 1 ? 1 : nthreads;
+    ctx->pool = NULL;
     return ctx->k.arch;
 }

@@ -25,15 +25,27 @@ static inline uint32_t keep_threshold(float rate) { return (uint32_t)ceil((doubl
 
 static int rate_ok(float rate) { return rate >= 0.0f && rate < 1.0f; }
 
-/* x[size] -> y[size], mask[size]: kept iff uniform(seed, i) >= rate; y = kept ? x / (1 - rate) : 0. */
-int cnnc_dropout_forward(const cnnc_ctx *ctx, int64_t size, float rate, uint64_t seed,
-                         const float *x, float *y, uint8_t *mask) {
-    if (!ctx || size < 1 || !x || !y || !mask || !rate_ok(rate)) return CNNC_EINVAL;
-    const uint64_t key = mix64(seed);
-    const uint32_t thr = keep_threshold(rate);
-    const float keep = 1.0f - rate;
-    int nt = cnnc_threads(ctx, CNNC_CEIL_DIV(size, 4096));
-    CNNC_PARALLEL_FOR(nt, for (int64_t i = 0; i < size; i++) {
+/* ---- the parallel loops' items ---------------------------------------------------------------- */
+typedef struct {
+    uint64_t key;
+    uint32_t thr;
+    float keep;
+    const float *x; /* forward: x; backward: dy */
+    float *y;       /* forward: y; backward: dx */
+    uint8_t *mask;
+    const uint8_t *mask_in;
+} dropout_job;
+
+static void dropout_task(void *arg, int64_t begin, int64_t end, int slot) {
+    const dropout_job *jb = (const dropout_job *)arg;
+    (void)slot;
+    const uint64_t key = jb->key;
+    const uint32_t thr = jb->thr;
+    const float keep = jb->keep;
+    const float *x = jb->x;
+    float *y = jb->y;
+    uint8_t *mask = jb->mask;
+    for (int64_t i = begin; i < end; i++) {
         /* branch-free (the keep decision is random, so a branch would mispredict half the time) */
         const uint32_t kept = bits24(key, i) >= thr;
         const float v = x[i] / keep;
@@ -42,7 +54,35 @@ int cnnc_dropout_forward(const cnnc_ctx *ctx, int64_t size, float rate, uint64_t
         vb &= 0u - kept; /* +0.0f when dropped */
         memcpy(&y[i], &vb, sizeof vb);
         mask[i] = (uint8_t)kept;
-    });
+    }
+}
+
+static void dropout_backward_task(void *arg, int64_t begin, int64_t end, int slot) {
+    const dropout_job *jb = (const dropout_job *)arg;
+    (void)slot;
+    const float keep = jb->keep;
+    const uint8_t *mask = jb->mask_in;
+    const float *dy = jb->x;
+    float *dx = jb->y;
+    for (int64_t i = begin; i < end; i++) {
+        const float v = dy[i] / keep;
+        uint32_t vb;
+        memcpy(&vb, &v, sizeof vb);
+        vb &= 0u - (uint32_t)(mask[i] != 0);
+        memcpy(&dx[i], &vb, sizeof vb);
+    }
+}
+
+/* x[size] -> y[size], mask[size]: kept iff uniform(seed, i) >= rate; y = kept ? x / (1 - rate) : 0. */
+int cnnc_dropout_forward(const cnnc_ctx *ctx, int64_t size, float rate, uint64_t seed,
+                         const float *x, float *y, uint8_t *mask) {
+    if (!ctx || size < 1 || !x || !y || !mask || !rate_ok(rate)) return CNNC_EINVAL;
+    const uint64_t key = mix64(seed);
+    const uint32_t thr = keep_threshold(rate);
+    const float keep = 1.0f - rate;
+    dropout_job jb = {key, thr, keep, x, y, mask, NULL};
+    const int nt = cnnc_threads(ctx, CNNC_CEIL_DIV(size, 4096));
+    cnnc_parallel_for(ctx, nt, size, cnnc_grain(size, nt, 4096), dropout_task, &jb);
     return CNNC_OK;
 }
 
@@ -51,13 +91,8 @@ int cnnc_dropout_backward(const cnnc_ctx *ctx, int64_t size, float rate, const u
                           const float *dy, float *dx) {
     if (!ctx || size < 1 || !mask || !dy || !dx || !rate_ok(rate)) return CNNC_EINVAL;
     const float keep = 1.0f - rate;
-    int nt = cnnc_threads(ctx, CNNC_CEIL_DIV(size, 4096));
-    CNNC_PARALLEL_FOR(nt, for (int64_t i = 0; i < size; i++) {
-        const float v = dy[i] / keep;
-        uint32_t vb;
-        memcpy(&vb, &v, sizeof vb);
-        vb &= 0u - (uint32_t)(mask[i] != 0);
-        memcpy(&dx[i], &vb, sizeof vb);
-    });
+    dropout_job jb = {0, 0, keep, dy, dx, NULL, mask};
+    const int nt = cnnc_threads(ctx, CNNC_CEIL_DIV(size, 4096));
+    cnnc_parallel_for(ctx, nt, size, cnnc_grain(size, nt, 4096), dropout_backward_task, &jb);
     return CNNC_OK;
 }

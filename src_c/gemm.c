@@ -153,18 +153,6 @@ static int64_t small_workspace_size(const cnnc_ctx *ctx, int64_t m, int64_t n, i
     return (int64_t)sizeof(float) * (m * k + (int64_t)sp.nt * m * sp.chunk) + CNNC_ALIGN;
 }
 
-/* Whether a GEMM must open its own parallel region: with several threads, or when called inside
- * another region (its worksharing loops must bind to a team of its own, not to the caller's). Alone
- * on one thread it runs its loops directly: opening a region costs a system call even for one thread. */
-static inline int own_region(int nt) {
-#ifdef _OPENMP
-    return nt > 1 || omp_in_parallel();
-#else
-    (void)nt;
-    return 0;
-#endif
-}
-
 typedef struct {
     cnnc_gemm_small_fns f;
     small_plan sp;
@@ -179,37 +167,34 @@ typedef struct {
     int64_t ldc;
     float *acc_all;
     int64_t kc;
+    const cnnc_gemm_epilogue *ep; /* NULL: none */
 } small_job;
 
-/* The column chunks of a few-row GEMM, shared out to the threads of the GEMM's parallel region (or all
- * run by the caller, outside any region: own_region). */
-static void small_chunks(const small_job *j) {
-    int tid = 0;
-#ifdef _OPENMP
-    tid = omp_get_thread_num();
-#endif
+/* Column chunks [lo, hi) of a few-row GEMM, on participant `slot` (its own accumulator). */
+static void small_chunks(void *arg, int64_t lo, int64_t hi, int slot) {
+    const small_job *j = (const small_job *)arg;
     const int64_t m = j->m, k = j->k, kc = j->kc;
-    float *acc = j->acc_all + (int64_t)tid * m * j->sp.chunk;
+    float *acc = j->acc_all + (int64_t)slot * m * j->sp.chunk;
     const cnnc_gemm_params params = {j->alpha, j->beta};
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t t = 0; t < j->sp.nchunks; ++t) {
+    for (int64_t t = lo; t < hi; ++t) {
         const int64_t j0 = t * j->sp.chunk, w = CNNC_MIN(j->sp.chunk, j->n - j0);
         if (j->trans_b) {
             j->f.dots(m, w, k, j->a, j->lda, j->b + j0 * j->ldb, j->ldb, j->c + j0, j->ldc, &params);
-            continue;
+        } else {
+            /* the packed path's k blocks, each added into C as its micro-kernel does: the same bits */
+            for (int64_t pc = 0; pc < k; pc += kc) {
+                const cnnc_gemm_params pp = {j->alpha, pc == 0 ? j->beta : 1.0f};
+                j->f.rows(m, w, CNNC_MIN(kc, k - pc), j->a + pc, j->lda, j->b + pc * j->ldb + j0, j->ldb, acc,
+                          j->c + j0, j->ldc, &pp);
+            }
         }
-        /* the packed path's k blocks, each added into C as its micro-kernel does: the same bits */
-        for (int64_t pc = 0; pc < k; pc += kc) {
-            const cnnc_gemm_params pp = {j->alpha, pc == 0 ? j->beta : 1.0f};
-            j->f.rows(m, w, CNNC_MIN(kc, k - pc), j->a + pc, j->lda, j->b + pc * j->ldb + j0, j->ldb, acc,
-                      j->c + j0, j->ldc, &pp);
-        }
+        if (j->ep) cnnc_gemm_epilogue_block(j->ep, j->c, j->ldc, 0, m, j0, w);
     }
 }
 
 static void small_gemm(const cnnc_ctx *ctx, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
                        float alpha, const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
-                       float *c, int64_t ldc, void *ws) {
+                       float *c, int64_t ldc, void *ws, const cnnc_gemm_epilogue *ep) {
     const cnnc_gemm_small_fns f = cnnc_gemm_small_for(&ctx->k);
     const small_plan sp = small_plan_of(ctx, m, n, k);
     float *arows = (float *)cnnc_align_ptr(ws), *acc_all = arows + m * k;
@@ -219,14 +204,9 @@ static void small_gemm(const cnnc_ctx *ctx, int trans_a, int trans_b, int64_t m,
         a = arows;
         lda = k;
     }
-    const small_job job = {f, sp, trans_b, m, n, k, alpha, beta, a, lda, b, ldb, c, ldc, acc_all,
-                           CNNC_CEIL_DIV(k, CNNC_CEIL_DIV(k, ctx->k.kc)) /* as plan_of */};
-    if (own_region(sp.nt)) {
-#pragma omp parallel num_threads(sp.nt)
-        small_chunks(&job);
-    } else {
-        small_chunks(&job);
-    }
+    small_job job = {f, sp, trans_b, m, n, k, alpha, beta, a, lda, b, ldb, c, ldc, acc_all,
+                     CNNC_CEIL_DIV(k, CNNC_CEIL_DIV(k, ctx->k.kc)) /* as plan_of */, ep};
+    cnnc_parallel_for(ctx, sp.nt, sp.nchunks, 1, small_chunks, &job);
 }
 
 /* Exactly what cnnc_sgemm takes for these sizes: packed B (kd x nc) and one packed A block (mc x kc) per
@@ -257,56 +237,51 @@ typedef struct {
     cnnc_mat A, B;
     float *c;
     int64_t ldc;
-    float *bp, *ap_all; /* packed B (shared), packed A blocks (one per thread) */
+    float *bp, *ap_all; /* packed B (shared), packed A blocks (one per participant) */
+    int64_t jc, ncur, npanels, kd, kend; /* the current round */
+    const cnnc_gemm_epilogue *ep;        /* NULL: none */
 } gemm_job;
 
-/* The rounds of a packed GEMM, their packing and row-block loops shared out to the threads of the
- * GEMM's parallel region (or all run by the caller, outside any region: own_region). */
-static void gemm_rounds(const gemm_job *j) {
-    int tid = 0;
-#ifdef _OPENMP
-    tid = omp_get_thread_num();
-#endif
-    const cnnc_gemm_packers *pk = &j->pk;
-    const int64_t mr = j->mr, nr = j->nr, m = j->m, n = j->n, k = j->k, ldc = j->ldc;
-    const int64_t MC = j->pl.mc, NC = j->pl.nc, KC = j->pl.kc, KD = j->pl.kd, nsplit = j->pl.nsplit;
-    const int64_t ntasks = j->pl.mblocks * nsplit;
-    float *bp = j->bp, *c = j->c;
-    float *ap = j->ap_all + (int64_t)tid * MC * KC;
-    for (int64_t jc = 0; jc < n; jc += NC) {
-        const int64_t ncur = CNNC_MIN(NC, n - jc);
-        const int64_t npanels = CNNC_CEIL_DIV(ncur, nr);
-        for (int64_t kd = 0; kd < k; kd += KD) {
-            const int64_t kend = CNNC_MIN(k, kd + KD), kblocks = CNNC_CEIL_DIV(kend - kd, KC);
-            /* k block pc starts at bp + (pc - kd) * npanels * nr: all blocks but the last are KC deep.
-             * Dynamic, like the row blocks: a thread that starts late finds less to do. */
-#pragma omp for schedule(dynamic, 4)
-            for (int64_t t = 0; t < kblocks * npanels; ++t) {
-                const int64_t pc = kd + t / npanels * KC, jp = t % npanels, kcur = CNNC_MIN(KC, k - pc);
-                pack_b_panel(pk, j->B, pc, kcur, jc + jp * nr, CNNC_MIN(nr, ncur - jp * nr), nr,
-                             bp + (pc - kd) * npanels * nr + jp * nr * kcur);
-            }
-            /* implicit barrier: B is packed */
-#pragma omp for schedule(dynamic, 1)
-            for (int64_t task = 0; task < ntasks; ++task) {
-                const int64_t ib = task / nsplit, js = task % nsplit;
-                const int64_t jp0 = js * npanels / nsplit, jp1 = (js + 1) * npanels / nsplit;
-                const int64_t ic = ib * MC, mcur = CNNC_MIN(MC, m - ic);
-                for (int64_t pc = kd; pc < kend && jp0 < jp1; pc += KC) {
-                    const int64_t kcur = CNNC_MIN(KC, k - pc);
-                    const cnnc_gemm_params params = {j->alpha, pc == 0 ? j->beta : 1.0f};
-                    const float *bblock = bp + (pc - kd) * npanels * nr;
-                    pack_a(pk, j->A, ic, mcur, pc, kcur, mr, ap);
-                    for (int64_t jp = jp0; jp < jp1; ++jp) {
-                        const int64_t jj = jp * nr, ncols = CNNC_MIN(nr, ncur - jj);
-                        const float *bpanel = bblock + jp * nr * kcur;
-                        for (int64_t i = 0; i < mcur; i += mr)
-                            j->ukernel(kcur, ap + i * kcur, bpanel, c + (ic + i) * ldc + jc + jj, ldc,
-                                       CNNC_MIN(mr, mcur - i), ncols, &params);
-                    }
+/* Panels [lo, hi) of the round's slice of B (all its KC blocks x NR-column panels). Block pc starts at
+ * bp + (pc - kd) * npanels * nr: all blocks but the last are KC deep. */
+static void pack_b_task(void *arg, int64_t lo, int64_t hi, int slot) {
+    const gemm_job *j = (const gemm_job *)arg;
+    (void)slot;
+    const int64_t nr = j->nr, npanels = j->npanels, KC = j->pl.kc;
+    for (int64_t t = lo; t < hi; ++t) {
+        const int64_t pc = j->kd + t / npanels * KC, jp = t % npanels, kcur = CNNC_MIN(KC, j->k - pc);
+        pack_b_panel(&j->pk, j->B, pc, kcur, j->jc + jp * nr, CNNC_MIN(nr, j->ncur - jp * nr), nr,
+                     j->bp + (pc - j->kd) * npanels * nr + jp * nr * kcur);
+    }
+}
+
+/* Tasks [lo, hi) of the round: a row block (or a column slice of one), through the round's whole k
+ * loop, with A packed into the participant's own block. */
+static void tiles_task(void *arg, int64_t lo, int64_t hi, int slot) {
+    const gemm_job *j = (const gemm_job *)arg;
+    const int64_t mr = j->mr, nr = j->nr, m = j->m, k = j->k, ldc = j->ldc;
+    const int64_t MC = j->pl.mc, KC = j->pl.kc, nsplit = j->pl.nsplit, npanels = j->npanels;
+    const int64_t jc = j->jc, ncur = j->ncur, kd = j->kd, kend = j->kend;
+    float *ap = j->ap_all + (int64_t)slot * MC * KC, *c = j->c;
+    for (int64_t task = lo; task < hi; ++task) {
+        const int64_t ib = task / nsplit, js = task % nsplit;
+        const int64_t jp0 = js * npanels / nsplit, jp1 = (js + 1) * npanels / nsplit;
+        const int64_t ic = ib * MC, mcur = CNNC_MIN(MC, m - ic);
+        for (int64_t pc = kd; pc < kend && jp0 < jp1; pc += KC) {
+            const int64_t kcur = CNNC_MIN(KC, k - pc);
+            const cnnc_gemm_params params = {j->alpha, pc == 0 ? j->beta : 1.0f};
+            const float *bblock = j->bp + (pc - kd) * npanels * nr;
+            const int last = j->ep && pc + kcur == k; /* these tiles are final: the epilogue too */
+            pack_a(&j->pk, j->A, ic, mcur, pc, kcur, mr, ap);
+            for (int64_t jp = jp0; jp < jp1; ++jp) {
+                const int64_t jj = jp * nr, ncols = CNNC_MIN(nr, ncur - jj);
+                const float *bpanel = bblock + jp * nr * kcur;
+                for (int64_t i = 0; i < mcur; i += mr) {
+                    const int64_t rows = CNNC_MIN(mr, mcur - i);
+                    j->ukernel(kcur, ap + i * kcur, bpanel, c + (ic + i) * ldc + jc + jj, ldc, rows, ncols, &params);
+                    if (last) cnnc_gemm_epilogue_block(j->ep, c, ldc, ic + i, rows, jc + jj, ncols);
                 }
             }
-            /* implicit barrier: B may be repacked */
         }
     }
 }
@@ -315,35 +290,50 @@ static void gemm_rounds(const gemm_job *j) {
 int cnnc_sgemm(const cnnc_ctx *ctx, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
                float alpha, const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
                float *c, int64_t ldc, void *ws, int64_t ws_size) {
+    return cnnc_sgemm_ep(ctx, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ws, ws_size, NULL);
+}
+
+int cnnc_sgemm_ep(const cnnc_ctx *ctx, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                  const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc,
+                  void *ws, int64_t ws_size, const cnnc_gemm_epilogue *ep) {
+    if (!cnnc_epilogue_active(ep)) ep = NULL;
+    if (ep && !cnnc_act_valid(ep->act)) return CNNC_EINVAL;
     if (m < 0 || n < 0 || k < 0) return CNNC_EINVAL;
     if (m == 0 || n == 0) return CNNC_OK;
     if (!c || ldc < n) return CNNC_EINVAL;
     if (k == 0 || alpha == 0.0f) {
         if (beta != 1.0f) scale_c(m, n, beta, c, ldc);
+        if (ep) cnnc_gemm_epilogue_block(ep, c, ldc, 0, m, 0, n);
         return CNNC_OK;
     }
     if (!a || !b || lda < (trans_a ? m : k) || ldb < (trans_b ? k : n)) return CNNC_EINVAL;
     if (!ws || ws_size < cnnc_gemm_workspace_size(ctx, m, n, k)) return CNNC_EWORKSPACE;
 
     if (small_path(ctx, m)) {
-        small_gemm(ctx, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ws);
+        small_gemm(ctx, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ws, ep);
         return CNNC_OK;
     }
 
     const cnnc_kernels *kt = &ctx->k;
     const gemm_plan pl = plan_of(ctx, m, n, k);
     float *bp = (float *)cnnc_align_ptr(ws);
-    const gemm_job job = {cnnc_gemm_packers_for(kt), kt->gemm_ukernel, kt->mr, kt->nr, pl, m, n, k, alpha, beta,
-                          {trans_a, a, lda}, {trans_b, b, ldb}, c, ldc, bp, bp + pl.kd * pl.nc};
+    gemm_job job = {cnnc_gemm_packers_for(kt), kt->gemm_ukernel, kt->mr, kt->nr, pl, m, n, k, alpha, beta,
+                    {trans_a, a, lda}, {trans_b, b, ldb}, c, ldc, bp, bp + pl.kd * pl.nc, 0, 0, 0, 0, 0, ep};
     /* Per round (an NC column block and a KD deep slice of it, usually all of k): the slice of B is
      * packed once, by all threads together; then the threads take row blocks (split into column slices
-     * if rows are scarce) as they come, each running the round's whole k loop for its block. One
-     * barrier per round, and a thread slowed down by a busy core simply takes fewer blocks. */
-    if (own_region(pl.nt)) {
-#pragma omp parallel num_threads(pl.nt)
-        gemm_rounds(&job);
-    } else {
-        gemm_rounds(&job);
+     * if rows are scarce) as they come, each running the round's whole k loop for its block. A thread
+     * slowed down by a busy core simply takes fewer blocks. */
+    for (int64_t jc = 0; jc < n; jc += pl.nc) {
+        job.jc = jc;
+        job.ncur = CNNC_MIN(pl.nc, n - jc);
+        job.npanels = CNNC_CEIL_DIV(job.ncur, kt->nr);
+        for (int64_t kd = 0; kd < k; kd += pl.kd) {
+            job.kd = kd;
+            job.kend = CNNC_MIN(k, kd + pl.kd);
+            const int64_t kblocks = CNNC_CEIL_DIV(job.kend - kd, pl.kc);
+            cnnc_parallel_for(ctx, pl.nt, kblocks * job.npanels, 4, pack_b_task, &job);
+            cnnc_parallel_for(ctx, pl.nt, pl.mblocks * pl.nsplit, 1, tiles_task, &job);
+        }
     }
     return CNNC_OK;
 }

@@ -5,9 +5,6 @@
 #include "cnnc.h"
 #include <string.h>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #define CNNC_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define CNNC_MAX(a, b) ((a) > (b) ? (a) : (b))
@@ -15,50 +12,43 @@
 #define CNNC_ROUND_UP(a, b) (CNNC_CEIL_DIV(a, b) * (b))
 #define CNNC_ALIGN 64
 
-/* Threads a parallel loop over `work` independent items may use: never more than the context allows,
- * never more than the items, and 1 when already inside an OpenMP parallel region. Loops use it with
- * CNNC_PARALLEL_FOR (below). Static scheduling over items whose results do not depend on each other
- * keeps results bit-identical for any thread count. */
+/* Threads: the pool behind the parallel loops (threads.c). Built unless CNNC_NO_THREADS is defined,
+ * on POSIX systems (pthreads). */
+#if !defined(CNNC_NO_THREADS) && (defined(__unix__) || defined(__APPLE__))
+#define CNNC_HAVE_THREADS 1
+#else
+#define CNNC_HAVE_THREADS 0
+#endif
+
+/* Participants a parallel loop over `work` independent items may use: never more than the context
+ * allows or its pool has, never more than the items. Per-thread scratch is sized by this count. */
 static inline int cnnc_threads(const cnnc_ctx *ctx, int64_t work) {
     int nt = ctx->nthreads < 1 ? 1 : ctx->nthreads;
-#ifdef _OPENMP
-    if (omp_in_parallel()) nt = 1;
-#else
-    nt = 1;
-#endif
+    const int np = cnnc_pool_threads(ctx->pool);
+    if (nt > np) nt = np;
     if (work < (int64_t)nt) nt = work < 1 ? 1 : (int)work;
     return nt;
 }
 
-/* A parallel loop over independent items:
- *     int nt = cnnc_threads(ctx, work);
- *     CNNC_PARALLEL_FOR(nt, for (int64_t i = 0; i < work; ++i) { ... });
- * OpenMP (static schedule) only when nt > 1: entering a parallel region costs a futex system call
- * (~0.5 us measured) even when an if() clause keeps it on one thread, which small calls and
- * per-tile loops cannot afford. The loop is compiled twice; it must not contain # directives.
- * CNNC_PARALLEL_FOR_OR also or-reduces an int variable over the threads. */
-#define CNNC_PRAGMA(x) _Pragma(#x)
-#ifdef _OPENMP
-#define CNNC_PARALLEL_FOR(nt, ...)                                                       \
-    do {                                                                                 \
-        if ((nt) > 1) {                                                                  \
-            CNNC_PRAGMA(omp parallel for num_threads(nt) schedule(static)) __VA_ARGS__   \
-        } else {                                                                         \
-            __VA_ARGS__                                                                  \
-        }                                                                                \
-    } while (0)
-#define CNNC_PARALLEL_FOR_OR(nt, var, ...)                                                              \
-    do {                                                                                                \
-        if ((nt) > 1) {                                                                                 \
-            CNNC_PRAGMA(omp parallel for num_threads(nt) schedule(static) reduction(| : var)) __VA_ARGS__ \
-        } else {                                                                                        \
-            __VA_ARGS__                                                                                 \
-        }                                                                                               \
-    } while (0)
-#else
-#define CNNC_PARALLEL_FOR(nt, ...) do { (void)(nt); __VA_ARGS__ } while (0)
-#define CNNC_PARALLEL_FOR_OR(nt, var, ...) do { (void)(nt); __VA_ARGS__ } while (0)
-#endif
+/* A parallel loop: fn(arg, begin, end, slot) is called on disjoint ranges that cover [0, n), in
+ * chunks of `grain` items (the last may be shorter; a call may also get the whole range at once, on
+ * one thread), by at most nt participants (nt from cnnc_threads); slot in [0, nt) names the
+ * participant, for per-thread scratch, and no two concurrent calls share a slot. Chunks are handed
+ * out as participants ask for them (the caller is one of them); the call returns when all are done.
+ * With nt == 1, no pool, or a pool already running a loop (a nested call, or another thread's),
+ * fn(arg, 0, n, 0) runs on the caller. Items must not depend on each other or on who runs them:
+ * then results are bit-identical for any thread count. */
+typedef void (*cnnc_range_fn)(void *arg, int64_t begin, int64_t end, int slot);
+void cnnc_parallel_for(const cnnc_ctx *ctx, int nt, int64_t n, int64_t grain, cnnc_range_fn fn, void *arg);
+#define CNNC_POOL_MAX_THREADS 255
+
+
+/* A chunk size for n items on nt participants: about 8 chunks per participant (a late thread finds
+ * work left, a descheduled one leaves little behind), never below min_grain items. */
+static inline int64_t cnnc_grain(int64_t n, int nt, int64_t min_grain) {
+    const int64_t g = CNNC_CEIL_DIV(n, 8 * (int64_t)(nt < 1 ? 1 : nt));
+    return CNNC_MAX(g, CNNC_MAX(min_grain, 1));
+}
 
 /* Align a workspace pointer up to CNNC_ALIGN bytes. */
 static inline void *cnnc_align_ptr(void *p) {
@@ -114,5 +104,24 @@ int cnnc_act_valid(cnnc_act act);
 /* y[0:n] = act(y + b[0:n]) in place on the calling thread (b may be NULL; act must be valid): the
  * arithmetic of one row of cnnc_bias_act_rows. */
 void cnnc_bias_act_span(cnnc_act act, const float *b, float *y, int64_t n);
+
+/* What a GEMM applies to its output once an element is final, while its tile is still in cache:
+ * C[i, j] = act(C[i, j] + bias), with bias[i] (per row) or bias[j] (per column), or none (bias NULL).
+ * The arithmetic is exactly cnnc_bias_act_rows' (per column) or cnnc_bias_act_planes' (per row). */
+typedef struct {
+    const float *bias;
+    int bias_per_row;
+    cnnc_act act;
+} cnnc_gemm_epilogue;
+static inline int cnnc_epilogue_active(const cnnc_gemm_epilogue *ep) {
+    return ep && (ep->bias || ep->act.kind != CNNC_ACT_NONE);
+}
+/* The epilogue on the block C[i0:i0+rows, j0:j0+cols] (c points at C[0, 0]). */
+void cnnc_gemm_epilogue_block(const cnnc_gemm_epilogue *ep, float *c, int64_t ldc, int64_t i0, int64_t rows,
+                              int64_t j0, int64_t cols);
+/* cnnc_sgemm followed by the epilogue (NULL: none), applied tile by tile. */
+int cnnc_sgemm_ep(const cnnc_ctx *ctx, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                  const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc,
+                  void *ws, int64_t ws_size, const cnnc_gemm_epilogue *ep);
 
 #endif

@@ -71,7 +71,9 @@ struct cnnc_model {
     int64_t *sizes;          /* bytes per value at the prepared batch */
     int64_t batch;           /* 0: not prepared */
     int64_t plan_bytes, ws_bytes;
-    cnnc_ctx ctx;
+    cnnc_ctx ctx;            /* ctx.pool: own_pool, or the caller's (cnnc_model_set_pool) */
+    cnnc_pool *own_pool;     /* created by cnnc_model_arena_size when ctx.nthreads > 1 */
+    int borrowed;            /* ctx.pool is the caller's */
 };
 
 /* ---- small helpers ------------------------------------------------------------------------------- */
@@ -411,6 +413,7 @@ void cnnc_model_free(cnnc_model *m) {
     free((void *)m->input_names); free((void *)m->output_names); free(m->names);
     free(m->offsets); free(m->sizes); free(m->first); free(m->last); free(m->order);
     free(m->buf_raw);
+    cnnc_pool_free(m->own_pool);
     free(m);
 }
 
@@ -421,10 +424,25 @@ int cnnc_model_set_threads(cnnc_model *m, int nthreads) {
     return CNNC_OK;
 }
 
+int cnnc_model_set_pool(cnnc_model *m, cnnc_pool *pool) {
+    if (!m) return CNNC_EINVAL;
+    if (pool) {
+        cnnc_pool_free(m->own_pool);
+        m->own_pool = NULL;
+    }
+    m->borrowed = pool != NULL;
+    m->ctx.pool = pool ? pool : m->own_pool;
+    m->batch = 0;
+    return CNNC_OK;
+}
+
 int cnnc_model_set_arch(cnnc_model *m, int arch) {
     if (!m) return CNNC_EINVAL;
     m->batch = 0;
-    return cnnc_ctx_init(&m->ctx, arch, m->ctx.nthreads);
+    cnnc_pool *pool = m->ctx.pool;
+    const int used = cnnc_ctx_init(&m->ctx, arch, m->ctx.nthreads);
+    m->ctx.pool = pool;
+    return used;
 }
 
 int cnnc_model_num_inputs(const cnnc_model *m) { return m ? m->n_inputs : CNNC_EINVAL; }
@@ -796,6 +814,13 @@ static int plan_batch(cnnc_model *m, int64_t batch, char *msg, int64_t msg_size)
 int64_t cnnc_model_arena_size(cnnc_model *m, int64_t batch) {
     if (!m) return CNNC_EINVAL;
     m->batch = 0;
+    /* the pool first: the workspaces depend on the threads it has. Without one (creation failed, or a
+     * build without threads) the model runs on the calling thread. */
+    if (!m->borrowed && m->ctx.nthreads > 1 && cnnc_pool_threads(m->own_pool) < m->ctx.nthreads) {
+        cnnc_pool_free(m->own_pool);
+        m->own_pool = cnnc_pool_create(m->ctx.nthreads);
+        m->ctx.pool = m->own_pool;
+    }
     int rc = plan_batch(m, batch, NULL, 0);
     if (rc != CNNC_OK) {
         m->batch = 0;

@@ -7,6 +7,7 @@
  */
 #include "internal.h"
 #include <math.h>
+#include <stdatomic.h>
 
 #define POOL_CBLOCK 64 /* channels per task / stack accumulator in NHWC global pooling */
 
@@ -82,13 +83,25 @@ int cnnc_pool2d_output(const cnnc_pool2d_params *p, int64_t *oh, int64_t *ow) {
 
 /* ---- max pooling ---------------------------------------------------------------------------------- */
 
+typedef struct {
+    const cnnc_window2d *q;
+    int cip; /* count_include_pad (average pooling) */
+    int64_t oh, ow;
+    const float *x; /* forward: x; backward: dy */
+    float *y;       /* forward: y; backward: dx */
+    int64_t *am;    /* argmax (may be NULL) */
+} window_job;
+
 /* NHWC x[N, H, W, C] -> y[N, OH, OW, C] (+ argmax[N, OH, OW, C]); one task per output row (n, oh). */
-static void max_fwd_nhwc(const cnnc_ctx *ctx, const cnnc_window2d *q, int64_t oh, int64_t ow,
-                         const float *restrict x, float *restrict y, int64_t *restrict am) {
-    const int64_t C = q->c;
-    const int64_t rows = q->n * oh;
-    int nt = cnnc_threads(ctx, rows);
-    CNNC_PARALLEL_FOR(nt, for (int64_t r = 0; r < rows; r++) {
+static void max_fwd_nhwc_task(void *arg, int64_t begin, int64_t end, int slot) {
+    const window_job *jb = (const window_job *)arg;
+    (void)slot;
+    const cnnc_window2d *q = jb->q;
+    const int64_t oh = jb->oh, ow = jb->ow, C = q->c;
+    const float *restrict x = jb->x;
+    float *restrict y = jb->y;
+    int64_t *restrict am = jb->am;
+    for (int64_t r = begin; r < end; r++) {
         int64_t ni = r / oh, yo = r % oh, ilo, ihi;
         window_taps(yo, q->sh, q->dh, q->kh, q->pt, 0, q->h, &ilo, &ihi);
         for (int64_t xo = 0; xo < ow; xo++) {
@@ -129,7 +142,15 @@ static void max_fwd_nhwc(const cnnc_ctx *ctx, const cnnc_window2d *q, int64_t oh
                     for (int64_t ch = 0; ch < C; ch++) ar[ch] = -1;
             }
         }
-    });
+    }
+}
+
+static void max_fwd_nhwc(const cnnc_ctx *ctx, const cnnc_window2d *q, int64_t oh, int64_t ow,
+                         const float *restrict x, float *restrict y, int64_t *restrict am) {
+    const int64_t rows = q->n * oh;
+    window_job jb = {q, 0, oh, ow, x, y, am};
+    const int nt = cnnc_threads(ctx, rows);
+    cnnc_parallel_for(ctx, nt, rows, cnnc_grain(rows, nt, 1), max_fwd_nhwc_task, &jb);
 }
 
 /* Outputs o in [*lo, *hi) (of n) whose tap lands inside [0, size): 0 <= o * s + off < size. */
@@ -146,11 +167,15 @@ static inline void tap_outputs(int64_t off, int64_t s, int64_t size, int64_t n, 
 /* NCHW x[N, C, H, W] -> y[N, C, OH, OW] (+ argmax); one task per (n, c) plane. Each output row is
  * updated tap by tap in (kh, kw) order with the inner loop over ow, so every output still sees its
  * taps in scan order (ties, NaN) while the inner loop stays simple. */
-static void max_fwd_nchw(const cnnc_ctx *ctx, const cnnc_window2d *q, int64_t oh, int64_t ow,
-                         const float *restrict x, float *restrict y, int64_t *restrict am) {
-    const int64_t planes = q->n * q->c, hw = q->h * q->w, sw = q->sw;
-    int nt = cnnc_threads(ctx, planes);
-    CNNC_PARALLEL_FOR(nt, for (int64_t pl = 0; pl < planes; pl++) {
+static void max_fwd_nchw_task(void *arg, int64_t begin, int64_t end, int slot) {
+    const window_job *jb = (const window_job *)arg;
+    (void)slot;
+    const cnnc_window2d *q = jb->q;
+    const int64_t oh = jb->oh, ow = jb->ow, hw = q->h * q->w, sw = q->sw;
+    const float *restrict x = jb->x;
+    float *restrict y = jb->y;
+    int64_t *restrict am = jb->am;
+    for (int64_t pl = begin; pl < end; pl++) {
         const float *restrict xp = x + pl * hw;
         for (int64_t yo = 0; yo < oh; yo++) {
             int64_t ilo, ihi;
@@ -192,7 +217,15 @@ static void max_fwd_nchw(const cnnc_ctx *ctx, const cnnc_window2d *q, int64_t oh
                 }
             }
         }
-    });
+    }
+}
+
+static void max_fwd_nchw(const cnnc_ctx *ctx, const cnnc_window2d *q, int64_t oh, int64_t ow,
+                         const float *restrict x, float *restrict y, int64_t *restrict am) {
+    const int64_t planes = q->n * q->c;
+    window_job jb = {q, 0, oh, ow, x, y, am};
+    const int nt = cnnc_threads(ctx, planes);
+    cnnc_parallel_for(ctx, nt, planes, cnnc_grain(planes, nt, 1), max_fwd_nchw_task, &jb);
 }
 
 /* x as p->win describes -> y[N, OH, OW, C] / [N, C, OH, OW]; argmax (may be NULL) of y's shape. */
@@ -209,13 +242,23 @@ int cnnc_max_pool2d_forward(const cnnc_ctx *ctx, const cnnc_pool2d_params *p, co
     return CNNC_OK;
 }
 
-/* Scatter dy[groups * per_out] into dx[groups * per_in]: group g's argmax must lie in its own block of
- * dx (or be -1). Groups are images or planes; one task per group. Returns CNNC_EINVAL on a stray index. */
-static int scatter_groups(const cnnc_ctx *ctx, int64_t groups, int64_t per_out, int64_t per_in,
-                          const float *restrict dy, const int64_t *restrict am, float *restrict dx) {
+typedef struct {
+    int64_t per_out, per_in;
+    const float *dy;
+    const int64_t *am;
+    float *dx;
+    atomic_int bad; /* set by any task that met a stray index */
+} scatter_job;
+
+static void scatter_task(void *arg, int64_t begin, int64_t end, int slot) {
+    scatter_job *jb = (scatter_job *)arg;
+    (void)slot;
+    const int64_t per_out = jb->per_out, per_in = jb->per_in;
+    const float *restrict dy = jb->dy;
+    const int64_t *restrict am = jb->am;
+    float *restrict dx = jb->dx;
     int bad = 0;
-    int nt = cnnc_threads(ctx, groups);
-    CNNC_PARALLEL_FOR_OR(nt, bad, for (int64_t g = 0; g < groups; g++) {
+    for (int64_t g = begin; g < end; g++) {
         const int64_t lo = g * per_in, hi = lo + per_in;
         memset(dx + lo, 0, (size_t)per_in * sizeof(float));
         const float *restrict d = dy + g * per_out;
@@ -227,8 +270,18 @@ static int scatter_groups(const cnnc_ctx *ctx, int64_t groups, int64_t per_out, 
             else if (t != -1)
                 bad = 1;
         }
-    });
-    return bad ? CNNC_EINVAL : CNNC_OK;
+    }
+    if (bad) atomic_fetch_or_explicit(&jb->bad, 1, memory_order_relaxed);
+}
+
+/* Scatter dy[groups * per_out] into dx[groups * per_in]: group g's argmax must lie in its own block of
+ * dx (or be -1). Groups are images or planes; one task per group. Returns CNNC_EINVAL on a stray index. */
+static int scatter_groups(const cnnc_ctx *ctx, int64_t groups, int64_t per_out, int64_t per_in,
+                          const float *restrict dy, const int64_t *restrict am, float *restrict dx) {
+    scatter_job jb = {per_out, per_in, dy, am, dx, 0};
+    const int nt = cnnc_threads(ctx, groups);
+    cnnc_parallel_for(ctx, nt, groups, cnnc_grain(groups, nt, 1), scatter_task, &jb);
+    return atomic_load_explicit(&jb.bad, memory_order_relaxed) ? CNNC_EINVAL : CNNC_OK;
 }
 
 /* dy, argmax of y's shape -> dx of x's shape: dx = 0, dx[argmax[i]] += dy[i]. */
@@ -257,11 +310,15 @@ static inline int64_t avg_count(const cnnc_window2d *q, int cip, int64_t yo, int
 }
 
 /* NHWC x[N, H, W, C] -> y[N, OH, OW, C]; one task per output row (n, oh). */
-static void avg_fwd_nhwc(const cnnc_ctx *ctx, const cnnc_window2d *q, int cip, int64_t oh,
-                         int64_t ow, const float *restrict x, float *restrict y) {
-    const int64_t C = q->c, rows = q->n * oh;
-    int nt = cnnc_threads(ctx, rows);
-    CNNC_PARALLEL_FOR(nt, for (int64_t r = 0; r < rows; r++) {
+static void avg_fwd_nhwc_task(void *arg, int64_t begin, int64_t end, int slot) {
+    const window_job *jb = (const window_job *)arg;
+    (void)slot;
+    const cnnc_window2d *q = jb->q;
+    const int cip = jb->cip;
+    const int64_t oh = jb->oh, ow = jb->ow, C = q->c;
+    const float *restrict x = jb->x;
+    float *restrict y = jb->y;
+    for (int64_t r = begin; r < end; r++) {
         int64_t ni = r / oh, yo = r % oh, ilo, ihi;
         window_taps(yo, q->sh, q->dh, q->kh, q->pt, 0, q->h, &ilo, &ihi);
         for (int64_t xo = 0; xo < ow; xo++) {
@@ -283,16 +340,28 @@ static void avg_fwd_nhwc(const cnnc_ctx *ctx, const cnnc_window2d *q, int cip, i
                 for (int64_t ch = 0; ch < C; ch++) yr[ch] /= fc;
             }
         }
-    });
+    }
+}
+
+static void avg_fwd_nhwc(const cnnc_ctx *ctx, const cnnc_window2d *q, int cip, int64_t oh,
+                         int64_t ow, const float *restrict x, float *restrict y) {
+    const int64_t rows = q->n * oh;
+    window_job jb = {q, cip, oh, ow, x, y, NULL};
+    const int nt = cnnc_threads(ctx, rows);
+    cnnc_parallel_for(ctx, nt, rows, cnnc_grain(rows, nt, 1), avg_fwd_nhwc_task, &jb);
 }
 
 /* NCHW x[N, C, H, W] -> y[N, C, OH, OW]; one task per (n, c) plane. Sums are formed tap by tap in
  * (kh, kw) order like the NHWC path, with the inner loop over ow. */
-static void avg_fwd_nchw(const cnnc_ctx *ctx, const cnnc_window2d *q, int cip, int64_t oh,
-                         int64_t ow, const float *restrict x, float *restrict y) {
-    const int64_t planes = q->n * q->c, hw = q->h * q->w, sw = q->sw;
-    int nt = cnnc_threads(ctx, planes);
-    CNNC_PARALLEL_FOR(nt, for (int64_t pl = 0; pl < planes; pl++) {
+static void avg_fwd_nchw_task(void *arg, int64_t begin, int64_t end, int slot) {
+    const window_job *jb = (const window_job *)arg;
+    (void)slot;
+    const cnnc_window2d *q = jb->q;
+    const int cip = jb->cip;
+    const int64_t oh = jb->oh, ow = jb->ow, hw = q->h * q->w, sw = q->sw;
+    const float *restrict x = jb->x;
+    float *restrict y = jb->y;
+    for (int64_t pl = begin; pl < end; pl++) {
         const float *restrict xp = x + pl * hw;
         for (int64_t yo = 0; yo < oh; yo++) {
             int64_t ilo, ihi;
@@ -315,7 +384,15 @@ static void avg_fwd_nchw(const cnnc_ctx *ctx, const cnnc_window2d *q, int cip, i
                 yr[xo] = cnt > 0 ? yr[xo] / (float)cnt : 0.0f;
             }
         }
-    });
+    }
+}
+
+static void avg_fwd_nchw(const cnnc_ctx *ctx, const cnnc_window2d *q, int cip, int64_t oh,
+                         int64_t ow, const float *restrict x, float *restrict y) {
+    const int64_t planes = q->n * q->c;
+    window_job jb = {q, cip, oh, ow, x, y, NULL};
+    const int nt = cnnc_threads(ctx, planes);
+    cnnc_parallel_for(ctx, nt, planes, cnnc_grain(planes, nt, 1), avg_fwd_nchw_task, &jb);
 }
 
 /* x as p->win describes -> y[N, OH, OW, C] / [N, C, OH, OW]. */
@@ -332,6 +409,71 @@ int cnnc_avg_pool2d_forward(const cnnc_ctx *ctx, const cnnc_pool2d_params *p, in
     return CNNC_OK;
 }
 
+/* NHWC: one task per image. */
+static void avg_bwd_nhwc_task(void *arg, int64_t begin, int64_t end, int slot) {
+    const window_job *jb = (const window_job *)arg;
+    (void)slot;
+    const cnnc_window2d *q = jb->q;
+    const int cip = jb->cip;
+    const int64_t oh = jb->oh, ow = jb->ow, C = q->c, per_in = q->h * q->w * C;
+    const float *dy = jb->x;
+    float *dx = jb->y;
+    for (int64_t ni = begin; ni < end; ni++) {
+        float *restrict dxi = dx + ni * per_in;
+        memset(dxi, 0, (size_t)per_in * sizeof(float));
+        for (int64_t yo = 0; yo < oh; yo++) {
+            int64_t ilo, ihi;
+            window_taps(yo, q->sh, q->dh, q->kh, q->pt, 0, q->h, &ilo, &ihi);
+            for (int64_t xo = 0; xo < ow; xo++) {
+                int64_t jlo, jhi;
+                window_taps(xo, q->sw, q->dw, q->kw, q->pl, 0, q->w, &jlo, &jhi);
+                int64_t cnt = avg_count(q, cip, yo, xo, ilo, ihi, jlo, jhi);
+                if (cnt <= 0) continue;
+                const float fc = (float)cnt;
+                const float *restrict dr = dy + ((ni * oh + yo) * ow + xo) * C;
+                for (int64_t i = ilo; i < ihi; i++) {
+                    int64_t ih = yo * q->sh - q->pt + i * q->dh;
+                    for (int64_t j = jlo; j < jhi; j++) {
+                        int64_t iw = xo * q->sw - q->pl + j * q->dw;
+                        float *restrict xr = dxi + (ih * q->w + iw) * C;
+                        for (int64_t ch = 0; ch < C; ch++) xr[ch] += dr[ch] / fc;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* NCHW: one task per (n, c) plane. */
+static void avg_bwd_nchw_task(void *arg, int64_t begin, int64_t end, int slot) {
+    const window_job *jb = (const window_job *)arg;
+    (void)slot;
+    const cnnc_window2d *q = jb->q;
+    const int cip = jb->cip;
+    const int64_t oh = jb->oh, ow = jb->ow, hw = q->h * q->w;
+    const float *dy = jb->x;
+    float *dx = jb->y;
+    for (int64_t pl = begin; pl < end; pl++) {
+        float *restrict dxp = dx + pl * hw;
+        memset(dxp, 0, (size_t)hw * sizeof(float));
+        for (int64_t yo = 0; yo < oh; yo++) {
+            int64_t ilo, ihi;
+            window_taps(yo, q->sh, q->dh, q->kh, q->pt, 0, q->h, &ilo, &ihi);
+            for (int64_t xo = 0; xo < ow; xo++) {
+                int64_t jlo, jhi;
+                window_taps(xo, q->sw, q->dw, q->kw, q->pl, 0, q->w, &jlo, &jhi);
+                int64_t cnt = avg_count(q, cip, yo, xo, ilo, ihi, jlo, jhi);
+                if (cnt <= 0) continue;
+                const float g = dy[(pl * oh + yo) * ow + xo] / (float)cnt;
+                for (int64_t i = ilo; i < ihi; i++) {
+                    int64_t ih = yo * q->sh - q->pt + i * q->dh;
+                    for (int64_t j = jlo; j < jhi; j++) dxp[ih * q->w + xo * q->sw - q->pl + j * q->dw] += g;
+                }
+            }
+        }
+    }
+}
+
 /* dy of y's shape -> dx of x's shape: each window spreads dy / count over its taps inside the input. */
 int cnnc_avg_pool2d_backward(const cnnc_ctx *ctx, const cnnc_pool2d_params *p, int count_include_pad,
                              const float *dy, float *dx) {
@@ -342,54 +484,14 @@ int cnnc_avg_pool2d_backward(const cnnc_ctx *ctx, const cnnc_pool2d_params *p, i
     const cnnc_window2d *q = &p->win;
     const int cip = count_include_pad;
     if (q->layout == CNNC_NHWC) {
-        const int64_t C = q->c, per_in = q->h * q->w * C;
-        int nt = cnnc_threads(ctx, q->n);
-        CNNC_PARALLEL_FOR(nt, for (int64_t ni = 0; ni < q->n; ni++) {
-            float *restrict dxi = dx + ni * per_in;
-            memset(dxi, 0, (size_t)per_in * sizeof(float));
-            for (int64_t yo = 0; yo < oh; yo++) {
-                int64_t ilo, ihi;
-                window_taps(yo, q->sh, q->dh, q->kh, q->pt, 0, q->h, &ilo, &ihi);
-                for (int64_t xo = 0; xo < ow; xo++) {
-                    int64_t jlo, jhi;
-                    window_taps(xo, q->sw, q->dw, q->kw, q->pl, 0, q->w, &jlo, &jhi);
-                    int64_t cnt = avg_count(q, cip, yo, xo, ilo, ihi, jlo, jhi);
-                    if (cnt <= 0) continue;
-                    const float fc = (float)cnt;
-                    const float *restrict dr = dy + ((ni * oh + yo) * ow + xo) * C;
-                    for (int64_t i = ilo; i < ihi; i++) {
-                        int64_t ih = yo * q->sh - q->pt + i * q->dh;
-                        for (int64_t j = jlo; j < jhi; j++) {
-                            int64_t iw = xo * q->sw - q->pl + j * q->dw;
-                            float *restrict xr = dxi + (ih * q->w + iw) * C;
-                            for (int64_t ch = 0; ch < C; ch++) xr[ch] += dr[ch] / fc;
-                        }
-                    }
-                }
-            }
-        });
+        window_job jb = {q, cip, oh, ow, dy, dx, NULL};
+        const int nt = cnnc_threads(ctx, q->n);
+        cnnc_parallel_for(ctx, nt, q->n, 1, avg_bwd_nhwc_task, &jb);
     } else {
-        const int64_t planes = q->n * q->c, hw = q->h * q->w;
-        int nt = cnnc_threads(ctx, planes);
-        CNNC_PARALLEL_FOR(nt, for (int64_t pl = 0; pl < planes; pl++) {
-            float *restrict dxp = dx + pl * hw;
-            memset(dxp, 0, (size_t)hw * sizeof(float));
-            for (int64_t yo = 0; yo < oh; yo++) {
-                int64_t ilo, ihi;
-                window_taps(yo, q->sh, q->dh, q->kh, q->pt, 0, q->h, &ilo, &ihi);
-                for (int64_t xo = 0; xo < ow; xo++) {
-                    int64_t jlo, jhi;
-                    window_taps(xo, q->sw, q->dw, q->kw, q->pl, 0, q->w, &jlo, &jhi);
-                    int64_t cnt = avg_count(q, cip, yo, xo, ilo, ihi, jlo, jhi);
-                    if (cnt <= 0) continue;
-                    const float g = dy[(pl * oh + yo) * ow + xo] / (float)cnt;
-                    for (int64_t i = ilo; i < ihi; i++) {
-                        int64_t ih = yo * q->sh - q->pt + i * q->dh;
-                        for (int64_t j = jlo; j < jhi; j++) dxp[ih * q->w + xo * q->sw - q->pl + j * q->dw] += g;
-                    }
-                }
-            }
-        });
+        const int64_t planes = q->n * q->c;
+        window_job jb = {q, cip, oh, ow, dy, dx, NULL};
+        const int nt = cnnc_threads(ctx, planes);
+        cnnc_parallel_for(ctx, nt, planes, cnnc_grain(planes, nt, 1), avg_bwd_nchw_task, &jb);
     }
     return CNNC_OK;
 }
@@ -402,6 +504,46 @@ static int global_args(int64_t n, int64_t h, int64_t w, int64_t c, int layout) {
     return CNNC_OK;
 }
 
+typedef struct {
+    int64_t hw, c, nb; /* nb: channel blocks per image (NHWC) */
+    float fhw;         /* (float)hw (average backward) */
+    const float *x;    /* forward: x; backward: dy */
+    float *y;          /* forward: y; backward: dx */
+    int64_t *argmax;
+} global_job;
+
+/* NHWC: one task per (n, channel block). */
+static void global_avg_fwd_nhwc_task(void *arg, int64_t begin, int64_t end, int slot) {
+    const global_job *jb = (const global_job *)arg;
+    (void)slot;
+    const int64_t hw = jb->hw, c = jb->c, nb = jb->nb;
+    const float *x = jb->x;
+    float *y = jb->y;
+    for (int64_t t = begin; t < end; t++) {
+        int64_t ni = t / nb, c0 = (t % nb) * POOL_CBLOCK, cn = CNNC_MIN(POOL_CBLOCK, c - c0);
+        double acc[POOL_CBLOCK] = {0};
+        const float *restrict xi = x + ni * hw * c + c0;
+        for (int64_t p = 0; p < hw; p++)
+            for (int64_t j = 0; j < cn; j++) acc[j] += xi[p * c + j];
+        for (int64_t j = 0; j < cn; j++) y[ni * c + c0 + j] = (float)(acc[j] / (double)hw);
+    }
+}
+
+/* NCHW: one task per (n, c) plane. */
+static void global_avg_fwd_nchw_task(void *arg, int64_t begin, int64_t end, int slot) {
+    const global_job *jb = (const global_job *)arg;
+    (void)slot;
+    const int64_t hw = jb->hw;
+    const float *x = jb->x;
+    float *y = jb->y;
+    for (int64_t pl = begin; pl < end; pl++) {
+        const float *restrict xp = x + pl * hw;
+        double acc = 0.0;
+        for (int64_t p = 0; p < hw; p++) acc += xp[p];
+        y[pl] = (float)(acc / (double)hw);
+    }
+}
+
 /* x[N, H, W, C] or [N, C, H, W] -> y[N, C]: mean over H*W in a double accumulator (fixed order). */
 int cnnc_global_avg_pool2d_forward(const cnnc_ctx *ctx, int64_t n, int64_t h, int64_t w, int64_t c,
                                    int layout, const float *x, float *y) {
@@ -411,26 +553,46 @@ int cnnc_global_avg_pool2d_forward(const cnnc_ctx *ctx, int64_t n, int64_t h, in
     const int64_t hw = h * w;
     if (layout == CNNC_NHWC) {
         const int64_t nb = CNNC_CEIL_DIV(c, POOL_CBLOCK), tasks = n * nb;
-        int nt = cnnc_threads(ctx, tasks);
-        CNNC_PARALLEL_FOR(nt, for (int64_t t = 0; t < tasks; t++) {
-            int64_t ni = t / nb, c0 = (t % nb) * POOL_CBLOCK, cn = CNNC_MIN(POOL_CBLOCK, c - c0);
-            double acc[POOL_CBLOCK] = {0};
-            const float *restrict xi = x + ni * hw * c + c0;
-            for (int64_t p = 0; p < hw; p++)
-                for (int64_t j = 0; j < cn; j++) acc[j] += xi[p * c + j];
-            for (int64_t j = 0; j < cn; j++) y[ni * c + c0 + j] = (float)(acc[j] / (double)hw);
-        });
+        global_job jb = {hw, c, nb, 0.0f, x, y, NULL};
+        const int nt = cnnc_threads(ctx, tasks);
+        cnnc_parallel_for(ctx, nt, tasks, cnnc_grain(tasks, nt, 1), global_avg_fwd_nhwc_task, &jb);
     } else {
         const int64_t planes = n * c;
-        int nt = cnnc_threads(ctx, planes);
-        CNNC_PARALLEL_FOR(nt, for (int64_t pl = 0; pl < planes; pl++) {
-            const float *restrict xp = x + pl * hw;
-            double acc = 0.0;
-            for (int64_t p = 0; p < hw; p++) acc += xp[p];
-            y[pl] = (float)(acc / (double)hw);
-        });
+        global_job jb = {hw, c, 0, 0.0f, x, y, NULL};
+        const int nt = cnnc_threads(ctx, planes);
+        cnnc_parallel_for(ctx, nt, planes, cnnc_grain(planes, nt, 1), global_avg_fwd_nchw_task, &jb);
     }
     return CNNC_OK;
+}
+
+/* NHWC: one task per (n, h, w) row of C values. */
+static void global_avg_bwd_nhwc_task(void *arg, int64_t begin, int64_t end, int slot) {
+    const global_job *jb = (const global_job *)arg;
+    (void)slot;
+    const int64_t hw = jb->hw, c = jb->c;
+    const float fhw = jb->fhw;
+    const float *dy = jb->x;
+    float *dx = jb->y;
+    for (int64_t r = begin; r < end; r++) {
+        const float *restrict d = dy + (r / hw) * c;
+        float *restrict o = dx + r * c;
+        for (int64_t j = 0; j < c; j++) o[j] = d[j] / fhw;
+    }
+}
+
+/* NCHW: one task per (n, c) plane. */
+static void global_avg_bwd_nchw_task(void *arg, int64_t begin, int64_t end, int slot) {
+    const global_job *jb = (const global_job *)arg;
+    (void)slot;
+    const int64_t hw = jb->hw;
+    const float fhw = jb->fhw;
+    const float *dy = jb->x;
+    float *dx = jb->y;
+    for (int64_t pl = begin; pl < end; pl++) {
+        const float g = dy[pl] / fhw;
+        float *restrict o = dx + pl * hw;
+        for (int64_t p = 0; p < hw; p++) o[p] = g;
+    }
 }
 
 /* dy[N, C] -> dx[N, H, W, C] or [N, C, H, W] = dy / (H*W) broadcast. */
@@ -443,22 +605,71 @@ int cnnc_global_avg_pool2d_backward(const cnnc_ctx *ctx, int64_t n, int64_t h, i
     const float fhw = (float)hw;
     if (layout == CNNC_NHWC) {
         const int64_t rows = n * hw;
-        int nt = cnnc_threads(ctx, rows);
-        CNNC_PARALLEL_FOR(nt, for (int64_t r = 0; r < rows; r++) {
-            const float *restrict d = dy + (r / hw) * c;
-            float *restrict o = dx + r * c;
-            for (int64_t j = 0; j < c; j++) o[j] = d[j] / fhw;
-        });
+        global_job jb = {hw, c, 0, fhw, dy, dx, NULL};
+        const int nt = cnnc_threads(ctx, rows);
+        cnnc_parallel_for(ctx, nt, rows, cnnc_grain(rows, nt, 1), global_avg_bwd_nhwc_task, &jb);
     } else {
         const int64_t planes = n * c;
-        int nt = cnnc_threads(ctx, planes);
-        CNNC_PARALLEL_FOR(nt, for (int64_t pl = 0; pl < planes; pl++) {
-            const float g = dy[pl] / fhw;
-            float *restrict o = dx + pl * hw;
-            for (int64_t p = 0; p < hw; p++) o[p] = g;
-        });
+        global_job jb = {hw, c, 0, fhw, dy, dx, NULL};
+        const int nt = cnnc_threads(ctx, planes);
+        cnnc_parallel_for(ctx, nt, planes, cnnc_grain(planes, nt, 1), global_avg_bwd_nchw_task, &jb);
     }
     return CNNC_OK;
+}
+
+/* NHWC: one task per (n, channel block). */
+static void global_max_fwd_nhwc_task(void *arg, int64_t begin, int64_t end, int slot) {
+    const global_job *jb = (const global_job *)arg;
+    (void)slot;
+    const int64_t hw = jb->hw, c = jb->c, nb = jb->nb;
+    const float *x = jb->x;
+    float *y = jb->y;
+    int64_t *argmax = jb->argmax;
+    for (int64_t t = begin; t < end; t++) {
+        int64_t ni = t / nb, c0 = (t % nb) * POOL_CBLOCK, cn = CNNC_MIN(POOL_CBLOCK, c - c0);
+        const int64_t base = ni * hw * c + c0;
+        const float *restrict xi = x + base;
+        float *restrict yr = y + ni * c + c0;
+        int64_t *restrict ar = argmax ? argmax + ni * c + c0 : NULL;
+        for (int64_t j = 0; j < cn; j++) yr[j] = xi[j];
+        if (ar) {
+            for (int64_t j = 0; j < cn; j++) ar[j] = base + j;
+            for (int64_t p = 1; p < hw; p++)
+                for (int64_t j = 0; j < cn; j++)
+                    if (max_takes(xi[p * c + j], yr[j])) {
+                        yr[j] = xi[p * c + j];
+                        ar[j] = base + p * c + j;
+                    }
+        } else {
+            for (int64_t p = 1; p < hw; p++)
+                for (int64_t j = 0; j < cn; j++) {
+                    float v = xi[p * c + j], b = yr[j];
+                    yr[j] = max_takes(v, b) ? v : b;
+                }
+        }
+    }
+}
+
+/* NCHW: one task per (n, c) plane. */
+static void global_max_fwd_nchw_task(void *arg, int64_t begin, int64_t end, int slot) {
+    const global_job *jb = (const global_job *)arg;
+    (void)slot;
+    const int64_t hw = jb->hw;
+    const float *x = jb->x;
+    float *y = jb->y;
+    int64_t *argmax = jb->argmax;
+    for (int64_t pl = begin; pl < end; pl++) {
+        const float *restrict xp = x + pl * hw;
+        float best = xp[0];
+        int64_t at = 0;
+        for (int64_t p = 1; p < hw; p++)
+            if (max_takes(xp[p], best)) {
+                best = xp[p];
+                at = p;
+            }
+        y[pl] = best;
+        if (argmax) argmax[pl] = pl * hw + at;
+    }
 }
 
 /* x[N, H, W, C] or [N, C, H, W] -> y[N, C] (+ argmax[N, C], flat index into x); NaN propagates,
@@ -471,45 +682,14 @@ int cnnc_global_max_pool2d_forward(const cnnc_ctx *ctx, int64_t n, int64_t h, in
     const int64_t hw = h * w;
     if (layout == CNNC_NHWC) {
         const int64_t nb = CNNC_CEIL_DIV(c, POOL_CBLOCK), tasks = n * nb;
-        int nt = cnnc_threads(ctx, tasks);
-        CNNC_PARALLEL_FOR(nt, for (int64_t t = 0; t < tasks; t++) {
-            int64_t ni = t / nb, c0 = (t % nb) * POOL_CBLOCK, cn = CNNC_MIN(POOL_CBLOCK, c - c0);
-            const int64_t base = ni * hw * c + c0;
-            const float *restrict xi = x + base;
-            float *restrict yr = y + ni * c + c0;
-            int64_t *restrict ar = argmax ? argmax + ni * c + c0 : NULL;
-            for (int64_t j = 0; j < cn; j++) yr[j] = xi[j];
-            if (ar) {
-                for (int64_t j = 0; j < cn; j++) ar[j] = base + j;
-                for (int64_t p = 1; p < hw; p++)
-                    for (int64_t j = 0; j < cn; j++)
-                        if (max_takes(xi[p * c + j], yr[j])) {
-                            yr[j] = xi[p * c + j];
-                            ar[j] = base + p * c + j;
-                        }
-            } else {
-                for (int64_t p = 1; p < hw; p++)
-                    for (int64_t j = 0; j < cn; j++) {
-                        float v = xi[p * c + j], b = yr[j];
-                        yr[j] = max_takes(v, b) ? v : b;
-                    }
-            }
-        });
+        global_job jb = {hw, c, nb, 0.0f, x, y, argmax};
+        const int nt = cnnc_threads(ctx, tasks);
+        cnnc_parallel_for(ctx, nt, tasks, cnnc_grain(tasks, nt, 1), global_max_fwd_nhwc_task, &jb);
     } else {
         const int64_t planes = n * c;
-        int nt = cnnc_threads(ctx, planes);
-        CNNC_PARALLEL_FOR(nt, for (int64_t pl = 0; pl < planes; pl++) {
-            const float *restrict xp = x + pl * hw;
-            float best = xp[0];
-            int64_t at = 0;
-            for (int64_t p = 1; p < hw; p++)
-                if (max_takes(xp[p], best)) {
-                    best = xp[p];
-                    at = p;
-                }
-            y[pl] = best;
-            if (argmax) argmax[pl] = pl * hw + at;
-        });
+        global_job jb = {hw, c, 0, 0.0f, x, y, argmax};
+        const int nt = cnnc_threads(ctx, planes);
+        cnnc_parallel_for(ctx, nt, planes, cnnc_grain(planes, nt, 1), global_max_fwd_nchw_task, &jb);
     }
     return CNNC_OK;
 }
@@ -533,15 +713,22 @@ static int depth_args(int64_t rows, int64_t c, int64_t k, int64_t s, int64_t *oc
     return CNNC_OK;
 }
 
-/* x[rows, C] -> y[rows, OC] (+ argmax[rows, OC]), OC = (C - k) / s + 1. */
-int cnnc_max_pool_depth_forward(const cnnc_ctx *ctx, int64_t rows, int64_t c, int64_t k, int64_t s,
-                                const float *x, float *y, int64_t *argmax) {
-    int64_t oc;
-    if (!ctx || !x || !y) return CNNC_EINVAL;
-    int rc = depth_args(rows, c, k, s, &oc);
-    if (rc != CNNC_OK) return rc;
-    int nt = cnnc_threads(ctx, rows);
-    CNNC_PARALLEL_FOR(nt, for (int64_t r = 0; r < rows; r++) {
+typedef struct {
+    int64_t c, k, s, oc;
+    const float *x;
+    float *y;
+    int64_t *argmax;
+} depth_job;
+
+/* One task per row. */
+static void max_depth_fwd_task(void *arg, int64_t begin, int64_t end, int slot) {
+    const depth_job *jb = (const depth_job *)arg;
+    (void)slot;
+    const int64_t c = jb->c, k = jb->k, s = jb->s, oc = jb->oc;
+    const float *x = jb->x;
+    float *y = jb->y;
+    int64_t *argmax = jb->argmax;
+    for (int64_t r = begin; r < end; r++) {
         const float *restrict xr = x + r * c;
         for (int64_t o = 0; o < oc; o++) {
             int64_t at = o * s;
@@ -554,7 +741,19 @@ int cnnc_max_pool_depth_forward(const cnnc_ctx *ctx, int64_t rows, int64_t c, in
             y[r * oc + o] = best;
             if (argmax) argmax[r * oc + o] = r * c + at;
         }
-    });
+    }
+}
+
+/* x[rows, C] -> y[rows, OC] (+ argmax[rows, OC]), OC = (C - k) / s + 1. */
+int cnnc_max_pool_depth_forward(const cnnc_ctx *ctx, int64_t rows, int64_t c, int64_t k, int64_t s,
+                                const float *x, float *y, int64_t *argmax) {
+    int64_t oc;
+    if (!ctx || !x || !y) return CNNC_EINVAL;
+    int rc = depth_args(rows, c, k, s, &oc);
+    if (rc != CNNC_OK) return rc;
+    depth_job jb = {c, k, s, oc, x, y, argmax};
+    const int nt = cnnc_threads(ctx, rows);
+    cnnc_parallel_for(ctx, nt, rows, cnnc_grain(rows, nt, 1), max_depth_fwd_task, &jb);
     return CNNC_OK;
 }
 

@@ -30,7 +30,7 @@ def test_demo_prints_config_shapes_and_timings(tmp_path):
 def test_config_command(capsys):
     assert cli.main(["config"]) == 0
     out = capsys.readouterr().out
-    assert "simd" in out and "openmp" in out
+    assert "simd" in out and "thread_pool" in out
 
 
 def test_no_command_prints_help(capsys):

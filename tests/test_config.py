@@ -14,20 +14,20 @@ def test_show_config_keys_and_types(capsys):
     assert isinstance(cfg, dict)
     assert isinstance(cfg["version"], str) and cfg["version"]
     assert cfg["version"] == cnnc.__version__
-    assert isinstance(cfg["openmp"], bool)
+    assert isinstance(cfg["thread_pool"], bool)
     assert isinstance(cfg["threads"], int) and not isinstance(cfg["threads"], bool)
     assert cfg["threads"] == cnnc.get_num_threads() >= 1
     assert cfg["simd"] in ("generic", "avx2", "avx512")
-    for key in ("version", "openmp", "threads", "simd"):
+    for key in ("version", "thread_pool", "threads", "simd"):
         assert key in printed
     assert cfg["simd"] in printed and cfg["version"] in printed
 
 
 def test_thread_count_round_trip(threads, capsys):
-    openmp = cnnc.show_config()["openmp"]
+    pool = cnnc.show_config()["thread_pool"]
     threads(1)
     assert cnnc.get_num_threads() == 1
-    if openmp:
+    if pool:
         threads(2)
         assert cnnc.get_num_threads() == 2
         threads(3)  # more threads than cores is allowed
@@ -61,7 +61,7 @@ CHILD = textwrap.dedent("""
     m = nn.matmul(r.standard_normal((37, 300)), r.standard_normal((300, 29)))
     dx, dw, db = nn.conv2d_grad(x, w, np.ones_like(y), padding="same", strides=(1, 2))
     print("JSON" + json.dumps(dict(
-        simd=cfg["simd"], threads=cfg["threads"], openmp=cfg["openmp"],
+        simd=cfg["simd"], threads=cfg["threads"], thread_pool=cfg["thread_pool"],
         warnings=[(w.category.__name__, str(w.message)) for w in caught],
         y=y.tolist(), yc=yc.tolist(), m=m.tolist(), dx=dx.tolist(), dw=dw.tolist())))
 """)
@@ -131,7 +131,7 @@ def test_cnnc_arch_bogus_warns_and_works(run_py):
 def test_omp_num_threads_sets_default(run_py):
     out, _ = _child(run_py, OMP_NUM_THREADS="1")
     assert out["threads"] == 1
-    if out["openmp"]:
+    if out["thread_pool"]:
         out2, _ = _child(run_py, OMP_NUM_THREADS="2")
         assert out2["threads"] == 2
         # and the results do not depend on it

@@ -17,8 +17,7 @@ F = TensorProto.FLOAT
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
-    """cnnc on 1 thread here: with OpenMP, a busy 2-core machine (other jobs) can make 2-thread runs
-    of many small kernels 100x slower; thread-count behaviour is covered by test_threads.py."""
+    """cnnc on 1 thread here (many tiny graphs); thread-count behaviour is covered by test_threads.py."""
     import cnnc
     old = cnnc.get_num_threads()
     cnnc.set_num_threads(1)

@@ -97,14 +97,17 @@ def test_selection_rule():
     assert rule((1, 18, 18, 32), (3, 3, 16, 32), groups=2) == "im2col"
     assert rule((1, 20, 20, 16), (5, 5, 16, 16)) == "im2col"
     assert rule((1, 16, 18, 18), (16, 16, 3, 3), data_format="NCHW") == "winograd"
+    # tiles filled: 3 x 3 outputs take 4 tiles of 4 (0.56 filled), 7 x 7 take 16 (0.77)
+    assert rule((16, 5, 5, 16), (3, 3, 16, 16)) == "im2col"           # 64 tiles, 0.56 filled
+    assert rule((4, 9, 9, 16), (3, 3, 16, 16)) == "winograd"          # 64 tiles, 0.77 filled
 
 
 # ---- the data gradient dx of conv2d_grad -------------------------------------------------------------
 
-GRAD_GRID = [  # n, h, w, cin, cout, padding
-    (2, 14, 13, 16, 24, "same"),           # dx: a convolution of dy with padding 1
-    (2, 16, 16, 24, 16, "valid"),          # padding 2 (a "full" convolution)
-    (1, 19, 18, 17, 33, ((2, 0), (1, 2))), # asymmetric, the largest padding it takes
+GRAD_GRID = [  # n, h, w, cin, cout, padding (both channel counts >= 64: the data gradient's rule)
+    (2, 14, 13, 64, 72, "same"),           # dx: a convolution of dy with padding 1
+    (2, 16, 16, 72, 64, "valid"),          # padding 2 (a "full" convolution)
+    (1, 19, 18, 65, 67, ((2, 0), (1, 2))), # asymmetric, the largest padding it takes
 ]
 
 
@@ -129,15 +132,17 @@ def test_data_gradient_matches_the_twin(fmt, case):
 
 def test_data_gradient_rule():
     rule = lambda *a, **k: nn.conv2d_algorithm(*a, data_grad=True, **k)  # noqa: E731
-    assert rule((2, 14, 14, 16), (3, 3, 16, 16), padding="same") == "winograd"
-    assert rule((1, 18, 18, 16), (3, 3, 16, 16), padding=3) == "im2col"   # padding 3: dx would need cropping
-    assert rule((2, 14, 14, 8), (3, 3, 8, 16), padding="same") == "im2col"  # dx has 8 channels
-    assert rule((2, 14, 14, 16), (3, 3, 16, 16), strides=2, padding="same") == "im2col"
+    assert rule((2, 14, 14, 64), (3, 3, 64, 64), padding="same") == "winograd"
+    assert rule((1, 18, 18, 64), (3, 3, 64, 64), padding=3) == "im2col"   # padding 3: dx would need cropping
+    assert rule((2, 14, 14, 32), (3, 3, 32, 64), padding="same") == "im2col"  # dx has 32 channels
+    assert rule((2, 14, 14, 64), (3, 3, 64, 32), padding="same") == "im2col"  # dy has 32 channels
+    assert rule((2, 14, 14, 64), (3, 3, 64, 64), strides=2, padding="same") == "im2col"
 
 
 def test_data_gradient_nonfinite_dy_propagates_exactly():
-    x, k, _ = _case("NHWC", 2, 14, 14, 16, 16, seed=7)
-    dy = np.random.default_rng(8).standard_normal((2, 14, 14, 16)).astype(np.float32)
+    x, k, _ = _case("NHWC", 2, 14, 14, 64, 64, seed=7)
+    assert nn.conv2d_algorithm(x, k, padding="same", data_grad=True) == "winograd"
+    dy = np.random.default_rng(8).standard_normal((2, 14, 14, 64)).astype(np.float32)
     dy[0, 5, 6, 3] = np.nan
     dy[1, 0, 0, 0] = np.inf
     dx, _, _ = nn.conv2d_grad(x, k, dy, padding="same")

@@ -8,7 +8,7 @@ ConstantOfShape weights replaced by random ones) it reports:
     interpreter and the import are part of that figure; the 'import only' row shows how much);
   - batch-1 latency, median over --runs calls inside each process, then the median over --rounds
     processes. cnnc and ONNX Runtime processes alternate; ONNX Runtime gets intra_op_num_threads equal
-    to cnnc's threads, inter_op 1, and allow_spinning=0 (cnnc's OpenMP threads wait passively).
+    to cnnc's threads, inter_op 1, and allow_spinning=0, and cnnc CNNC_SPIN_US=0: in both, idle workers sleep at once.
 
     make -C src_c all example   (done by this script)
     python tools/bench_deploy.py [--threads 1,2] [--runs 200] [--rounds 3]
@@ -88,7 +88,7 @@ def run_measured(args, env=None):
 
 
 def c_latency(bundle, threads, runs):
-    env = dict(os.environ, OMP_WAIT_POLICY="passive")
+    env = dict(os.environ, CNNC_SPIN_US="0")
     text, rss = run_measured([str(BUILD / "run_bundle"), str(bundle), "--threads", str(threads),
                               "--repeat", str(runs)], env)
     line = next(ln for ln in text.splitlines() if "median" in ln)
@@ -143,7 +143,7 @@ def main():
         sys.exit(f"{TIME} (GNU time) is needed to measure peak RSS: apt-get install time")
     build()
     with tempfile.TemporaryDirectory() as tmp:
-        print(f"cnnc C runtime (src_c/build, gcc -O3, OpenMP) vs ONNX Runtime {ort_version}; "
+        print(f"cnnc C runtime (src_c/build, gcc -O3, thread pool) vs ONNX Runtime {ort_version}; "
               f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start\n")
         print(f"{'binary':40s} {'as built':>11s} {'stripped':>11s}")
         for name in ("libcnnc.so", "libcnnc.a", "run_bundle", "classify_fashion"):

@@ -35,7 +35,7 @@ def main():
     so.inter_op_num_threads = 1
     so.log_severity_level = 3
     # ONNX Runtime's pool spins between calls by default; interleaved with cnnc it would hold the cores
-    # while cnnc runs (cnnc's OpenMP workers spin only briefly, see cnnc/__init__.py)
+    # while cnnc runs (cnnc's pool workers spin 50 us after a loop, then sleep: src_c/threads.c)
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     print(f"threads {args.threads}, cnnc {cnnc.__version__} ({cnnc.show_config(False)['simd']}), "
           f"onnxruntime {ort.__version__}")

@@ -21,7 +21,9 @@ the true peak by tens of pages per CPU (up to 0.25 MB measured here): within 2% 
 half of a 0.5 MB step at batch 1. statm's count is exact on recent kernels (the child checks that it
 sees every page as it is touched and the table says so when it does not). RSS counts pages, so it
 includes the rounding of each allocation up to whole pages (a 40-byte array takes 4 KB) and leaves
-out the pages of a buffer that nothing writes (part of a GEMM workspace at batch 1).
+out the pages of a buffer that nothing writes (part of a GEMM workspace at batch 1). The children run
+on one thread (measure_case explains why; cnnc's accounting at 2 threads is checked in-process by
+tests/test_memory.py).
 
     python tools/memory_table.py                         # chollet and geron at batch 1, 64, 256
     python tools/memory_table.py --report geron --batch 64
@@ -62,7 +64,7 @@ def hwm():
 cnnc.utils.set_random_seed(0)
 rng = np.random.default_rng(0)
 x, y = rng.random((b, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, b)
-nn.conv2d(np.ones((2, 9, 9, 8), np.float32), np.ones((3, 3, 8, 8), np.float32))  # OpenMP threads
+nn.conv2d(np.ones((2, 9, 9, 8), np.float32), np.ones((3, 3, 8, 8), np.float32))  # the pool's threads
 m = zoo.ARCHITECTURES[name]()
 if mode == "train":
     m.compile("rmsprop", "sparse_categorical_crossentropy")
@@ -98,11 +100,15 @@ print(json.dumps(dict(estimate=est, accounting=acct, alive_before=alive, rss_gro
 """
 
 
-def measure_case(name, b, mode, cwd=None):
+def measure_case(name, b, mode, cwd=None, threads=1):
     """Run the child for one case in a fresh process (importing the same cnnc as this one) and return
-    its figures: estimate, accounting, alive_before, rss_growth, hwm_growth, traced, statm_exact."""
+    its figures: estimate, accounting, alive_before, rss_growth, hwm_growth, traced, statm_exact.
+
+    One thread by default: with more, each thread has its own scratch (e.g. a GEMM's packed A block),
+    but a thread touches its scratch only when it claims part of a loop, and at small sizes the caller
+    often does all of it, so the resident set would vary from run to run by the untouched slots."""
     import cnnc
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="0",
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="0", OMP_NUM_THREADS=str(threads),
                PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(cnnc.__file__))))
     r = subprocess.run([sys.executable, "-c", _CHILD, name, str(b), mode], env=env, cwd=cwd,
                        capture_output=True, text=True, timeout=300)
