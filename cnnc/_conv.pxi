@@ -47,11 +47,11 @@ def conv2d_workspace_size(tuple win, int64_t cout, int64_t groups, bint backward
 
 
 def conv2d_algorithm(tuple win, int64_t cout, int64_t groups, bint data_grad=False):
-    """'winograd' or 'im2col': how conv2d_forward (data_grad: conv2d_backward's dx) computes this
-    convolution."""
+    """'winograd', 'direct' or 'im2col': how conv2d_forward (data_grad: conv2d_backward's dx) computes
+    this convolution."""
     cdef cnnc_conv2d_params p = _conv_params(win, cout, groups)
     cdef int algo = cnnc_conv2d_data_grad_algorithm(&p) if data_grad else cnnc_conv2d_algorithm(&p)
-    return "winograd" if algo == 1 else "im2col"
+    return {1: "winograd", 2: "direct"}.get(algo, "im2col")
 
 
 def conv2d_forward(x, w, b, y, tuple win, int64_t cout, int64_t groups, int act_kind=0,

@@ -14,6 +14,8 @@
  * each panel's im2col and GEMM.
  * The backward pass still builds whole-image column matrices.
  * 1x1 convolutions with stride 1 and no padding skip im2col: x already is the column matrix.
+ * NCHW forward convolutions with at most 4 input channels skip it too (conv_direct.c: the GEMM's panels
+ * packed straight from x, bias and activation while the output is in cache; the same bits).
  * The chunking depends only on the shapes, never on the thread count, so the weight gradient (summed
  * over chunks/images with beta = 1) is bit-identical for any thread count. Convolutions too small to
  * repay waking threads run on one thread. */
@@ -136,6 +138,7 @@ int64_t cnnc_conv2d_workspace_size(const cnnc_ctx *caller, const cnnc_conv2d_par
     conv_shape s;
     if (!p || conv_shape_of(p, &s)) return -1;
     if (cnnc_winograd_applies(p)) return cnnc_winograd_workspace_size(caller, p);
+    if (cnnc_conv_direct_runs(caller, p)) return cnnc_conv_direct_workspace_size(caller, p);
     const cnnc_ctx cc = conv_ctx(caller, p, &s), *ctx = &cc;
     /* the GEMM workspace is sized per shape (not monotonic): the largest over full and last chunk */
     int64_t g = 0;
@@ -222,6 +225,7 @@ int cnnc_conv2d_forward(const cnnc_ctx *caller, const cnnc_conv2d_params *p, con
     if (rc) return rc;
     if (cnnc_winograd_applies(p)) return cnnc_winograd_forward(caller, p, x, w, b, act, y, ws, ws_size);
     const cnnc_ctx cc = conv_ctx(caller, p, &s), *ctx = &cc;
+    if (cnnc_conv_direct_runs(ctx, p)) return cnnc_conv_direct_forward(ctx, p, x, w, b, act, y, ws, ws_size);
     const int64_t need = cnnc_conv2d_workspace_size(caller, p);
     if (need < 0) return CNNC_EOVERFLOW;
     if (!ws || ws_size < need) return CNNC_EWORKSPACE;

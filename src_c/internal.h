@@ -98,6 +98,15 @@ cnnc_gemm_small_fns cnnc_gemm_small_for(const cnnc_kernels *k);
 int cnnc_im2col_nchw_pixels(const cnnc_ctx *ctx, const cnnc_window2d *p, int64_t c0, int64_t cg,
                             const float *x, int64_t q0, int64_t q1, float *col, int64_t ldcol);
 
+/* NCHW forward convolutions with few input channels, the column matrix packed straight from x
+ * (conv_direct.c). applies: the shape rule (what cnnc_conv2d_algorithm reports); runs: that rule for
+ * ctx's micro-kernel. Bit-identical to the im2col path. */
+int cnnc_conv_direct_applies(const cnnc_conv2d_params *p);
+int cnnc_conv_direct_runs(const cnnc_ctx *ctx, const cnnc_conv2d_params *p);
+int64_t cnnc_conv_direct_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params *p);
+int cnnc_conv_direct_forward(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x, const float *w,
+                             const float *b, cnnc_act act, float *y, void *ws, int64_t ws_size);
+
 /* act(v) for one value: the scalar definition every vector path must agree with. */
 float cnnc_act_scalar(cnnc_act act, float v);
 int cnnc_act_valid(cnnc_act act);

@@ -164,18 +164,13 @@ static inline void tap_outputs(int64_t off, int64_t s, int64_t size, int64_t n, 
     *hi = h;
 }
 
-/* NCHW x[N, C, H, W] -> y[N, C, OH, OW] (+ argmax); one task per (n, c) plane. Each output row is
- * updated tap by tap in (kh, kw) order with the inner loop over ow, so every output still sees its
- * taps in scan order (ties, NaN) while the inner loop stays simple. */
-static void max_fwd_nchw_task(void *arg, int64_t begin, int64_t end, int slot) {
-    const window_job *jb = (const window_job *)arg;
-    (void)slot;
-    const cnnc_window2d *q = jb->q;
-    const int64_t oh = jb->oh, ow = jb->ow, hw = q->h * q->w, sw = q->sw;
-    const float *restrict x = jb->x;
-    float *restrict y = jb->y;
-    int64_t *restrict am = jb->am;
-    for (int64_t pl = begin; pl < end; pl++) {
+/* NCHW planes [pl_begin, pl_end) of x[N, C, H, W] -> y[N, C, OH, OW] (+ argmax), any window. Each
+ * output row is updated tap by tap in (kh, kw) order with the inner loop over ow, so every output still
+ * sees its taps in scan order (ties, NaN) while the inner loop stays simple. */
+static void max_nchw_generic(const cnnc_window2d *q, int64_t oh, int64_t ow, const float *restrict x,
+                             float *restrict y, int64_t *restrict am, int64_t pl_begin, int64_t pl_end) {
+    const int64_t hw = q->h * q->w, sw = q->sw;
+    for (int64_t pl = pl_begin; pl < pl_end; pl++) {
         const float *restrict xp = x + pl * hw;
         for (int64_t yo = 0; yo < oh; yo++) {
             int64_t ilo, ihi;
@@ -220,6 +215,138 @@ static void max_fwd_nchw_task(void *arg, int64_t begin, int64_t end, int slot) {
     }
 }
 
+/* ---- NCHW max pooling without argmax (inference) ----
+ * One loop per output row computes its whole window per output column: the kh * kw taps, read at stride
+ * sw from the window's rows, folded in (kh, kw) scan order with v > c ? v : c (maxps). That equals
+ * max_takes (the first of equal maxima wins) unless a tap is NaN, so the loop also checks every tap for
+ * NaN, and a plane that holds one is recomputed by max_nchw_generic (the first NaN in scan order wins).
+ * The common windows (3x3 and 2x2, stride 1 or 2, undilated) get their own instance with the window a
+ * constant: the tap loops unroll and the column loop vectorises. Outputs whose window sticks out of the
+ * input (padding, ceil_mode) take a scalar loop that skips the outside taps. */
+
+/* yr[k], k < n: the maximum of the taps x0[i * rs + k * sw + j * dw], i < kh, j < kw, in that order;
+ * returns whether a tap is NaN. Inlined with a constant window. */
+static inline int max_cols(const float *restrict x0, int64_t rs, int64_t kh, int64_t kw, int64_t sw,
+                           int64_t dw, float *restrict yr, int64_t n) {
+    int nan = 0;
+    for (int64_t k = 0; k < n; k++) {
+        const float *xk = x0 + k * sw;
+        /* each row's taps in kw order, then the rows in kh order (short dependency chains); every
+         * tap is checked for NaN, two per isunordered (an odd last one with itself) */
+        float m = 0.0f, pend = 0.0f;
+        int paired = 1, bad = 0;
+        for (int64_t i = 0; i < kh; i++) {
+            float r = 0.0f;
+            for (int64_t j = 0; j < kw; j++) {
+                const float v = xk[i * rs + j * dw];
+                r = j == 0 || v > r ? v : r;
+                if (paired)
+                    pend = v;
+                else
+                    bad |= isunordered(pend, v);
+                paired = !paired;
+            }
+            m = i == 0 || r > m ? r : m;
+        }
+        if (!paired) bad |= isunordered(pend, pend);
+        nan |= bad;
+        yr[k] = m;
+    }
+    return nan;
+}
+
+/* max_cols for one window: the common ones with it constant (each its own function: its vector loop
+ * gets the registers to itself), any other at run time. */
+typedef int (*max_cols_fn)(const cnnc_window2d *q, const float *x0, float *yr, int64_t n);
+static int max_cols_3x3s2(const cnnc_window2d *q, const float *x0, float *yr, int64_t n) {
+    return max_cols(x0, q->dh * q->w, 3, 3, 2, 1, yr, n);
+}
+static int max_cols_3x3s1(const cnnc_window2d *q, const float *x0, float *yr, int64_t n) {
+    return max_cols(x0, q->dh * q->w, 3, 3, 1, 1, yr, n);
+}
+static int max_cols_2x2s2(const cnnc_window2d *q, const float *x0, float *yr, int64_t n) {
+    return max_cols(x0, q->dh * q->w, 2, 2, 2, 1, yr, n);
+}
+static int max_cols_2x2s1(const cnnc_window2d *q, const float *x0, float *yr, int64_t n) {
+    return max_cols(x0, q->dh * q->w, 2, 2, 1, 1, yr, n);
+}
+static int max_cols_any(const cnnc_window2d *q, const float *x0, float *yr, int64_t n) {
+    return max_cols(x0, q->dh * q->w, q->kh, q->kw, q->sw, q->dw, yr, n);
+}
+static max_cols_fn max_cols_for(const cnnc_window2d *q) {
+    if (q->dw != 1 || q->kh != q->kw || (q->sw != 1 && q->sw != 2)) return max_cols_any;
+    if (q->kh == 3) return q->sw == 2 ? max_cols_3x3s2 : max_cols_3x3s1;
+    if (q->kh == 2) return q->sw == 2 ? max_cols_2x2s2 : max_cols_2x2s1;
+    return max_cols_any;
+}
+
+/* The maximum of the taps inside the input of the window with rows [ilo, ihi) (row i at top + i * dh)
+ * and first column c0, -inf if none; *nan |= a tap is NaN. */
+static float max_window(const cnnc_window2d *q, const float *restrict xp, int64_t top, int64_t ilo,
+                        int64_t ihi, int64_t c0, int *nan) {
+    float m = -INFINITY;
+    for (int64_t i = ilo; i < ihi; i++) {
+        const float *xr = xp + (top + i * q->dh) * q->w;
+        for (int64_t j = 0; j < q->kw; j++) {
+            const int64_t t = c0 + j * q->dw;
+            if (t < 0 || t >= q->w) continue;
+            const float v = xr[t];
+            *nan |= v != v;
+            m = v > m ? v : m;
+        }
+    }
+    return m;
+}
+
+/* One plane, inference: 0, or 1 when a tap is NaN (yp is then incomplete). */
+static int max_nchw_plane_fast(const cnnc_window2d *q, int64_t oh, int64_t ow, const float *restrict xp,
+                               float *restrict yp) {
+    /* columns [ka, kb): windows inside the row, 0 <= k * sw - pl and k * sw - pl + (kw - 1) * dw < w */
+    const int64_t sw = q->sw, last = q->w - 1 - (q->kw - 1) * q->dw + q->pl; /* k * sw <= last */
+    const int64_t kb = CNNC_MAX(0, CNNC_MIN(ow, last < 0 ? 0 : last / sw + 1));
+    const int64_t ka = CNNC_MIN(CNNC_CEIL_DIV(q->pl, sw), kb);
+    const max_cols_fn cols = max_cols_for(q);
+    int nan = 0;
+    for (int64_t yo = 0; yo < oh && !nan; yo++) {
+        float *restrict yr = yp + yo * ow;
+        const int64_t top = yo * q->sh - q->pt;
+        int64_t ilo, ihi, a = 0, b = 0; /* [a, b): the columns done by cols */
+        if (q->dh == 1) { /* window_taps without its divisions */
+            ihi = CNNC_MAX(0, CNNC_MIN(q->kh, q->h - top));
+            ilo = CNNC_MIN(CNNC_MAX(0, -top), ihi);
+        } else {
+            window_taps(yo, q->sh, q->dh, q->kh, q->pt, 0, q->h, &ilo, &ihi);
+        }
+        if (ilo == 0 && ihi == q->kh && ka < kb) {
+            a = ka;
+            b = kb;
+            nan |= cols(q, xp + top * q->w + ka * sw - q->pl, yr + ka, kb - ka);
+        }
+        for (int64_t k = 0; k < a; k++) yr[k] = max_window(q, xp, top, ilo, ihi, k * sw - q->pl, &nan);
+        for (int64_t k = b; k < ow; k++) yr[k] = max_window(q, xp, top, ilo, ihi, k * sw - q->pl, &nan);
+    }
+    return nan;
+}
+
+/* NCHW planes [pl_begin, pl_end) of x -> y, no argmax. */
+static void max_nchw_planes(const cnnc_window2d *q, int64_t oh, int64_t ow, const float *restrict x,
+                            float *restrict y, int64_t pl_begin, int64_t pl_end) {
+    const int64_t hw = q->h * q->w;
+    for (int64_t pl = pl_begin; pl < pl_end; pl++)
+        if (max_nchw_plane_fast(q, oh, ow, x + pl * hw, y + pl * oh * ow))
+            max_nchw_generic(q, oh, ow, x, y, NULL, pl, pl + 1);
+}
+
+static void max_fwd_nchw_task(void *arg, int64_t begin, int64_t end, int slot) {
+    const window_job *jb = (const window_job *)arg;
+    (void)slot;
+    if (jb->am)
+        max_nchw_generic(jb->q, jb->oh, jb->ow, jb->x, jb->y, jb->am, begin, end);
+    else
+        max_nchw_planes(jb->q, jb->oh, jb->ow, jb->x, jb->y, begin, end);
+}
+
+/* NCHW x[N, C, H, W] -> y[N, C, OH, OW] (+ argmax); tasks of whole (n, c) planes. */
 static void max_fwd_nchw(const cnnc_ctx *ctx, const cnnc_window2d *q, int64_t oh, int64_t ow,
                          const float *restrict x, float *restrict y, int64_t *restrict am) {
     const int64_t planes = q->n * q->c;

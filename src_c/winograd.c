@@ -65,7 +65,8 @@ int cnnc_winograd_applies(const cnnc_conv2d_params *p) {
 }
 
 int cnnc_conv2d_algorithm(const cnnc_conv2d_params *p) {
-    return cnnc_winograd_applies(p) ? CNNC_CONV_WINOGRAD : CNNC_CONV_IM2COL;
+    if (cnnc_winograd_applies(p)) return CNNC_CONV_WINOGRAD;
+    return p && cnnc_conv_direct_applies(p) ? CNNC_CONV_DIRECT : CNNC_CONV_IM2COL;
 }
 
 static int64_t align_up(int64_t n) { return CNNC_ROUND_UP(n, CNNC_ALIGN); }

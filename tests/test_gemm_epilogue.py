@@ -3,7 +3,8 @@
 The fused result must be bit-identical to the GEMM alone followed by the separate bias+activation
 pass (nn.bias_add), for every path the epilogue is on: NHWC (bias per GEMM column) and NCHW (per
 GEMM row) convolutions, grouped and 1x1 ones, the NCHW panels threads take whole, a K deep enough to
-be split over several rounds, the few-row GEMM (dense at batch <= 4), and every fused activation.
+be split over several rounds, the few-row GEMM (dense at batch <= 4), and every fused activation. The
+direct NCHW kernel for few input channels (conv_direct.c, the 'strided' case) applies them the same way.
 The values themselves are checked against NumPy in test_nn_conv.py and test_nn_dense.py.
 """
 import numpy as np
@@ -43,7 +44,7 @@ def test_conv2d_epilogue_bit_identical(case, data_format, activation, with_bias,
     kw = dict(strides=strides, padding=padding, groups=groups, data_format=data_format)
     for n in (1, 2):
         threads(n)
-        assert nn.conv2d_algorithm(x, w, **kw) == "im2col"
+        assert nn.conv2d_algorithm(x, w, **kw) in ("im2col", "direct")  # direct: few NCHW channels
         fused = nn.conv2d(x, w, b, activation=activation, **kw)
         plain = nn.bias_add(nn.conv2d(x, w, **kw), b, activation=activation, data_format=data_format)
         assert np.array_equal(fused, plain, equal_nan=True), (n, np.abs(fused - plain).max())

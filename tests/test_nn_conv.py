@@ -399,3 +399,121 @@ def test_conv2d_nchw_panels_equal_one_gemm(case, rng):
                         dilations=kw["dilations"], data_format="NCHW")
         direct = nn.matmul(w.reshape(cout, -1), col)
         assert np.array_equal(y[i].reshape(cout, -1), direct)
+
+
+# ---- NCHW forward with few input channels: the direct path ---------------------------------------
+# NCHW single-group convolutions with 1..4 input channels (C*KH*KW <= 256, not 1x1 stride 1 unpadded)
+# pack the GEMM's panels straight from x (conv_direct.c), in work items of whole 16-pixel panels that
+# cross output rows, and apply bias and activation per block of output channels. The arithmetic is
+# the im2col path's: checked against the twin for every activation, and bit for bit against the GEMM
+# of the weights with the column matrix (nn.im2col + nn.matmul, then + b and ReLU in float32).
+# name, n, h, w, c, cout, (kh, kw), strides, padding, dilations
+DIRECT_CASES = [
+    ("rgb_k3_s2", 1, 45, 46, 3, 64, (3, 3), 2, "valid", 1),        # SqueezeNet's first layer, smaller
+    ("rgb_k7_s2_p3", 2, 31, 30, 3, 13, (7, 7), 2, 3, 1),          # ResNet's, K = 147
+    ("c1_k3_same", 1, 17, 16, 1, 7, (3, 3), 1, "same", 1),
+    ("c2_k5_s2_same", 2, 19, 22, 2, 6, (5, 5), 2, "same", 1),
+    ("c4_k8_k256", 1, 20, 21, 4, 5, (8, 8), 1, "valid", 1),        # K = 256, the largest taken
+    ("c3_k2x3_s1x2_asym", 1, 12, 15, 3, 17, (2, 3), (1, 2), ((1, 0), (2, 1)), 1),
+    ("c4_dil2_s2", 2, 23, 18, 4, 9, (3, 3), 2, "same", (2, 1)),
+    ("c3_s3_pad_heavy", 1, 10, 11, 3, 12, (5, 5), 3, ((4, 2), (3, 4)), 1),  # windows of padding only
+    ("c1_1x1_s2", 1, 9, 8, 1, 3, (1, 1), 2, "valid", 1),
+    ("c2_1x1_padded", 1, 5, 7, 2, 5, (1, 1), 1, ((1, 0), (0, 2)), 1),
+    ("c3_cout1", 3, 14, 9, 3, 1, (3, 3), 1, 1, 1),
+    ("c3_tiny", 2, 2, 3, 3, 6, (3, 3), 1, 1, 1),                   # one partial panel per image
+    ("c3_one_row", 1, 1, 40, 3, 7, (1, 3), (1, 2), ((0, 0), (1, 1)), 1),
+    ("c3_one_col", 1, 37, 1, 3, 8, (3, 1), 1, "same", 1),
+    # runs of a panel whose windows all lie inside the row take one loop for the window's taps (3 wide
+    # at stride 1 or 2, 7 wide at stride 2); wide rows mix such runs with runs that reach the padding
+    ("c2_k3_s1_valid", 1, 11, 37, 2, 8, (3, 3), 1, "valid", 1),
+    ("c1_k3_s1_same_wide", 2, 5, 50, 1, 7, (3, 3), 1, "same", 1),
+    ("c3_k3_s2_p1_wide", 1, 7, 75, 3, 11, (3, 3), 2, 1, 1),
+    ("c3_k7_s2_valid", 1, 17, 40, 3, 6, (7, 7), 2, "valid", 1),
+    ("c3_k7_s2_p3_wide", 1, 9, 80, 3, 5, (7, 7), 2, 3, 1),
+]
+DIRECT_IDS = [c[0] for c in DIRECT_CASES]
+
+
+def _direct_inputs(rng, case, bias=True):
+    _, n, h, w, c, cout, (kh, kw), strides, padding, dil = case
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    wt = rng.standard_normal((cout, c, kh, kw)).astype(np.float32)
+    b = rng.standard_normal(cout).astype(np.float32) if bias else None
+    return x, wt, b, dict(strides=strides, padding=padding, dilations=dil, data_format="NCHW")
+
+
+def _gemm_twin(x, w, b, relu, **kw):
+    """act(w[Cout, K] @ col + b) with the steps the im2col path takes, in float32."""
+    cout = w.shape[0]
+    ys = []
+    for i in range(x.shape[0]):
+        col = nn.im2col(x[i:i + 1], w.shape[2:], strides=kw["strides"], padding=kw["padding"],
+                        dilations=kw["dilations"], data_format="NCHW")
+        y = nn.matmul(w.reshape(cout, -1), col)
+        if b is not None:
+            y = y + b.reshape(cout, 1)
+        if relu:
+            y = np.where(y > 0, y, np.float32(0.0))
+        ys.append(y.astype(np.float32))
+    return np.stack(ys)
+
+
+@pytest.mark.parametrize("case", DIRECT_CASES, ids=DIRECT_IDS)
+def test_conv2d_direct_vs_twin_and_gemm(case, threads, rng):
+    x, w, b, kw = _direct_inputs(rng, case)
+    assert nn.conv2d_algorithm(x, w, **kw) == "direct"
+    out = {}
+    for t in (1, 2):
+        threads(t)
+        out[t] = [nn.conv2d(x, w, bb, activation=act, **kw)
+                  for bb in (None, b) for act in (None, "relu")]
+    for a, c in zip(out[1], out[2]):
+        assert np.array_equal(a, c), "the thread count changed the result"
+    y_shape = ref.conv_output_shape(x.shape, w.shape, **kw)
+    for (bb, act), y in zip([(bb, act) for bb in (None, b) for act in (None, "relu")], out[1]):
+        assert y.shape == y_shape and y.dtype == np.float32
+        want = _gemm_twin(x, w, bb, act == "relu", **kw).reshape(y_shape)
+        assert np.array_equal(y.view(np.uint32), want.view(np.uint32)), f"bias {bb is not None}, {act}"
+        ref.assert_close(y, ref.conv2d(x, w, bb, activation=act, **kw),
+                         mag=ref.conv2d_mag(x, w, bb, **kw))
+
+
+@pytest.mark.parametrize("activation", ref.FUSED_ACTIVATIONS)
+@pytest.mark.parametrize("bias", [False, True])
+def test_conv2d_direct_fused_activation(activation, bias, rng):
+    case = ("act", 2, 21, 19, 3, 10, (3, 3), 2, 1, 1)
+    x, w, b, kw = _direct_inputs(rng, case, bias=bias)
+    assert nn.conv2d_algorithm(x, w, **kw) == "direct"
+    y = nn.conv2d(x, w, b, activation=activation, **kw)
+    ref.assert_close(y, ref.conv2d(x, w, b, activation=activation, **kw),
+                     mag=ref.conv2d_mag(x, w, b, **kw), atol=1e-6,
+                     lipschitz=ref.activation_lipschitz(activation))
+    if activation in (None, "linear", "relu"):  # the same float32 steps as the im2col path
+        want = _gemm_twin(x, w, b, activation == "relu", **kw).reshape(y.shape)
+        assert np.array_equal(y.view(np.uint32), want.view(np.uint32))
+
+
+def test_conv2d_direct_non_finite(rng):
+    """inf and NaN inputs propagate as through im2col + GEMM (same arithmetic)."""
+    x, w, b, kw = _direct_inputs(rng, ("nf", 1, 9, 10, 3, 7, (3, 3), 1, 1, 1))
+    x[0, 1, 4, 4] = np.inf
+    x[0, 2, 0, 9] = np.nan
+    x[0, 0, 8, 0] = -np.inf
+    y = nn.conv2d(x, w, b, **kw)
+    want = _gemm_twin(x, w, b, False, **kw).reshape(y.shape)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(want))
+    fin = ~np.isnan(want)
+    np.testing.assert_array_equal(y[fin], want[fin])
+
+
+def test_conv2d_direct_rule():
+    rule = nn.conv2d_algorithm
+    assert rule((1, 3, 224, 224), (64, 3, 3, 3), strides=2, data_format="NCHW") == "direct"
+    assert rule((1, 4, 20, 20), (5, 4, 8, 8), data_format="NCHW") == "direct"        # K = 256
+    assert rule((1, 4, 20, 20), (5, 4, 9, 8), data_format="NCHW") == "im2col"        # K = 288
+    assert rule((1, 5, 20, 20), (5, 5, 3, 3), data_format="NCHW") == "im2col"        # 5 channels
+    assert rule((1, 20, 20, 3), (3, 3, 3, 64), strides=2) == "im2col"                 # NHWC
+    assert rule((1, 4, 20, 20), (6, 2, 3, 3), groups=2, data_format="NCHW") == "im2col"
+    assert rule((1, 3, 20, 20), (6, 3, 1, 1), data_format="NCHW") == "im2col"        # x is the col
+    assert rule((1, 3, 20, 20), (6, 3, 1, 1), strides=2, data_format="NCHW") == "direct"
+    assert rule((1, 3, 20, 20), (64, 3, 3, 3), data_format="NCHW", data_grad=True) == "im2col"

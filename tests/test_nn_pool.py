@@ -177,6 +177,106 @@ def test_max_pool2d_padding_never_wins():
         nn.avg_pool2d(x1, (2, 1), 1, padding=((1, 0), (0, 0))), np.ones((1, 1, 1, 2)))
 
 
+# ---- NCHW max pooling without argmax (the inference kernel) ---------------------------------------
+# nn.max_pool2d on NCHW input without argmax runs its own kernel (pool.c, max_nchw_planes): vectorised
+# loops with the window a constant for 3x3 and 2x2 windows at stride 1 or 2, a run-time loop for any
+# other window, a scalar loop for windows that stick out of the input (padding, ceil_mode), and the
+# argmax path's loop for a plane holding a NaN. Checked bit for bit against the twin and against the
+# argmax path (whose y is the reference loop) over a grid of sizes, paddings and ceil_mode.
+
+NCHW_WINDOWS = [  # (pool, strides, dilations)
+    (3, 2, 1), (3, 1, 1), (2, 2, 1), (2, 1, 1),           # the constant-window loops
+    ((2, 3), (1, 2), 1), (3, 3, 1), (3, 2, 2), ((3, 2), 2, (2, 1)), (1, 2, 1), (4, 2, 1),
+]
+NCHW_SIZES = [(1, 1), (2, 2), (3, 3), (4, 5), (7, 6), (9, 13), (16, 17), (27, 27), (6, 41)]
+NCHW_PADS = ["valid", 1, ((0, 1), (1, 0)), ((1, 0), (0, 1)), "same"]
+
+
+def _nchw_values(rng, shape, nan_plane=None):
+    """Few distinct values (many ties), signed zeros and infinities; NaN in one plane if asked."""
+    x = np.round(rng.standard_normal(shape) * 1.5).astype(np.float32)
+    flat = x.reshape(-1)
+    flat[rng.random(flat.size) < 0.15] = -0.0
+    flat[rng.random(flat.size) < 0.03] = np.inf
+    flat[rng.random(flat.size) < 0.03] = -np.inf
+    if nan_plane is not None:
+        plane = x.reshape(-1, shape[2] * shape[3])[nan_plane]
+        plane[rng.integers(0, plane.size, size=2)] = np.nan
+    return x
+
+
+def _same_bits(a, b):
+    a, b = np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32)
+    return a.shape == b.shape and np.array_equal(a.view(np.uint32), b.view(np.uint32))
+
+
+@pytest.mark.parametrize("window", NCHW_WINDOWS, ids=lambda w: f"k{w[0]}-s{w[1]}-d{w[2]}".replace(" ", ""))
+def test_max_pool2d_nchw_inference_grid(window, rng):
+    k, s, d = window
+    checked = 0
+    for (h, w), pad, ceil in itertools.product(NCHW_SIZES, NCHW_PADS, [False, True]):
+        if not _fits((1, h, w, 1), k, s, d, pad, ceil):
+            continue
+        x = _nchw_values(rng, (2, 3, h, w), nan_plane=4 if (h + w) % 2 else None)
+        y = nn.max_pool2d(x, k, s, pad, "NCHW", dilations=d, ceil_mode=ceil)
+        ry, _ = ref.max_pool2d(x, k, s, pad, "NCHW", d, ceil)
+        np.testing.assert_array_equal(y, ry.astype(np.float32), err_msg=f"{(h, w)} {pad} {ceil}")
+        finite = ~np.isnan(y)
+        assert np.array_equal(np.signbit(y[finite]), np.signbit(ry[finite])), f"{(h, w)} {pad} {ceil}"
+        ya, _ = nn.max_pool2d_with_argmax(x, k, s, pad, "NCHW", dilations=d, ceil_mode=ceil)
+        assert _same_bits(y, ya), f"{(h, w)} {pad} {ceil}"
+        checked += 1
+    assert checked >= 20
+
+
+@pytest.mark.parametrize("window", [(3, 2), (2, 2), (3, 1), ((2, 3), (1, 2))], ids=str)
+def test_max_pool2d_nchw_first_nan_and_first_zero(window):
+    """The first NaN in (kh, kw) scan order wins with its own bits; of equal zeros the first keeps its
+    sign (a per-column or per-row-last order would pick the other one here)."""
+    k, s = window
+    x = np.full((1, 4, 7, 9), -1.0, dtype=np.float32)
+    bits = x.view(np.uint32)
+    # every window's rows 0 and 1 hold: plane 0 two NaNs with different payloads, plane 1 -0 before +0
+    # in scan order (+0 first in column order), plane 2 +0 before -0, plane 3 NaN after a +inf
+    bits[0, 0, 0::2, 1::2] = 0x7FC00001
+    bits[0, 0, 1::2, 0::2] = 0xFFC00002
+    x[0, 1, 0::2, 1::2] = -0.0
+    x[0, 1, 1::2, 0::2] = 0.0
+    x[0, 2, 0::2, 1::2] = 0.0
+    x[0, 2, 1::2, 0::2] = -0.0
+    x[0, 3, 0::2, 0::2] = np.inf
+    x[0, 3, 1::2, 1::2] = np.nan
+    for pad in ["valid", 1]:
+        y = nn.max_pool2d(x, k, s, pad, "NCHW")
+        ya, _ = nn.max_pool2d_with_argmax(x, k, s, pad, "NCHW")
+        assert _same_bits(y, ya)
+        ry, _ = ref.max_pool2d(x, k, s, pad, "NCHW")
+        np.testing.assert_array_equal(y, ry.astype(np.float32))
+        finite = ~np.isnan(y)
+        assert np.array_equal(np.signbit(y[finite]), np.signbit(ry[finite]))
+    # valid windows of the 2x2 / 3x3 pools start on even rows and span both row parities
+    y = nn.max_pool2d(x, k, s, "valid", "NCHW")
+    yb = y.view(np.uint32)
+    if window in [(3, 2), (2, 2)]:
+        assert np.all(yb[0, 0] == 0x7FC00001)
+        assert np.all(np.signbit(y[0, 1])) and not np.any(np.signbit(y[0, 2]))
+        assert np.all(np.isnan(y[0, 3]))
+
+
+def test_max_pool2d_nchw_padding_only_windows_and_threads(threads, rng):
+    x1 = np.ones((1, 2, 1, 1), dtype=np.float32)
+    y1 = nn.max_pool2d(x1, (2, 1), 1, padding=((2, 1), (0, 0)), data_format="NCHW", dilations=(3, 1))
+    assert y1.shape == (1, 2, 1, 1) and np.all(y1 == -np.inf)
+    x = _nchw_values(rng, (3, 70, 19, 17), nan_plane=9)
+    kw = dict(padding=((1, 0), (0, 1)), data_format="NCHW", ceil_mode=True)
+    threads(1)
+    r1 = [nn.max_pool2d(x, 3, 2, **kw), nn.max_pool2d(x, (2, 3), 1, dilations=(2, 1), **kw)]
+    threads(2)
+    r2 = [nn.max_pool2d(x, 3, 2, **kw), nn.max_pool2d(x, (2, 3), 1, dilations=(2, 1), **kw)]
+    for a, b in zip(r1, r2):
+        assert _same_bits(a, b)
+
+
 # ---- average pooling ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("cip", [False, True])

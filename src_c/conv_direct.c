@@ -1,0 +1,249 @@
+/* conv_direct.c - NCHW forward convolutions with few input channels (an image network's first layer:
+ * 3 channels), without the column matrix.
+ *
+ * Such a convolution is the GEMM y_n[Cout, OH*OW] = w[Cout, K] * col[K, OH*OW] with a small depth
+ * K = C*KH*KW (27 for a 3x3 RGB layer). Through im2col + cnnc_sgemm the column matrix is written, read
+ * back and packed by the GEMM, and bias + activation then take another pass over y, which has left the
+ * caches by then (64 channels of 111 x 111: 3 MB). Here a work item is a run of output pixels (flattened
+ * oh * OW + ow, whole panels of the micro-kernel's NR columns): its panels of B are packed straight from x
+ * into a buffer on the stack, then each block of MR output channels goes through all of them (MR output
+ * planes written in long runs, which also suits a y that is not in cache) and gets its bias and
+ * activation while those runs are in cache. The micro-kernel, packed panels and k blocks are those
+ * cnnc_sgemm uses, so every output is the same sum in the same order, and bias and activation are
+ * applied as conv.c does: the results are the im2col path's, bit for bit.
+ *
+ * Each work item is computed by one thread, so results do not depend on the thread count. */
+#include "internal.h"
+
+#define DIRECT_MAX_C 4   /* input channels at most */
+#define DIRECT_MAX_K 256 /* taps C*KH*KW at most (two 16-pixel panels fit DIRECT_BUF) */
+#define DIRECT_MAX_NR 16 /* micro-kernel tiles the stack buffers hold (every ISA table's so far) */
+#define DIRECT_MAX_MR 16
+#define DIRECT_BUF 8192  /* floats of packed B per work item, on the stack */
+
+int cnnc_conv_direct_applies(const cnnc_conv2d_params *p) {
+    const cnnc_window2d *w = &p->win;
+    int64_t oh, ow;
+    if (w->layout != CNNC_NCHW || p->groups != 1 || p->cout < 1 || w->c < 1 || w->c > DIRECT_MAX_C)
+        return 0;
+    if (w->kh < 1 || w->kw < 1 || w->kh > DIRECT_MAX_K || w->kw > DIRECT_MAX_K ||
+        w->c * w->kh * w->kw > DIRECT_MAX_K)
+        return 0;
+    /* 1x1, stride 1, no padding: x already is the column matrix (conv.c's pointwise GEMM) */
+    if (w->kh == 1 && w->kw == 1 && w->sh == 1 && w->sw == 1 && w->pt == 0 && w->pb == 0 && w->pl == 0 &&
+        w->pr == 0)
+        return 0;
+    return cnnc_window2d_output(w, &oh, &ow) == CNNC_OK;
+}
+
+int cnnc_conv_direct_runs(const cnnc_ctx *ctx, const cnnc_conv2d_params *p) {
+    return ctx->k.nr <= DIRECT_MAX_NR && ctx->k.mr <= DIRECT_MAX_MR && 16 % ctx->k.nr == 0 &&
+           cnnc_conv_direct_applies(p);
+}
+
+/* k blocks as cnnc_sgemm's plan: kc balanced over K (one block while K <= the table's kc). */
+static int64_t direct_kc(const cnnc_ctx *ctx, int64_t k) { return CNNC_CEIL_DIV(k, CNNC_CEIL_DIV(k, ctx->k.kc)); }
+
+/* The packed weights: ceil(Cout / MR) panels of MR x K. */
+int64_t cnnc_conv_direct_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params *p) {
+    if (!ctx || !p || !cnnc_conv_direct_runs(ctx, p)) return -1;
+    const int64_t k = p->win.c * p->win.kh * p->win.kw, rows = CNNC_ROUND_UP(p->cout, ctx->k.mr);
+    const int64_t floats = cnnc_mul_ok(rows, k);
+    if (floats < 0 || floats > (INT64_MAX - CNNC_ALIGN) / (int64_t)sizeof(float)) return -1;
+    return floats * (int64_t)sizeof(float) + CNNC_ALIGN;
+}
+
+typedef struct {
+    const cnnc_window2d *win;
+    const cnnc_kernels *kt;
+    int64_t cout, oh, ow, k, kc;
+    const float *x, *ap, *b;
+    cnnc_act act;
+    float *y;
+} direct_job;
+
+/* d[j] = s[j * st], j < n; inlined with a constant st where it matters so the loop vectorises. */
+static inline void gather_stride(float *restrict d, const float *restrict s, int64_t n, int64_t st) {
+    for (int64_t j = 0; j < n; ++j) d[j] = s[j * st];
+}
+
+/* d[jj * ld + j] = s[j * st + jj], j < n, jj < kw: the kw taps of one window row; inlined with constant
+ * kw and st, the loop over j vectorises (the taps share their loads). */
+static inline void gather_taps(float *restrict d, int64_t ld, const float *restrict s, int64_t n, int64_t kw,
+                               int64_t st) {
+    for (int64_t j = 0; j < n; ++j)
+        for (int64_t jj = 0; jj < kw; ++jj) d[jj * ld + j] = s[j * st + jj];
+}
+
+/* gather_taps for the first layers' common windows (undilated 3 wide at stride 1 or 2, 7 wide at stride
+ * 2); 0 for any other. */
+static int gather_row(const cnnc_window2d *q, float *restrict d, int64_t ld, const float *restrict s, int64_t n) {
+    if (q->dw != 1) return 0;
+    if (q->kw == 3 && q->sw == 1)
+        gather_taps(d, ld, s, n, 3, 1);
+    else if (q->kw == 3 && q->sw == 2)
+        gather_taps(d, ld, s, n, 3, 2);
+    else if (q->kw == 7 && q->sw == 2)
+        gather_taps(d, ld, s, n, 7, 2);
+    else
+        return 0;
+    return 1;
+}
+
+/* bp[t * NR + j] = tap t = (c, i, jj) of output pixel q0 + j (flattened oh * OW + ow) of image xn, j < nc;
+ * 0 for a tap in the padding and for j >= nc. [lo[jj], hi[jj]): the output columns whose tap jj lies
+ * inside the row. One run of pixels per output row the panel touches. */
+static void pack_panel(const direct_job *jb, const float *restrict xn, int64_t q0, int64_t nc,
+                       const int64_t *lo, const int64_t *hi, float *restrict bp) {
+    const cnnc_window2d *q = jb->win;
+    const int64_t nr = jb->kt->nr, sw = q->sw, taps = q->c * q->kh * q->kw;
+    for (int64_t j0 = 0, oy = q0 / jb->ow, ox0 = q0 % jb->ow; j0 < nc; j0 += jb->ow - ox0, ++oy, ox0 = 0) {
+        const int64_t len = CNNC_MIN(nc - j0, jb->ow - ox0); /* pixels j0.. of the panel: (oy, ox0..) */
+        float *d = bp + j0;
+        for (int64_t c = 0; c < q->c; ++c)
+            for (int64_t i = 0; i < q->kh; ++i) {
+                const int64_t ih = oy * q->sh - q->pt + i * q->dh;
+                const float *xr = ih >= 0 && ih < q->h ? xn + (c * q->h + ih) * q->w : NULL;
+                /* the whole run inside the row for every tap (lo falls, hi falls with jj): common windows
+                 * in one loop */
+                if (xr && ox0 >= lo[0] && ox0 + len <= hi[q->kw - 1] &&
+                    gather_row(q, d, nr, xr + ox0 * sw - q->pl, len)) {
+                    d += q->kw * nr;
+                    continue;
+                }
+                for (int64_t jj = 0; jj < q->kw; ++jj, d += nr) {
+                    /* d[0, len): zeros before a, x from a to e, zeros from e */
+                    const int64_t a = xr ? CNNC_MAX(0, CNNC_MIN(len, lo[jj] - ox0)) : len;
+                    const int64_t e = xr ? CNNC_MAX(a, CNNC_MIN(len, hi[jj] - ox0)) : len;
+                    for (int64_t j = 0; j < a; ++j) d[j] = 0.0f;
+                    if (e > a) {
+                        const float *s = xr + (ox0 + a) * sw + jj * q->dw - q->pl;
+                        if (sw == 1)
+                            gather_stride(d + a, s, e - a, 1);
+                        else if (sw == 2)
+                            gather_stride(d + a, s, e - a, 2);
+                        else
+                            gather_stride(d + a, s, e - a, sw);
+                    }
+                    for (int64_t j = e; j < len; ++j) d[j] = 0.0f;
+                }
+            }
+    }
+    if (nc < nr)
+        for (int64_t t = 0; t < taps; ++t)
+            for (int64_t j = nc; j < nr; ++j) bp[t * nr + j] = 0.0f;
+}
+
+/* The micro-kernel on a tile of m x n outputs at c (row stride ldc). An edge tile (m < MR or n < NR)
+ * goes through a full tile on the stack (the kernel's fast path; the same arithmetic), then its valid
+ * part is copied. */
+static void tile(const direct_job *jb, int64_t kcur, const float *ap, const float *bp, float *c, int64_t ldc,
+                 int64_t m, int64_t n, const cnnc_gemm_params *params) {
+    const cnnc_kernels *kt = jb->kt;
+    if (m == kt->mr && n == kt->nr) {
+        kt->gemm_ukernel(kcur, ap, bp, c, ldc, m, n, params);
+        return;
+    }
+    float t[DIRECT_MAX_MR * DIRECT_MAX_NR];
+    if (params->beta != 0.0f) { /* a later k block adds to c */
+        memset(t, 0, sizeof t);
+        for (int64_t i = 0; i < m; ++i) memcpy(t + i * kt->nr, c + i * ldc, (size_t)n * sizeof(float));
+    }
+    kt->gemm_ukernel(kcur, ap, bp, t, kt->nr, kt->mr, kt->nr, params);
+    for (int64_t i = 0; i < m; ++i) memcpy(c + i * ldc, t + i * kt->nr, (size_t)n * sizeof(float));
+}
+
+/* y[0:n] = act(y + bv) (bv only if has_b) with cnnc_bias_act_planes' arithmetic; ReLU in the same pass. */
+static void bias_act_run(cnnc_act act, int has_b, float bv, float *restrict y, int64_t n) {
+    if (act.kind == CNNC_ACT_RELU && has_b) {
+        for (int64_t i = 0; i < n; ++i) {
+            const float v = y[i] + bv;
+            y[i] = v > 0.0f ? v : 0.0f;
+        }
+        return;
+    }
+    if (act.kind == CNNC_ACT_RELU) {
+        for (int64_t i = 0; i < n; ++i) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+        return;
+    }
+    if (has_b)
+        for (int64_t i = 0; i < n; ++i) y[i] += bv;
+    if (act.kind != CNNC_ACT_NONE) cnnc_bias_act_span(act, NULL, y, n);
+}
+
+/* Output pixels per work item: as many whole 16-pixel panels as DIRECT_BUF floats of packed B hold (a
+ * multiple of every nr; a function of the shape only). */
+static int64_t direct_pixels(int64_t k) { return CNNC_MAX(16, DIRECT_BUF / k / 16 * 16); }
+
+/* Items [t0, t1): item t = the pixels [p0, p1) of image t / per_image (P = direct_pixels per item), all
+ * output channels. Its panels of B are packed first; then each block of MR output channels runs over
+ * all of them (MR output rows written in long runs) and gets its bias and activation. */
+static void direct_items(const direct_job *jb, int64_t t0, int64_t t1) {
+    const cnnc_window2d *q = jb->win;
+    const int64_t mr = jb->kt->mr, nr = jb->kt->nr, K = jb->k, ohw = jb->oh * jb->ow, co = jb->cout;
+    const int64_t P = direct_pixels(K), per_image = CNNC_CEIL_DIV(ohw, P);
+    const int epi = jb->b || jb->act.kind != CNNC_ACT_NONE;
+    float bp[DIRECT_BUF];
+    int64_t lo[DIRECT_MAX_K], hi[DIRECT_MAX_K];
+    for (int64_t jj = 0; jj < q->kw; ++jj) { /* ox with 0 <= ox * sw + off < w */
+        const int64_t off = jj * q->dw - q->pl;
+        const int64_t a = off >= 0 ? 0 : (-off + q->sw - 1) / q->sw;
+        const int64_t b = q->w - off <= 0 ? 0 : (q->w - off - 1) / q->sw + 1;
+        lo[jj] = CNNC_MIN(a, jb->ow);
+        hi[jj] = CNNC_MAX(lo[jj], CNNC_MIN(b, jb->ow));
+    }
+    for (int64_t t = t0; t < t1; ++t) {
+        const int64_t n = t / per_image, p0 = (t % per_image) * P, p1 = CNNC_MIN(ohw, p0 + P);
+        const float *xn = jb->x + n * q->c * q->h * q->w;
+        float *yn = jb->y + n * co * ohw; /* channel o, pixel p at yn[o * ohw + p] */
+        for (int64_t q0 = p0; q0 < p1; q0 += nr)
+            pack_panel(jb, xn, q0, CNNC_MIN(nr, p1 - q0), lo, hi, bp + (q0 - p0) * K);
+        for (int64_t i = 0; i < co; i += mr) {
+            const int64_t m = CNNC_MIN(mr, co - i);
+            for (int64_t pc = 0; pc < K; pc += jb->kc) { /* cnnc_sgemm's k blocks, in its order */
+                const int64_t kcur = CNNC_MIN(jb->kc, K - pc);
+                const cnnc_gemm_params params = {1.0f, pc == 0 ? 0.0f : 1.0f};
+                const float *ab = jb->ap + CNNC_ROUND_UP(co, mr) * pc + i * kcur;
+                for (int64_t q0 = p0; q0 < p1; q0 += nr)
+                    tile(jb, kcur, ab, bp + (q0 - p0) * K + pc * nr, yn + i * ohw + q0, ohw, m,
+                         CNNC_MIN(nr, p1 - q0), &params);
+            }
+            if (epi)
+                for (int64_t o = i; o < i + m; ++o)
+                    bias_act_run(jb->act, jb->b != NULL, jb->b ? jb->b[o] : 0.0f, yn + o * ohw + p0, p1 - p0);
+        }
+    }
+}
+
+static void direct_task(void *arg, int64_t t0, int64_t t1, int slot) {
+    (void)slot;
+    direct_items((const direct_job *)arg, t0, t1);
+}
+
+/* y = act(conv(x, w) + b) as conv.c computes it; cnnc_conv_direct_runs(ctx, p) must hold. */
+int cnnc_conv_direct_forward(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x, const float *w,
+                             const float *b, cnnc_act act, float *y, void *ws, int64_t ws_size) {
+    if (!ctx || !p || !x || !w || !y || !cnnc_act_valid(act) || !cnnc_conv_direct_runs(ctx, p))
+        return CNNC_EINVAL;
+    const int64_t need = cnnc_conv_direct_workspace_size(ctx, p);
+    if (need < 0) return CNNC_EOVERFLOW;
+    if (!ws || ws_size < need) return CNNC_EWORKSPACE;
+    direct_job jb = {&p->win, &ctx->k, p->cout, 0, 0, p->win.c * p->win.kh * p->win.kw, 0, x, NULL, b, act, y};
+    int rc = cnnc_window2d_output(&p->win, &jb.oh, &jb.ow);
+    if (rc) return rc;
+    jb.kc = direct_kc(ctx, jb.k);
+    /* the weights w[Cout, K] as cnnc_sgemm packs A: per k block, MR-row panels column by column */
+    float *ap = (float *)cnnc_align_ptr(ws);
+    const int64_t mr = ctx->k.mr, rows = CNNC_ROUND_UP(p->cout, mr);
+    for (int64_t pc = 0; pc < jb.k; pc += jb.kc) {
+        const int64_t kcur = CNNC_MIN(jb.kc, jb.k - pc);
+        float *blk = ap + rows * pc;
+        for (int64_t i = 0; i < rows; ++i)
+            for (int64_t t = 0; t < kcur; ++t)
+                blk[(i / mr) * mr * kcur + t * mr + i % mr] = i < p->cout ? w[i * jb.k + pc + t] : 0.0f;
+    }
+    jb.ap = ap;
+    const int64_t items = p->win.n * CNNC_CEIL_DIV(jb.oh * jb.ow, direct_pixels(jb.k));
+    cnnc_parallel_for(ctx, cnnc_threads(ctx, items), items, 1, direct_task, &jb);
+    return CNNC_OK;
+}
