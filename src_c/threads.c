@@ -123,7 +123,7 @@ static void *worker_main(void *varg) {
     cnnc_pool *p = wa->pool;
     const int slot = wa->index;
     free(wa);
-    uint64_t seen = atomic_load(&p->word) >> SEQ_SHIFT;
+    uint64_t seen = 0; /* the sequence at creation: a job published before this thread ran is new to it */
     for (;;) {
         /* wait for a job newer than the last one seen: spin, then sleep */
         uint64_t w = atomic_load_explicit(&p->word, memory_order_acquire);
