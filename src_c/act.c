@@ -290,14 +290,34 @@ void cnnc_bias_act_span(cnnc_act act, const float *b, float *y, int64_t n) {
 
 void cnnc_gemm_epilogue_block(const cnnc_gemm_epilogue *ep, float *c, int64_t ldc, int64_t i0, int64_t rows,
                               int64_t j0, int64_t cols) {
+    const float *b = ep->bias;
+    const int per_row = ep->bias_per_row;
+    const int kind = ep->act.kind;
+    if (kind == CNNC_ACT_NONE || kind == CNNC_ACT_RELU) {
+        /* the common cases inline (a call per row of a micro-tile costs more than the arithmetic);
+         * the same operations as act_range after the bias */
+        for (int64_t i = i0; i < i0 + rows; ++i) {
+            float *restrict y = c + i * ldc + j0;
+            if (b && per_row) {
+                const float bv = b[i];
+                for (int64_t j = 0; j < cols; ++j) y[j] += bv;
+            } else if (b) {
+                const float *restrict bj = b + j0;
+                for (int64_t j = 0; j < cols; ++j) y[j] += bj[j];
+            }
+            if (kind == CNNC_ACT_RELU)
+                for (int64_t j = 0; j < cols; ++j) y[j] = y[j] > 0.0f ? y[j] : 0.0f;
+        }
+        return;
+    }
     for (int64_t i = i0; i < i0 + rows; ++i) {
         float *y = c + i * ldc + j0;
-        if (ep->bias && ep->bias_per_row) {
-            const float bv = ep->bias[i];
+        if (b && per_row) {
+            const float bv = b[i];
             for (int64_t j = 0; j < cols; ++j) y[j] += bv;
             act_range(ep->act, y, y, 0, cols);
         } else {
-            cnnc_bias_act_span(ep->act, ep->bias ? ep->bias + j0 : NULL, y, cols);
+            cnnc_bias_act_span(ep->act, b ? b + j0 : NULL, y, cols);
         }
     }
 }

@@ -240,6 +240,7 @@ typedef struct {
     float *bp, *ap_all; /* packed B (shared), packed A blocks (one per participant) */
     int64_t jc, ncur, npanels, kd, kend; /* the current round */
     const cnnc_gemm_epilogue *ep;        /* NULL: none */
+    int in_kernel;                       /* the micro-kernel applies ep (a bias and at most a relu) */
 } gemm_job;
 
 /* Panels [lo, hi) of the round's slice of B (all its KC blocks x NR-column panels). Block pc starts at
@@ -271,15 +272,24 @@ static void tiles_task(void *arg, int64_t lo, int64_t hi, int slot) {
             const int64_t kcur = CNNC_MIN(KC, k - pc);
             const cnnc_gemm_params params = {j->alpha, pc == 0 ? j->beta : 1.0f};
             const float *bblock = j->bp + (pc - kd) * npanels * nr;
-            const int last = j->ep && pc + kcur == k; /* these tiles are final: the epilogue too */
+            /* these tiles are final: the epilogue too, in the micro-kernel's registers when it can */
+            const int last = j->ep && pc + kcur == k;
+            const int in_kernel = last && j->in_kernel;
             pack_a(&j->pk, j->A, ic, mcur, pc, kcur, mr, ap);
             for (int64_t jp = jp0; jp < jp1; ++jp) {
                 const int64_t jj = jp * nr, ncols = CNNC_MIN(nr, ncur - jj);
                 const float *bpanel = bblock + jp * nr * kcur;
                 for (int64_t i = 0; i < mcur; i += mr) {
                     const int64_t rows = CNNC_MIN(mr, mcur - i);
-                    j->ukernel(kcur, ap + i * kcur, bpanel, c + (ic + i) * ldc + jc + jj, ldc, rows, ncols, &params);
-                    if (last) cnnc_gemm_epilogue_block(j->ep, c, ldc, ic + i, rows, jc + jj, ncols);
+                    cnnc_gemm_params tp = params;
+                    if (in_kernel) {
+                        const float *bias = j->ep->bias;
+                        tp.bias_row = bias && j->ep->bias_per_row ? bias + ic + i : NULL;
+                        tp.bias_col = bias && !j->ep->bias_per_row ? bias + jc + jj : NULL;
+                        tp.relu = j->ep->act.kind == CNNC_ACT_RELU;
+                    }
+                    j->ukernel(kcur, ap + i * kcur, bpanel, c + (ic + i) * ldc + jc + jj, ldc, rows, ncols, &tp);
+                    if (last && !in_kernel) cnnc_gemm_epilogue_block(j->ep, c, ldc, ic + i, rows, jc + jj, ncols);
                 }
             }
         }
@@ -318,7 +328,8 @@ int cnnc_sgemm_ep(const cnnc_ctx *ctx, int trans_a, int trans_b, int64_t m, int6
     const gemm_plan pl = plan_of(ctx, m, n, k);
     float *bp = (float *)cnnc_align_ptr(ws);
     gemm_job job = {cnnc_gemm_packers_for(kt), kt->gemm_ukernel, kt->mr, kt->nr, pl, m, n, k, alpha, beta,
-                    {trans_a, a, lda}, {trans_b, b, ldb}, c, ldc, bp, bp + pl.kd * pl.nc, 0, 0, 0, 0, 0, ep};
+                    {trans_a, a, lda}, {trans_b, b, ldb}, c, ldc, bp, bp + pl.kd * pl.nc, 0, 0, 0, 0, 0, ep,
+                    ep && (ep->act.kind == CNNC_ACT_NONE || ep->act.kind == CNNC_ACT_RELU)};
     /* Per round (an NC column block and a KD deep slice of it, usually all of k): the slice of B is
      * packed once, by all threads together; then the threads take row blocks (split into column slices
      * if rows are scarce) as they come, each running the round's whole k loop for its block. A thread

@@ -92,57 +92,104 @@ typedef struct {
     int64_t *am;    /* argmax (may be NULL) */
 } window_job;
 
-/* NHWC x[N, H, W, C] -> y[N, OH, OW, C] (+ argmax[N, OH, OW, C]); one task per output row (n, oh). */
-static void max_fwd_nhwc_task(void *arg, int64_t begin, int64_t end, int slot) {
-    const window_job *jb = (const window_job *)arg;
-    (void)slot;
-    const cnnc_window2d *q = jb->q;
-    const int64_t oh = jb->oh, ow = jb->ow, C = q->c;
-    const float *restrict x = jb->x;
-    float *restrict y = jb->y;
-    int64_t *restrict am = jb->am;
-    for (int64_t r = begin; r < end; r++) {
-        int64_t ni = r / oh, yo = r % oh, ilo, ihi;
-        window_taps(yo, q->sh, q->dh, q->kh, q->pt, 0, q->h, &ilo, &ihi);
-        for (int64_t xo = 0; xo < ow; xo++) {
-            int64_t jlo, jhi;
-            window_taps(xo, q->sw, q->dw, q->kw, q->pl, 0, q->w, &jlo, &jhi);
-            float *restrict yr = y + (r * ow + xo) * C;
-            int64_t *restrict ar = am ? am + (r * ow + xo) * C : NULL;
-            int first = 1;
-            for (int64_t i = ilo; i < ihi; i++) {
-                int64_t ih = yo * q->sh - q->pt + i * q->dh;
-                for (int64_t j = jlo; j < jhi; j++) {
-                    int64_t iw = xo * q->sw - q->pl + j * q->dw;
-                    int64_t base = ((ni * q->h + ih) * q->w + iw) * C;
-                    const float *restrict xr = x + base;
-                    if (first) {
-                        memcpy(yr, xr, (size_t)C * sizeof(float));
-                        if (ar)
-                            for (int64_t ch = 0; ch < C; ch++) ar[ch] = base + ch;
-                        first = 0;
-                    } else if (ar) {
-                        for (int64_t ch = 0; ch < C; ch++) { /* branch-free select */
-                            float v = xr[ch], bv = yr[ch];
-                            int take = max_takes(v, bv);
-                            yr[ch] = select_f(take, v, bv);
-                            ar[ch] = select_i64(take, base + ch, ar[ch]);
-                        }
-                    } else {
-                        for (int64_t ch = 0; ch < C; ch++) {
-                            float v = xr[ch], b = yr[ch];
-                            yr[ch] = max_takes(v, b) ? v : b;
-                        }
+/* NHWC output row r = (n, oh) of x[N, H, W, C] -> y[N, OH, OW, C] (+ argmax[N, OH, OW, C]), taps
+ * folded in scan order with max_takes: the first NaN wins, and so does the first of equal maxima. */
+static void max_nhwc_row_exact(const cnnc_window2d *q, int64_t oh, int64_t ow, const float *restrict x,
+                               float *restrict y, int64_t *restrict am, int64_t r) {
+    const int64_t C = q->c;
+    int64_t ni = r / oh, yo = r % oh, ilo, ihi;
+    window_taps(yo, q->sh, q->dh, q->kh, q->pt, 0, q->h, &ilo, &ihi);
+    for (int64_t xo = 0; xo < ow; xo++) {
+        int64_t jlo, jhi;
+        window_taps(xo, q->sw, q->dw, q->kw, q->pl, 0, q->w, &jlo, &jhi);
+        float *restrict yr = y + (r * ow + xo) * C;
+        int64_t *restrict ar = am ? am + (r * ow + xo) * C : NULL;
+        int first = 1;
+        for (int64_t i = ilo; i < ihi; i++) {
+            int64_t ih = yo * q->sh - q->pt + i * q->dh;
+            for (int64_t j = jlo; j < jhi; j++) {
+                int64_t iw = xo * q->sw - q->pl + j * q->dw;
+                int64_t base = ((ni * q->h + ih) * q->w + iw) * C;
+                const float *restrict xr = x + base;
+                if (first) {
+                    memcpy(yr, xr, (size_t)C * sizeof(float));
+                    if (ar)
+                        for (int64_t ch = 0; ch < C; ch++) ar[ch] = base + ch;
+                    first = 0;
+                } else if (ar) {
+                    for (int64_t ch = 0; ch < C; ch++) { /* branch-free select */
+                        float v = xr[ch], bv = yr[ch];
+                        int take = max_takes(v, bv);
+                        yr[ch] = select_f(take, v, bv);
+                        ar[ch] = select_i64(take, base + ch, ar[ch]);
+                    }
+                } else {
+                    for (int64_t ch = 0; ch < C; ch++) {
+                        float v = xr[ch], b = yr[ch];
+                        yr[ch] = max_takes(v, b) ? v : b;
                     }
                 }
             }
-            if (first) { /* the window holds padding only */
-                for (int64_t ch = 0; ch < C; ch++) yr[ch] = -INFINITY;
-                if (ar)
-                    for (int64_t ch = 0; ch < C; ch++) ar[ch] = -1;
+        }
+        if (first) { /* the window holds padding only */
+            for (int64_t ch = 0; ch < C; ch++) yr[ch] = -INFINITY;
+            if (ar)
+                for (int64_t ch = 0; ch < C; ch++) ar[ch] = -1;
+        }
+    }
+}
+
+/* The same row without argmax, with plain maxima (v > m ? v : m, which vectorises): equal to
+ * max_takes' fold when no tap is NaN. Returns whether a tap was NaN (the row must then be redone). */
+static int max_nhwc_row_fast(const cnnc_window2d *q, int64_t oh, int64_t ow, const float *restrict x,
+                             float *restrict y, int64_t r) {
+    const int64_t C = q->c, ni = r / oh, yo = r % oh;
+    int64_t ilo, ihi;
+    window_taps(yo, q->sh, q->dh, q->kh, q->pt, 0, q->h, &ilo, &ihi);
+    int nan = 0;
+    for (int64_t xo = 0; xo < ow; xo++) {
+        int64_t jlo, jhi;
+        window_taps(xo, q->sw, q->dw, q->kw, q->pl, 0, q->w, &jlo, &jhi);
+        float *restrict yr = y + (r * ow + xo) * C;
+        if (ilo >= ihi || jlo >= jhi) { /* the window holds padding only */
+            for (int64_t ch = 0; ch < C; ch++) yr[ch] = -INFINITY;
+            continue;
+        }
+        int first = 1;
+        for (int64_t i = ilo; i < ihi; i++) {
+            const int64_t ih = yo * q->sh - q->pt + i * q->dh;
+            for (int64_t j = jlo; j < jhi; j++) {
+                const int64_t iw = xo * q->sw - q->pl + j * q->dw;
+                const float *restrict xr = x + ((ni * q->h + ih) * q->w + iw) * C;
+                int bad = 0;
+                if (first) {
+                    for (int64_t ch = 0; ch < C; ch++) {
+                        const float v = xr[ch];
+                        bad |= v != v;
+                        yr[ch] = v;
+                    }
+                    first = 0;
+                } else {
+                    for (int64_t ch = 0; ch < C; ch++) {
+                        const float v = xr[ch], m = yr[ch];
+                        bad |= v != v;
+                        yr[ch] = v > m ? v : m;
+                    }
+                }
+                nan |= bad;
             }
         }
     }
+    return nan;
+}
+
+/* NHWC x -> y (+ argmax); one task per output row (n, oh). */
+static void max_fwd_nhwc_task(void *arg, int64_t begin, int64_t end, int slot) {
+    const window_job *jb = (const window_job *)arg;
+    (void)slot;
+    for (int64_t r = begin; r < end; r++)
+        if (jb->am || max_nhwc_row_fast(jb->q, jb->oh, jb->ow, jb->x, jb->y, r))
+            max_nhwc_row_exact(jb->q, jb->oh, jb->ow, jb->x, jb->y, jb->am, r);
 }
 
 static void max_fwd_nhwc(const cnnc_ctx *ctx, const cnnc_window2d *q, int64_t oh, int64_t ow,

@@ -615,3 +615,42 @@ def test_core_checks_sizes_and_argmax_ranges():
     with pytest.raises(ValueError, match="max_pool_grad \\(depth\\): invalid argument"):
         _core.max_pool_depth_backward(2, 4, 2, 2, np.ones(4, np.float32),
                                       np.array([0, 2, 4, 3], np.int64), np.empty(8, np.float32))
+
+
+@pytest.mark.parametrize("window", NCHW_WINDOWS, ids=lambda w: f"k{w[0]}-s{w[1]}-d{w[2]}".replace(" ", ""))
+def test_max_pool2d_nhwc_inference_equals_argmax_path(window, rng):
+    """NHWC inference folds the taps with plain maxima and redoes a row that holds a NaN with the exact
+    fold: bit-identical to the argmax (training) path, NaN payloads and signed zeros included."""
+    k, s, d = window
+    checked = 0
+    for (h, w), pad, ceil in itertools.product(NCHW_SIZES, NCHW_PADS, [False, True]):
+        if not _fits((1, h, w, 1), k, s, d, pad, ceil):
+            continue
+        x = _nchw_values(rng, (2, 3, h, w), nan_plane=4 if (h + w) % 2 else None).transpose(0, 2, 3, 1).copy()
+        y = nn.max_pool2d(x, k, s, pad, "NHWC", dilations=d, ceil_mode=ceil)
+        ya, _ = nn.max_pool2d_with_argmax(x, k, s, pad, "NHWC", dilations=d, ceil_mode=ceil)
+        assert _same_bits(y, ya), f"{(h, w)} {pad} {ceil}"
+        ry, _ = ref.max_pool2d(x, k, s, pad, "NHWC", d, ceil)
+        np.testing.assert_array_equal(y, ry.astype(np.float32), err_msg=f"{(h, w)} {pad} {ceil}")
+        checked += 1
+    assert checked >= 20
+
+
+def test_max_pool2d_nhwc_first_nan_and_first_zero():
+    x = np.full((1, 4, 7, 9), -1.0, dtype=np.float32)
+    bits = x.view(np.uint32)
+    bits[0, 0, 0::2, 1::2] = 0x7FC00001
+    bits[0, 0, 1::2, 0::2] = 0xFFC00002
+    x[0, 1, 0::2, 1::2] = -0.0
+    x[0, 1, 1::2, 0::2] = 0.0
+    x[0, 2, 0::2, 1::2] = 0.0
+    x[0, 2, 1::2, 0::2] = -0.0
+    x[0, 3, 0::2, 0::2] = np.inf
+    x[0, 3, 1::2, 1::2] = np.nan
+    x = x.transpose(0, 2, 3, 1).copy()
+    for k, s in [(3, 2), (2, 2), (3, 1)]:
+        for pad in ["valid", 1]:
+            y = nn.max_pool2d(x, k, s, pad, "NHWC")
+            ya, _ = nn.max_pool2d_with_argmax(x, k, s, pad, "NHWC")
+            assert _same_bits(y, ya)
+            assert np.isnan(y[..., 0]).any() and np.isnan(y[..., 3]).any()

@@ -6,11 +6,31 @@
 #define MR 6
 #define NR 16
 
-static inline void store_row(float *crow, __m256 a0, __m256 a1, __m256 valpha, __m256 vbeta, int beta0) {
+/* The tile's epilogue (cnnc_gemm_params): a column bias (bc0, bc1), or a row bias, and the relu. */
+typedef struct {
+    int col_bias, row_bias, relu;
+    __m256 bc0, bc1;
+    const float *br; /* MR values when row_bias */
+} epi;
+
+static inline void store_row(float *crow, __m256 a0, __m256 a1, __m256 valpha, __m256 vbeta, int beta0,
+                             const epi *e, int i) {
     __m256 v0 = _mm256_mul_ps(a0, valpha), v1 = _mm256_mul_ps(a1, valpha);
     if (!beta0) {
         v0 = _mm256_fmadd_ps(vbeta, _mm256_loadu_ps(crow), v0);
         v1 = _mm256_fmadd_ps(vbeta, _mm256_loadu_ps(crow + 8), v1);
+    }
+    if (e->col_bias) {
+        v0 = _mm256_add_ps(v0, e->bc0);
+        v1 = _mm256_add_ps(v1, e->bc1);
+    } else if (e->row_bias) {
+        const __m256 b = _mm256_broadcast_ss(e->br + i);
+        v0 = _mm256_add_ps(v0, b);
+        v1 = _mm256_add_ps(v1, b);
+    }
+    if (e->relu) { /* max(v, 0) takes 0 for NaN and for -0, as v > 0 ? v : 0 does */
+        v0 = _mm256_max_ps(v0, _mm256_setzero_ps());
+        v1 = _mm256_max_ps(v1, _mm256_setzero_ps());
     }
     _mm256_storeu_ps(crow, v0);
     _mm256_storeu_ps(crow + 8, v1);
@@ -40,13 +60,31 @@ void cnnc_f32_gemm_ukernel_6x16__avx2(int64_t k, const float *restrict ap, const
     }
     const __m256 valpha = _mm256_set1_ps(params->alpha), vbeta = _mm256_set1_ps(params->beta);
     const int beta0 = params->beta == 0.0f;
+    epi e = {params->bias_col != NULL, params->bias_row != NULL, params->relu, _mm256_setzero_ps(),
+             _mm256_setzero_ps(), NULL};
+    float brow[MR] = {0.0f}, bcol[NR] = {0.0f}; /* the biases of an edge tile, zero-padded */
+    if (e.col_bias) {
+        const float *bc = params->bias_col;
+        if (n < NR) {
+            for (int64_t j = 0; j < n; ++j) bcol[j] = bc[j];
+            bc = bcol;
+        }
+        e.bc0 = _mm256_loadu_ps(bc);
+        e.bc1 = _mm256_loadu_ps(bc + 8);
+    } else if (e.row_bias) {
+        e.br = params->bias_row;
+        if (m < MR) {
+            for (int64_t i = 0; i < m; ++i) brow[i] = e.br[i];
+            e.br = brow;
+        }
+    }
     if (m == MR && n == NR) {
-        store_row(c + 0 * ldc, c00, c01, valpha, vbeta, beta0);
-        store_row(c + 1 * ldc, c10, c11, valpha, vbeta, beta0);
-        store_row(c + 2 * ldc, c20, c21, valpha, vbeta, beta0);
-        store_row(c + 3 * ldc, c30, c31, valpha, vbeta, beta0);
-        store_row(c + 4 * ldc, c40, c41, valpha, vbeta, beta0);
-        store_row(c + 5 * ldc, c50, c51, valpha, vbeta, beta0);
+        store_row(c + 0 * ldc, c00, c01, valpha, vbeta, beta0, &e, 0);
+        store_row(c + 1 * ldc, c10, c11, valpha, vbeta, beta0, &e, 1);
+        store_row(c + 2 * ldc, c20, c21, valpha, vbeta, beta0, &e, 2);
+        store_row(c + 3 * ldc, c30, c31, valpha, vbeta, beta0, &e, 3);
+        store_row(c + 4 * ldc, c40, c41, valpha, vbeta, beta0, &e, 4);
+        store_row(c + 5 * ldc, c50, c51, valpha, vbeta, beta0, &e, 5);
         return;
     }
     /* Edge tile: the same vector epilogue on a staging tile, then copy the valid part. */
@@ -55,12 +93,12 @@ void cnnc_f32_gemm_ukernel_6x16__avx2(int64_t k, const float *restrict ap, const
         for (int64_t i = 0; i < m; ++i)
             for (int64_t j = 0; j < n; ++j) tile[i * NR + j] = c[i * ldc + j];
     }
-    store_row(tile + 0 * NR, c00, c01, valpha, vbeta, beta0);
-    store_row(tile + 1 * NR, c10, c11, valpha, vbeta, beta0);
-    store_row(tile + 2 * NR, c20, c21, valpha, vbeta, beta0);
-    store_row(tile + 3 * NR, c30, c31, valpha, vbeta, beta0);
-    store_row(tile + 4 * NR, c40, c41, valpha, vbeta, beta0);
-    store_row(tile + 5 * NR, c50, c51, valpha, vbeta, beta0);
+    store_row(tile + 0 * NR, c00, c01, valpha, vbeta, beta0, &e, 0);
+    store_row(tile + 1 * NR, c10, c11, valpha, vbeta, beta0, &e, 1);
+    store_row(tile + 2 * NR, c20, c21, valpha, vbeta, beta0, &e, 2);
+    store_row(tile + 3 * NR, c30, c31, valpha, vbeta, beta0, &e, 3);
+    store_row(tile + 4 * NR, c40, c41, valpha, vbeta, beta0, &e, 4);
+    store_row(tile + 5 * NR, c50, c51, valpha, vbeta, beta0, &e, 5);
     for (int64_t i = 0; i < m; ++i)
         for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = tile[i * NR + j];
 }

@@ -19,6 +19,8 @@ void cnnc_f32_gemm_ukernel_6x8__generic(int64_t k, const float *restrict ap, con
     }
     /* Epilogue: one arithmetic for every element, full tile or edge. */
     const float alpha = params->alpha, beta = params->beta;
+    const float *br = params->bias_row, *bc = params->bias_col;
+    const int relu = params->relu;
     for (int64_t i = 0; i < m; ++i) {
         float *crow = c + i * ldc;
         if (beta == 0.0f) {
@@ -26,5 +28,11 @@ void cnnc_f32_gemm_ukernel_6x8__generic(int64_t k, const float *restrict ap, con
         } else {
             for (int64_t j = 0; j < n; ++j) crow[j] = alpha * acc[i][j] + beta * crow[j];
         }
+        if (br)
+            for (int64_t j = 0; j < n; ++j) crow[j] += br[i];
+        if (bc)
+            for (int64_t j = 0; j < n; ++j) crow[j] += bc[j];
+        if (relu)
+            for (int64_t j = 0; j < n; ++j) crow[j] = crow[j] > 0.0f ? crow[j] : 0.0f;
     }
 }
