@@ -229,15 +229,12 @@ def test_max_pool2d_nchw_inference_grid(window, rng):
     assert checked >= 20
 
 
-@pytest.mark.parametrize("window", [(3, 2), (2, 2), (3, 1), ((2, 3), (1, 2))], ids=str)
-def test_max_pool2d_nchw_first_nan_and_first_zero(window):
-    """The first NaN in (kh, kw) scan order wins with its own bits; of equal zeros the first keeps its
-    sign (a per-column or per-row-last order would pick the other one here)."""
-    k, s = window
+def _first_nan_and_zero_planes():
+    """x[1, 4, 7, 9] (NCHW): every window's rows 0 and 1 hold, plane 0 two NaNs with different
+    payloads, plane 1 -0 before +0 in scan order (+0 first in column order), plane 2 +0 before -0,
+    plane 3 NaN after a +inf."""
     x = np.full((1, 4, 7, 9), -1.0, dtype=np.float32)
     bits = x.view(np.uint32)
-    # every window's rows 0 and 1 hold: plane 0 two NaNs with different payloads, plane 1 -0 before +0
-    # in scan order (+0 first in column order), plane 2 +0 before -0, plane 3 NaN after a +inf
     bits[0, 0, 0::2, 1::2] = 0x7FC00001
     bits[0, 0, 1::2, 0::2] = 0xFFC00002
     x[0, 1, 0::2, 1::2] = -0.0
@@ -246,6 +243,15 @@ def test_max_pool2d_nchw_first_nan_and_first_zero(window):
     x[0, 2, 1::2, 0::2] = -0.0
     x[0, 3, 0::2, 0::2] = np.inf
     x[0, 3, 1::2, 1::2] = np.nan
+    return x
+
+
+@pytest.mark.parametrize("window", [(3, 2), (2, 2), (3, 1), ((2, 3), (1, 2))], ids=str)
+def test_max_pool2d_nchw_first_nan_and_first_zero(window):
+    """The first NaN in (kh, kw) scan order wins with its own bits; of equal zeros the first keeps its
+    sign (a per-column or per-row-last order would pick the other one here)."""
+    k, s = window
+    x = _first_nan_and_zero_planes()
     for pad in ["valid", 1]:
         y = nn.max_pool2d(x, k, s, pad, "NCHW")
         ya, _ = nn.max_pool2d_with_argmax(x, k, s, pad, "NCHW")
@@ -637,17 +643,7 @@ def test_max_pool2d_nhwc_inference_equals_argmax_path(window, rng):
 
 
 def test_max_pool2d_nhwc_first_nan_and_first_zero():
-    x = np.full((1, 4, 7, 9), -1.0, dtype=np.float32)
-    bits = x.view(np.uint32)
-    bits[0, 0, 0::2, 1::2] = 0x7FC00001
-    bits[0, 0, 1::2, 0::2] = 0xFFC00002
-    x[0, 1, 0::2, 1::2] = -0.0
-    x[0, 1, 1::2, 0::2] = 0.0
-    x[0, 2, 0::2, 1::2] = 0.0
-    x[0, 2, 1::2, 0::2] = -0.0
-    x[0, 3, 0::2, 0::2] = np.inf
-    x[0, 3, 1::2, 1::2] = np.nan
-    x = x.transpose(0, 2, 3, 1).copy()
+    x = _first_nan_and_zero_planes().transpose(0, 2, 3, 1).copy()
     for k, s in [(3, 2), (2, 2), (3, 1)]:
         for pad in ["valid", 1]:
             y = nn.max_pool2d(x, k, s, pad, "NHWC")
