@@ -129,7 +129,7 @@ static void *worker_main(void *varg) {
         uint64_t w = atomic_load_explicit(&p->word, memory_order_acquire);
         if ((w >> SEQ_SHIFT) == seen && !atomic_load(&p->stop)) {
             const int64_t t0 = now_ns();
-            for (int i = 1;; ++i) {
+            for (unsigned i = 1;; ++i) {
                 cpu_relax();
                 w = atomic_load_explicit(&p->word, memory_order_acquire);
                 if ((w >> SEQ_SHIFT) != seen || atomic_load_explicit(&p->stop, memory_order_relaxed)) break;
@@ -237,7 +237,7 @@ void cnnc_parallel_for(const cnnc_ctx *ctx, int nt, int64_t n, int64_t grain, cn
             }
             run_chunks(p, 0);
             /* every chunk is claimed; wait for the ones other threads are still running */
-            for (int i = 1; atomic_load_explicit(&p->done, memory_order_acquire) < chunks; ++i) {
+            for (unsigned i = 1; atomic_load_explicit(&p->done, memory_order_acquire) < chunks; ++i) {
                 cpu_relax();
                 if ((i & 255) == 0) sched_yield();
             }
