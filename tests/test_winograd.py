@@ -24,8 +24,8 @@ def _case(fmt, n, h, w, cin, cout, seed=0):
 
 
 GRID = [  # n, h, w, cin, cout, padding
-    (1, 17, 16, 16, 16, "same"),             # odd output height: the last tile row is cut
-    (2, 16, 17, 17, 23, "valid"),            # channel counts off the 32-channel blocks
+    (1, 17, 16, 32, 16, "same"),             # odd output height: the last tile row is cut
+    (2, 16, 17, 33, 23, "valid"),            # channel counts off the 32-channel blocks
     (1, 19, 18, 40, 33, ((2, 0), (1, 2))),   # asymmetric padding, a tile row reading padding only
     (3, 9, 11, 33, 16, 1),
     (1, 30, 31, 64, 48, "valid"),
@@ -65,7 +65,7 @@ def test_several_chunks_and_thread_counts(fmt):
 def test_infinities_and_nan_propagate_as_in_a_direct_convolution(fmt):
     """The transforms would mix a non-finite input into all four outputs of its tile (inf - inf);
     those tiles are recomputed directly."""
-    x, k, b = _case(fmt, 2, 16, 16, 16, 16, seed=2)
+    x, k, b = _case(fmt, 2, 16, 16, 32, 16, seed=2)
     cl = fmt == "NHWC"
     spots = [((0, 3, 4, 5), np.nan), ((0, 8, 8, 0), np.inf), ((1, 0, 15, 7), -np.inf), ((1, 9, 2, 3), np.inf),
              ((1, 9, 3, 3), -np.inf)]
@@ -87,19 +87,20 @@ def test_infinities_and_nan_propagate_as_in_a_direct_convolution(fmt):
 
 def test_selection_rule():
     rule = nn.conv2d_algorithm
-    assert rule((1, 18, 18, 16), (3, 3, 16, 16)) == "winograd"       # 16 x 16 outputs: 64 tiles
-    assert rule((1, 15, 18, 16), (3, 3, 16, 16)) == "im2col"         # 13 x 16 outputs: 56 tiles
-    assert rule((2, 16, 16, 16), (3, 3, 16, 16)) == "winograd"       # 98 tiles
-    assert rule((1, 18, 18, 15), (3, 3, 15, 16)) == "im2col"         # too few input channels
-    assert rule((1, 18, 18, 16), (3, 3, 16, 15)) == "im2col"         # too few output channels
-    assert rule((1, 34, 34, 16), (3, 3, 16, 16), strides=2) == "im2col"
-    assert rule((1, 22, 22, 16), (3, 3, 16, 16), dilations=2) == "im2col"
-    assert rule((1, 18, 18, 32), (3, 3, 16, 32), groups=2) == "im2col"
-    assert rule((1, 20, 20, 16), (5, 5, 16, 16)) == "im2col"
-    assert rule((1, 16, 18, 18), (16, 16, 3, 3), data_format="NCHW") == "winograd"
+    assert rule((1, 18, 18, 32), (3, 3, 32, 16)) == "winograd"       # 16 x 16 outputs: 64 tiles
+    assert rule((1, 15, 18, 32), (3, 3, 32, 16)) == "im2col"         # 13 x 16 outputs: 56 tiles
+    assert rule((2, 16, 16, 32), (3, 3, 32, 16)) == "winograd"       # 98 tiles
+    assert rule((1, 18, 18, 31), (3, 3, 31, 16)) == "im2col"         # too few input channels
+    assert rule((1, 18, 18, 16), (3, 3, 16, 64)) == "im2col"         # (SqueezeNet's 16 -> 64)
+    assert rule((1, 18, 18, 32), (3, 3, 32, 15)) == "im2col"         # too few output channels
+    assert rule((1, 34, 34, 32), (3, 3, 32, 16), strides=2) == "im2col"
+    assert rule((1, 22, 22, 32), (3, 3, 32, 16), dilations=2) == "im2col"
+    assert rule((1, 18, 18, 64), (3, 3, 32, 32), groups=2) == "im2col"
+    assert rule((1, 20, 20, 32), (5, 5, 32, 16)) == "im2col"
+    assert rule((1, 32, 18, 18), (16, 32, 3, 3), data_format="NCHW") == "winograd"
     # tiles filled: 3 x 3 outputs take 4 tiles of 4 (0.56 filled), 7 x 7 take 16 (0.77)
-    assert rule((16, 5, 5, 16), (3, 3, 16, 16)) == "im2col"           # 64 tiles, 0.56 filled
-    assert rule((4, 9, 9, 16), (3, 3, 16, 16)) == "winograd"          # 64 tiles, 0.77 filled
+    assert rule((16, 5, 5, 32), (3, 3, 32, 16)) == "im2col"           # 64 tiles, 0.56 filled
+    assert rule((4, 9, 9, 32), (3, 3, 32, 16)) == "winograd"          # 64 tiles, 0.77 filled
 
 
 # ---- the data gradient dx of conv2d_grad -------------------------------------------------------------
