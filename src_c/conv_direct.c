@@ -153,24 +153,6 @@ static void tile(const direct_job *jb, int64_t kcur, const float *ap, const floa
     for (int64_t i = 0; i < m; ++i) memcpy(c + i * ldc, t + i * kt->nr, (size_t)n * sizeof(float));
 }
 
-/* y[0:n] = act(y + bv) (bv only if has_b) with cnnc_bias_act_planes' arithmetic; ReLU in the same pass. */
-static void bias_act_run(cnnc_act act, int has_b, float bv, float *restrict y, int64_t n) {
-    if (act.kind == CNNC_ACT_RELU && has_b) {
-        for (int64_t i = 0; i < n; ++i) {
-            const float v = y[i] + bv;
-            y[i] = v > 0.0f ? v : 0.0f;
-        }
-        return;
-    }
-    if (act.kind == CNNC_ACT_RELU) {
-        for (int64_t i = 0; i < n; ++i) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
-        return;
-    }
-    if (has_b)
-        for (int64_t i = 0; i < n; ++i) y[i] += bv;
-    if (act.kind != CNNC_ACT_NONE) cnnc_bias_act_span(act, NULL, y, n);
-}
-
 /* Output pixels per work item: as many whole 16-pixel panels as DIRECT_BUF floats of packed B hold (a
  * multiple of every nr; a function of the shape only). */
 static int64_t direct_pixels(int64_t k) { return CNNC_MAX(16, DIRECT_BUF / k / 16 * 16); }
@@ -182,7 +164,8 @@ static void direct_items(const direct_job *jb, int64_t t0, int64_t t1) {
     const cnnc_window2d *q = jb->win;
     const int64_t mr = jb->kt->mr, nr = jb->kt->nr, K = jb->k, ohw = jb->oh * jb->ow, co = jb->cout;
     const int64_t P = direct_pixels(K), per_image = CNNC_CEIL_DIV(ohw, P);
-    const int epi = jb->b || jb->act.kind != CNNC_ACT_NONE;
+    const cnnc_gemm_epilogue ep = {jb->b, 1, jb->act}; /* per output channel: a row of the GEMM */
+    const int epi = cnnc_epilogue_active(&ep);
     float bp[DIRECT_BUF];
     int64_t lo[DIRECT_MAX_K], hi[DIRECT_MAX_K];
     for (int64_t jj = 0; jj < q->kw; ++jj) { /* ox with 0 <= ox * sw + off < w */
@@ -208,9 +191,7 @@ static void direct_items(const direct_job *jb, int64_t t0, int64_t t1) {
                     tile(jb, kcur, ab, bp + (q0 - p0) * K + pc * nr, yn + i * ohw + q0, ohw, m,
                          CNNC_MIN(nr, p1 - q0), &params);
             }
-            if (epi)
-                for (int64_t o = i; o < i + m; ++o)
-                    bias_act_run(jb->act, jb->b != NULL, jb->b ? jb->b[o] : 0.0f, yn + o * ohw + p0, p1 - p0);
+            if (epi) cnnc_gemm_epilogue_block(&ep, yn, ohw, i, m, p0, p1 - p0);
         }
     }
 }

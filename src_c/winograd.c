@@ -417,14 +417,14 @@ static int wg_run(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float 
     unsigned char *bad = (unsigned char *)m + mb;
     char *gws = (char *)cnnc_align_ptr(bad + fb);
     const int nchw = p->win.layout == CNNC_NCHW;
-    const int64_t CI = s.cin, CO = s.cout;
+    const int64_t CI = s.cin, CO = s.cout, slot_bytes = gemm_slot(ctx, &s);
 
     weight_transform(ctx, &s, nchw, transposed, w, u);
     int rc = CNNC_OK;
     for (int64_t t0 = 0; t0 < s.tiles && !rc; t0 += s.chunk) {
         const int64_t nt_tiles = CNNC_MIN(s.chunk, s.tiles - t0);
         input_transform(ctx, &s, &p->win, x, t0, nt_tiles, v, bad);
-        xi_job xj = {*ctx, nt_tiles, s.chunk, CI, CO, gemm_slot(ctx, &s), v, u, m, gws, CNNC_OK};
+        xi_job xj = {*ctx, nt_tiles, s.chunk, CI, CO, slot_bytes, v, u, m, gws, CNNC_OK};
         xj.one.nthreads = 1;
         cnnc_parallel_for(ctx, xi_threads(ctx), 16, 1, xi_task, &xj);
         rc = atomic_load(&xj.err);
