@@ -176,3 +176,5 @@ cdef extern from "cnnc.h" nogil:
     int cnnc_model_external_consts(const cnnc_model *model)
     int cnnc_model_run_consts(const cnnc_model *model, void *arena, int64_t arena_size,
                               const float *const *inputs, float *const *outputs, const float *const *consts)
+    int cnnc_model_prepack(cnnc_model *model, const float *const *consts)
+    int64_t cnnc_model_packed_bytes(const cnnc_model *model)

@@ -9,6 +9,7 @@ cdef class BundleModel:
     cdef cnnc_model *m
     cdef int64_t prepared_batch
     cdef int prepared_threads, prepared_arch
+    cdef int packed_arch  # the arch the weights were packed for (cnnc_model_prepack), -1: none
 
     def __cinit__(self, const unsigned char[::1] data):
         cdef char msg[512]
@@ -17,6 +18,7 @@ cdef class BundleModel:
         msg[0] = 0
         self.m = NULL
         self.prepared_batch = 0
+        self.packed_arch = -1
         with nogil:
             rc = cnnc_model_load_msg(&data[0] if n > 0 else NULL, n, &self.m, msg, 512)
         if rc != CNNC_OK:
@@ -84,6 +86,48 @@ cdef class BundleModel:
             out.append(tuple(dims[j] for j in range(r)))
         return out
 
+    cdef const float **_const_ptrs(self, consts, const_sizes, float *empty) except? NULL:
+        """A malloc'ed array of the constants' pointers (the caller frees it), NULL for consts None."""
+        cdef int nc = cnnc_model_num_consts(self.m), i
+        cdef const float **pc = NULL
+        if consts is None:
+            return NULL
+        if len(consts) != nc or const_sizes is None or len(const_sizes) != nc:
+            raise ValueError(f"internal: {nc} constants expected, received {len(consts)}")
+        pc = <const float **>malloc(sizeof(float *) * max(nc, 1))
+        if pc == NULL:
+            raise MemoryError()
+        try:
+            for i in range(nc):
+                if consts[i].size != const_sizes[i]:
+                    raise ValueError(f"internal: constant {i} has {consts[i].size} elements, the bundle "
+                                     f"says {const_sizes[i]}")
+                pc[i] = _cf(consts[i], "constant") if const_sizes[i] else empty
+        except BaseException:
+            free(pc)
+            raise
+        return pc
+
+    def prepack(self, consts=None, const_sizes=None):
+        """Pack the convolutions' weights once for the prepared ISA (cnnc_model_prepack), from consts
+        (as run takes them; None: the bundle's), unless they are packed for it already. Only for
+        weights that no longer change: later runs use the packed copies. Returns the packed bytes."""
+        cdef const float **pc = NULL
+        cdef float empty_const = 0.0
+        cdef int rc
+        if self.prepared_batch == 0:
+            raise ValueError("internal: prepack before prepare")
+        if self.packed_arch != self.prepared_arch:
+            pc = self._const_ptrs(consts, const_sizes, &empty_const)
+            try:
+                with nogil:
+                    rc = cnnc_model_prepack(self.m, pc)
+            finally:
+                free(pc)
+            _check(rc, "bundle prepack")
+            self.packed_arch = self.prepared_arch
+        return cnnc_model_packed_bytes(self.m)
+
     def run(self, inputs, outputs, arena, consts=None, const_sizes=None):
         """inputs/outputs: lists of C-contiguous float32 arrays of the prepared batch's shapes.
         consts (optional): C-contiguous float32 arrays replacing the bundle's constants, one per
@@ -106,16 +150,7 @@ cdef class BundleModel:
             for i in range(no):
                 pout[i] = _wf(outputs[i], "output")
             if consts is not None:
-                if len(consts) != nc or const_sizes is None or len(const_sizes) != nc:
-                    raise ValueError(f"internal: {nc} constants expected, received {len(consts)}")
-                pc = <const float **>malloc(sizeof(float *) * max(nc, 1))
-                if pc == NULL:
-                    raise MemoryError()
-                for i in range(nc):
-                    if consts[i].size != const_sizes[i]:
-                        raise ValueError(f"internal: constant {i} has {consts[i].size} elements, the bundle "
-                                         f"says {const_sizes[i]}")
-                    pc[i] = _cf(consts[i], "constant") if const_sizes[i] else &empty_const
+                pc = self._const_ptrs(consts, const_sizes, &empty_const)
             elif cnnc_model_external_consts(self.m) == 1:
                 raise ValueError("this bundle holds no weights: a run must supply its constants")
             if arena is not None:

@@ -142,6 +142,8 @@ static int prepare(runner *r, int64_t b) {
         r->arena_cap = r->arena ? need : 0;
         if (!r->arena) return CNNC_ENOMEM;
     }
+    const int rc = cnnc_model_prepack(r->m, NULL); /* the weights never change: packed once */
+    if (rc != CNNC_OK) return rc;
     r->prepared = b;
     return CNNC_OK;
 }

@@ -183,6 +183,8 @@ int main(int argc, char **argv) {
     if (need < 0) { fprintf(stderr, "run_bundle: arena_size(batch %lld): %s\n", (long long)batch, cnnc_strerror((int)need)); goto done; }
     if (need > MAX_BYTES) { fprintf(stderr, "run_bundle: the arena would take %lld bytes\n", (long long)need); goto done; }
     if (!(arena = malloc((size_t)(need ? need : 1)))) { fprintf(stderr, "run_bundle: out of memory (arena)\n"); goto done; }
+    /* the bundle's weights never change: packed for the convolutions' GEMMs once, not at every run */
+    if (cnnc_model_external_consts(m) == 0 && (rc = cnnc_model_prepack(m, NULL)) != CNNC_OK) { fprintf(stderr, "run_bundle: prepack: %s\n", cnnc_strerror(rc)); goto done; }
     if ((rc = cnnc_model_run(m, arena, need, (const float *const *)ins, outs)) != CNNC_OK) {
         fprintf(stderr, "run_bundle: run: %s\n", cnnc_strerror(rc));
         goto done;

@@ -351,6 +351,18 @@ int cnnc_model_external_consts(const cnnc_model *model);
 int cnnc_model_run_consts(const cnnc_model *model, void *arena, int64_t arena_size, const float *const *inputs,
                           float *const *outputs, const float *const *consts);
 
+/* Weights packed once. By default every run packs each convolution's weights into the GEMM's panels
+ * again (they may change between runs). For weights that no longer change, cnnc_model_prepack packs
+ * them once, from consts (as cnnc_model_run_consts takes them; NULL: the bundle's own), for the kernels
+ * and the batch size prepared (call it after cnnc_model_arena_size); later runs use these packed
+ * copies instead of the convolutions' weights they are given, with the same results, bit for bit. Call
+ * it again after the weights change. It allocates cnnc_model_packed_bytes(model) bytes (freed with the
+ * model, or by the next cnnc_model_prepack) and must not run concurrently with runs of the model.
+ * Returns CNNC_OK, CNNC_ESTATE (not prepared, or no constants for an external-consts bundle),
+ * CNNC_EINVAL or CNNC_ENOMEM. */
+int cnnc_model_prepack(cnnc_model *model, const float *const *consts);
+int64_t cnnc_model_packed_bytes(const cnnc_model *model);
+
 #ifdef __cplusplus
 }
 #endif

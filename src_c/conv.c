@@ -181,13 +181,46 @@ int64_t cnnc_conv2d_backward_workspace_size(const cnnc_ctx *caller, const cnnc_c
     return im2col_ws;
 }
 
+/* ---- weights packed once ------------------------------------------------------------------------
+ * The forward GEMMs' weight operand, per group, as cnnc_gemm_pack_a_all / _b_all lay it out for ctx's
+ * kernel table: NCHW, w_g[Cout_g, K] is op(A) (MR-row panels); NHWC, w_g[K, Cout_g] (row stride Cout)
+ * is op(B) (NR-column panels). Groups follow one another, each ROUND_UP(Cout_g, W) * K floats. */
+static int nchw_weights_a(const cnnc_conv2d_params *p) { return p->win.layout == CNNC_NCHW; }
+
+int64_t cnnc_conv2d_packed_floats(const cnnc_ctx *ctx, const cnnc_conv2d_params *p) {
+    conv_shape s;
+    if (!ctx || !p || conv_shape_of(p, &s)) return -1;
+    const int64_t per = cnnc_gemm_packed_floats(s.cog, s.k, nchw_weights_a(p) ? ctx->k.mr : ctx->k.nr);
+    return cnnc_mul_ok(per, p->groups);
+}
+
+int cnnc_conv2d_pack_weights(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *w, float *dst) {
+    conv_shape s;
+    if (!ctx || !p || !w || !dst) return CNNC_EINVAL;
+    int rc = conv_shape_of(p, &s);
+    if (rc) return rc;
+    const int64_t G = p->groups, CO = p->cout;
+    const int a = nchw_weights_a(p);
+    const int64_t per = cnnc_gemm_packed_floats(s.cog, s.k, a ? ctx->k.mr : ctx->k.nr);
+    for (int64_t g = 0; g < G; ++g) {
+        if (a) cnnc_gemm_pack_a_all(&ctx->k, 0, s.cog, s.k, w + g * s.cog * s.k, s.k, dst + g * per);
+        else cnnc_gemm_pack_b_all(&ctx->k, 0, s.k, s.cog, w + g * s.cog, CO, dst + g * per);
+    }
+    return CNNC_OK;
+}
+
+/* Group g's packed weights in wpk (NULL: none); a: the layout's operand is A (NCHW). */
+static const float *packed_group(const cnnc_ctx *ctx, const float *wpk, const conv_shape *s, int a, int64_t g) {
+    return wpk ? wpk + g * cnnc_gemm_packed_floats(s->cog, s->k, a ? ctx->k.mr : ctx->k.nr) : NULL;
+}
+
 /* NCHW forward, threads taking whole panels: the (image, group, panel) tasks, each an im2col and a
  * one-thread GEMM in the participant's own slot of the workspace. */
 typedef struct {
     const cnnc_ctx *c1; /* one thread */
     const cnnc_window2d *one;
     const conv_shape *s;
-    const float *x, *w, *b;
+    const float *x, *w, *wpk, *b;
     cnnc_act act;
     float *y;
     char *base;
@@ -208,7 +241,8 @@ static void panel_task(void *arg, int64_t lo, int64_t hi, int tid) {
         int r = im2col_panel(j->c1, one, s, g * s->cg, j->x + n * chw, q0, np, colt);
         const cnnc_gemm_epilogue ep = {j->b ? j->b + g * s->cog : NULL, 1, j->act};
         if (!r)
-            r = cnnc_sgemm_ep(j->c1, 0, 0, s->cog, np, s->k, 1.0f, j->w + g * s->cog * s->k, s->k, colt, np, 0.0f,
+            r = cnnc_sgemm_pk(j->c1, 0, 0, s->cog, np, s->k, 1.0f, j->w + g * s->cog * s->k, s->k,
+                              packed_group(j->c1, j->wpk, s, 1, g), colt, np, NULL, 0.0f,
                               j->y + (n * CO + g * s->cog) * s->ohw + q0, s->ohw, gwst, j->slot - j->colslot, &ep);
         if (r) atomic_store_explicit(&j->err, r, memory_order_relaxed);
     }
@@ -219,13 +253,19 @@ static void panel_task(void *arg, int64_t lo, int64_t hi, int tid) {
 int cnnc_conv2d_forward(const cnnc_ctx *caller, const cnnc_conv2d_params *p, const float *x,
                         const float *w, const float *b, cnnc_act act, float *y, void *ws,
                         int64_t ws_size) {
+    return cnnc_conv2d_forward_pk(caller, p, x, w, NULL, b, act, y, ws, ws_size);
+}
+
+int cnnc_conv2d_forward_pk(const cnnc_ctx *caller, const cnnc_conv2d_params *p, const float *x, const float *w,
+                           const float *wpk, const float *b, cnnc_act act, float *y, void *ws, int64_t ws_size) {
     conv_shape s;
     if (!caller || !p || !x || !w || !y || !cnnc_act_valid(act)) return CNNC_EINVAL;
     int rc = conv_shape_of(p, &s);
     if (rc) return rc;
     if (cnnc_winograd_applies(p)) return cnnc_winograd_forward(caller, p, x, w, b, act, y, ws, ws_size);
     const cnnc_ctx cc = conv_ctx(caller, p, &s), *ctx = &cc;
-    if (cnnc_conv_direct_runs(ctx, p)) return cnnc_conv_direct_forward(ctx, p, x, w, b, act, y, ws, ws_size);
+    if (cnnc_conv_direct_runs(ctx, p))
+        return cnnc_conv_direct_forward_pk(ctx, p, x, w, wpk, b, act, y, ws, ws_size);
     const int64_t need = cnnc_conv2d_workspace_size(caller, p);
     if (need < 0) return CNNC_EOVERFLOW;
     if (!ws || ws_size < need) return CNNC_EWORKSPACE;
@@ -242,8 +282,8 @@ int cnnc_conv2d_forward(const cnnc_ctx *caller, const cnnc_conv2d_params *p, con
         if (s.pointwise) {
             for (int64_t g = 0; g < G && !rc; ++g) {
                 const cnnc_gemm_epilogue ep = {b ? b + g * s.cog : NULL, 0, act};
-                rc = cnnc_sgemm_ep(ctx, 0, 0, N * H * W, s.cog, s.cg, 1.0f, x + g * s.cg, C, w + g * s.cog, CO,
-                                   0.0f, y + g * s.cog, CO, gws, gws_size, &ep);
+                rc = cnnc_sgemm_pk(ctx, 0, 0, N * H * W, s.cog, s.cg, 1.0f, x + g * s.cg, C, NULL, w + g * s.cog, CO,
+                                   packed_group(ctx, wpk, &s, 0, g), 0.0f, y + g * s.cog, CO, gws, gws_size, &ep);
             }
         } else {
             for (int64_t n0 = 0; n0 < N && !rc; n0 += s.chunk) {
@@ -254,8 +294,9 @@ int cnnc_conv2d_forward(const cnnc_ctx *caller, const cnnc_conv2d_params *p, con
                     const cnnc_gemm_epilogue ep = {b ? b + g * s.cog : NULL, 0, act};
                     rc = cnnc_im2col(ctx, &cw, g * s.cg, s.cg, x + n0 * H * W * C, col);
                     if (!rc)
-                        rc = cnnc_sgemm_ep(ctx, 0, 0, m, s.cog, s.k, 1.0f, col, s.k, w + g * s.cog, CO, 0.0f,
-                                           y + n0 * s.ohw * CO + g * s.cog, CO, gws, gws_size, &ep);
+                        rc = cnnc_sgemm_pk(ctx, 0, 0, m, s.cog, s.k, 1.0f, col, s.k, NULL, w + g * s.cog, CO,
+                                           packed_group(ctx, wpk, &s, 0, g), 0.0f, y + n0 * s.ohw * CO + g * s.cog,
+                                           CO, gws, gws_size, &ep);
                 }
             }
         }
@@ -269,7 +310,7 @@ int cnnc_conv2d_forward(const cnnc_ctx *caller, const cnnc_conv2d_params *p, con
         const int64_t slot = nchw_panel_slot(ctx, &s);
         const int64_t colslot = CNNC_ROUND_UP(s.panel * s.k * (int64_t)sizeof(float), CNNC_ALIGN);
         const int64_t npan = CNNC_CEIL_DIV(s.ohw, s.panel), tasks = N * G * npan;
-        panel_job j = {&c1, &one, &s, x, w, b, act, y, (char *)cnnc_align_ptr(ws), slot, colslot, npan, G, CO, CNNC_OK};
+        panel_job j = {&c1, &one, &s, x, w, wpk, b, act, y, (char *)cnnc_align_ptr(ws), slot, colslot, npan, G, CO, CNNC_OK};
         cnnc_parallel_for(ctx, pt, tasks, 1, panel_task, &j);
         rc = atomic_load(&j.err);
     } else {
@@ -279,20 +320,20 @@ int cnnc_conv2d_forward(const cnnc_ctx *caller, const cnnc_conv2d_params *p, con
             const float *xn = x + n * C * H * W;
             float *yn = y + n * CO * s.ohw;
             for (int64_t g = 0; g < G && !rc; ++g) {
-                const float *wg = w + g * s.cog * s.k;
+                const float *wg = w + g * s.cog * s.k, *wgp = packed_group(ctx, wpk, &s, 1, g);
                 float *yg = yn + g * s.cog * s.ohw;
                 const cnnc_gemm_epilogue ep = {b ? b + g * s.cog : NULL, 1, act};
                 if (s.pointwise) {
-                    rc = cnnc_sgemm_ep(ctx, 0, 0, s.cog, s.ohw, s.k, 1.0f, wg, s.k, xn + g * s.cg * H * W, s.ohw,
-                                       0.0f, yg, s.ohw, gws, gws_size, &ep);
+                    rc = cnnc_sgemm_pk(ctx, 0, 0, s.cog, s.ohw, s.k, 1.0f, wg, s.k, wgp, xn + g * s.cg * H * W,
+                                       s.ohw, NULL, 0.0f, yg, s.ohw, gws, gws_size, &ep);
                     continue;
                 }
                 for (int64_t q0 = 0; q0 < s.ohw && !rc; q0 += s.panel) {
                     const int64_t np = CNNC_MIN(s.panel, s.ohw - q0);
                     rc = im2col_panel(ctx, &one, &s, g * s.cg, xn, q0, np, col);
                     if (!rc)
-                        rc = cnnc_sgemm_ep(ctx, 0, 0, s.cog, np, s.k, 1.0f, wg, s.k, col, np, 0.0f, yg + q0, s.ohw,
-                                           gws, gws_size, &ep);
+                        rc = cnnc_sgemm_pk(ctx, 0, 0, s.cog, np, s.k, 1.0f, wg, s.k, wgp, col, np, NULL, 0.0f,
+                                           yg + q0, s.ohw, gws, gws_size, &ep);
                 }
             }
         }

@@ -204,6 +204,12 @@ static void direct_task(void *arg, int64_t t0, int64_t t1, int slot) {
 /* y = act(conv(x, w) + b) as conv.c computes it; cnnc_conv_direct_runs(ctx, p) must hold. */
 int cnnc_conv_direct_forward(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x, const float *w,
                              const float *b, cnnc_act act, float *y, void *ws, int64_t ws_size) {
+    return cnnc_conv_direct_forward_pk(ctx, p, x, w, NULL, b, act, y, ws, ws_size);
+}
+
+int cnnc_conv_direct_forward_pk(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x, const float *w,
+                                const float *wpk, const float *b, cnnc_act act, float *y, void *ws,
+                                int64_t ws_size) {
     if (!ctx || !p || !x || !w || !y || !cnnc_act_valid(act) || !cnnc_conv_direct_runs(ctx, p))
         return CNNC_EINVAL;
     const int64_t need = cnnc_conv_direct_workspace_size(ctx, p);
@@ -213,17 +219,19 @@ int cnnc_conv_direct_forward(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, c
     int rc = cnnc_window2d_output(&p->win, &jb.oh, &jb.ow);
     if (rc) return rc;
     jb.kc = direct_kc(ctx, jb.k);
-    /* the weights w[Cout, K] as cnnc_sgemm packs A: per k block, MR-row panels column by column */
+    /* the weights w[Cout, K] as cnnc_sgemm packs A: per k block, MR-row panels column by column. With
+     * one k block that is cnnc_gemm_pack_a_all's layout: weights packed once (wpk) serve as they are. */
     float *ap = (float *)cnnc_align_ptr(ws);
     const int64_t mr = ctx->k.mr, rows = CNNC_ROUND_UP(p->cout, mr);
-    for (int64_t pc = 0; pc < jb.k; pc += jb.kc) {
+    const int prepacked = wpk && jb.kc == jb.k;
+    for (int64_t pc = 0; pc < jb.k && !prepacked; pc += jb.kc) {
         const int64_t kcur = CNNC_MIN(jb.kc, jb.k - pc);
         float *blk = ap + rows * pc;
         for (int64_t i = 0; i < rows; ++i)
             for (int64_t t = 0; t < kcur; ++t)
                 blk[(i / mr) * mr * kcur + t * mr + i % mr] = i < p->cout ? w[i * jb.k + pc + t] : 0.0f;
     }
-    jb.ap = ap;
+    jb.ap = prepacked ? wpk : ap;
     const int64_t items = p->win.n * CNNC_CEIL_DIV(jb.oh * jb.ow, direct_pixels(jb.k));
     cnnc_parallel_for(ctx, cnnc_threads(ctx, items), items, 1, direct_task, &jb);
     return CNNC_OK;

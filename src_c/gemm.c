@@ -77,6 +77,31 @@ static void pack_b_panel(const cnnc_gemm_packers *pk, cnnc_mat b, int64_t pc, in
         pack_copy(kc, b.p + pc * b.ld + j0, b.ld, cols, nr, dst);
 }
 
+/* ---- operands packed once (a layer's constant weights) -----------------------------------------
+ * op(A) as MR-row panels (op(B) as NR-column panels) over the whole of k: panel r holds k x W floats at
+ * r * W * k (W = mr or nr), zero past the last row (column). Rows [pc, pc + kc) of a panel are the run of
+ * kc * W floats at pc * W: what the tile loop packs for that k block, so a call that takes the panels
+ * computes the same tiles from the same numbers as one that packs them. */
+int64_t cnnc_gemm_packed_floats(int64_t lines, int64_t k, int64_t w) {
+    if (lines < 0 || k < 0 || w < 1) return -1;
+    return cnnc_mul_ok(CNNC_ROUND_UP(lines, w), k);
+}
+
+void cnnc_gemm_pack_a_all(const cnnc_kernels *kt, int trans_a, int64_t m, int64_t k, const float *a, int64_t lda,
+                          float *dst) {
+    const cnnc_gemm_packers pk = cnnc_gemm_packers_for(kt);
+    const cnnc_mat A = {trans_a, a, lda};
+    if (m > 0 && k > 0) pack_a(&pk, A, 0, m, 0, k, kt->mr, dst);
+}
+
+void cnnc_gemm_pack_b_all(const cnnc_kernels *kt, int trans_b, int64_t k, int64_t n, const float *b, int64_t ldb,
+                          float *dst) {
+    const cnnc_gemm_packers pk = cnnc_gemm_packers_for(kt);
+    const cnnc_mat B = {trans_b, b, ldb};
+    for (int64_t j0 = 0; j0 < n && k > 0; j0 += kt->nr)
+        pack_b_panel(&pk, B, 0, k, j0, CNNC_MIN(kt->nr, n - j0), kt->nr, dst + j0 * k);
+}
+
 /* Bytes of packed B one round may take. A round packs a kd x nc block of B (all of k when it fits), shared
  * by the threads (it lives in L3), and the k loop over its KC blocks runs inside each row block. */
 #define B_BUDGET ((int64_t)4 << 20)
@@ -238,6 +263,7 @@ typedef struct {
     float *c;
     int64_t ldc;
     float *bp, *ap_all; /* packed B (shared), packed A blocks (one per participant) */
+    const float *apk, *bpk; /* op(A), op(B) packed once for all calls (cnnc_gemm_pack_a_all / _b_all), or NULL */
     int64_t jc, ncur, npanels, kd, kend; /* the current round */
     const cnnc_gemm_epilogue *ep;        /* NULL: none */
     int in_kernel;                       /* the micro-kernel applies ep (a bias and at most a relu) */
@@ -272,13 +298,14 @@ static void tiles_task(void *arg, int64_t lo, int64_t hi, int slot) {
             const int64_t kcur = CNNC_MIN(KC, k - pc);
             const cnnc_gemm_params params = {j->alpha, pc == 0 ? j->beta : 1.0f};
             const float *bblock = j->bp + (pc - kd) * npanels * nr;
+            const float *apk = j->apk ? j->apk + ic * k + pc * mr : NULL; /* this row block's panels */
             /* these tiles are final: the epilogue too, in the micro-kernel's registers when it can */
             const int last = j->ep && pc + kcur == k;
             const int in_kernel = last && j->in_kernel;
-            pack_a(&j->pk, j->A, ic, mcur, pc, kcur, mr, ap);
+            if (!apk) pack_a(&j->pk, j->A, ic, mcur, pc, kcur, mr, ap);
             for (int64_t jp = jp0; jp < jp1; ++jp) {
                 const int64_t jj = jp * nr, ncols = CNNC_MIN(nr, ncur - jj);
-                const float *bpanel = bblock + jp * nr * kcur;
+                const float *bpanel = j->bpk ? j->bpk + (jc + jj) * k + pc * nr : bblock + jp * nr * kcur;
                 for (int64_t i = 0; i < mcur; i += mr) {
                     const int64_t rows = CNNC_MIN(mr, mcur - i);
                     cnnc_gemm_params tp = params;
@@ -288,7 +315,7 @@ static void tiles_task(void *arg, int64_t lo, int64_t hi, int slot) {
                         tp.bias_col = bias && !j->ep->bias_per_row ? bias + jc + jj : NULL;
                         tp.relu = j->ep->act.kind == CNNC_ACT_RELU;
                     }
-                    j->ukernel(kcur, ap + i * kcur, bpanel, c + (ic + i) * ldc + jc + jj, ldc, rows, ncols, &tp);
+                    j->ukernel(kcur, apk ? apk + i * k : ap + i * kcur, bpanel, c + (ic + i) * ldc + jc + jj, ldc, rows, ncols, &tp);
                     if (last && !in_kernel) cnnc_gemm_epilogue_block(j->ep, c, ldc, ic + i, rows, jc + jj, ncols);
                 }
             }
@@ -306,6 +333,13 @@ int cnnc_sgemm(const cnnc_ctx *ctx, int trans_a, int trans_b, int64_t m, int64_t
 int cnnc_sgemm_ep(const cnnc_ctx *ctx, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                   const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc,
                   void *ws, int64_t ws_size, const cnnc_gemm_epilogue *ep) {
+    return cnnc_sgemm_pk(ctx, trans_a, trans_b, m, n, k, alpha, a, lda, NULL, b, ldb, NULL, beta, c, ldc, ws, ws_size,
+                         ep);
+}
+
+int cnnc_sgemm_pk(const cnnc_ctx *ctx, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                  const float *a, int64_t lda, const float *apk, const float *b, int64_t ldb, const float *bpk,
+                  float beta, float *c, int64_t ldc, void *ws, int64_t ws_size, const cnnc_gemm_epilogue *ep) {
     if (!cnnc_epilogue_active(ep)) ep = NULL;
     if (ep && !cnnc_act_valid(ep->act)) return CNNC_EINVAL;
     if (m < 0 || n < 0 || k < 0) return CNNC_EINVAL;
@@ -328,7 +362,7 @@ int cnnc_sgemm_ep(const cnnc_ctx *ctx, int trans_a, int trans_b, int64_t m, int6
     const gemm_plan pl = plan_of(ctx, m, n, k);
     float *bp = (float *)cnnc_align_ptr(ws);
     gemm_job job = {cnnc_gemm_packers_for(kt), kt->gemm_ukernel, kt->mr, kt->nr, pl, m, n, k, alpha, beta,
-                    {trans_a, a, lda}, {trans_b, b, ldb}, c, ldc, bp, bp + pl.kd * pl.nc, 0, 0, 0, 0, 0, ep,
+                    {trans_a, a, lda}, {trans_b, b, ldb}, c, ldc, bp, bp + pl.kd * pl.nc, apk, bpk, 0, 0, 0, 0, 0, ep,
                     ep && (ep->act.kind == CNNC_ACT_NONE || ep->act.kind == CNNC_ACT_RELU)};
     /* Per round (an NC column block and a KD deep slice of it, usually all of k): the slice of B is
      * packed once, by all threads together; then the threads take row blocks (split into column slices
@@ -342,7 +376,7 @@ int cnnc_sgemm_ep(const cnnc_ctx *ctx, int trans_a, int trans_b, int64_t m, int6
             job.kd = kd;
             job.kend = CNNC_MIN(k, kd + pl.kd);
             const int64_t kblocks = CNNC_CEIL_DIV(job.kend - kd, pl.kc);
-            cnnc_parallel_for(ctx, pl.nt, kblocks * job.npanels, 4, pack_b_task, &job);
+            if (!bpk) cnnc_parallel_for(ctx, pl.nt, kblocks * job.npanels, 4, pack_b_task, &job);
             cnnc_parallel_for(ctx, pl.nt, pl.mblocks * pl.nsplit, 1, tiles_task, &job);
         }
     }

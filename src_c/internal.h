@@ -106,6 +106,19 @@ int cnnc_conv_direct_runs(const cnnc_ctx *ctx, const cnnc_conv2d_params *p);
 int64_t cnnc_conv_direct_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params *p);
 int cnnc_conv_direct_forward(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x, const float *w,
                              const float *b, cnnc_act act, float *y, void *ws, int64_t ws_size);
+int cnnc_conv_direct_forward_pk(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x, const float *w,
+                                const float *wpk, const float *b, cnnc_act act, float *y, void *ws,
+                                int64_t ws_size);
+
+/* A convolution's forward weights packed once (conv.c): per group, the GEMM operand w_g as
+ * cnnc_gemm_pack_a_all (NCHW: w_g[Cout_g, K] is A) or cnnc_gemm_pack_b_all (NHWC: w_g[K, Cout_g] is B)
+ * lays it out for ctx's kernel table, groups one after another. cnnc_conv2d_forward_pk takes them
+ * (wpk; NULL: none) and gives cnnc_conv2d_forward's results bit for bit; wpk must come from a context
+ * with the same mr and nr. Winograd convolutions do not use them. */
+int64_t cnnc_conv2d_packed_floats(const cnnc_ctx *ctx, const cnnc_conv2d_params *p);
+int cnnc_conv2d_pack_weights(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *w, float *dst);
+int cnnc_conv2d_forward_pk(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x, const float *w,
+                           const float *wpk, const float *b, cnnc_act act, float *y, void *ws, int64_t ws_size);
 
 /* act(v) for one value: the scalar definition every vector path must agree with. */
 float cnnc_act_scalar(cnnc_act act, float v);
@@ -132,5 +145,20 @@ void cnnc_gemm_epilogue_block(const cnnc_gemm_epilogue *ep, float *c, int64_t ld
 int cnnc_sgemm_ep(const cnnc_ctx *ctx, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                   const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc,
                   void *ws, int64_t ws_size, const cnnc_gemm_epilogue *ep);
+
+/* GEMM operands packed once for all calls (a layer's constant weights, gemm.c): op(A) [m x k] as
+ * MR-row panels, or op(B) [k x n] as NR-column panels, each panel over the whole of k (k x W floats at
+ * r * W * k, W = mr or nr; zero past the last row or column). Packed for one kernel table's mr / nr:
+ * only a context with the same may use them. cnnc_sgemm_pk takes them in place of packing (apk / bpk,
+ * NULL: pack as usual; a and b are still needed, by the few-row path) and computes exactly the tiles
+ * cnnc_sgemm_ep computes, bit for bit. */
+int64_t cnnc_gemm_packed_floats(int64_t lines, int64_t k, int64_t w);
+void cnnc_gemm_pack_a_all(const cnnc_kernels *kt, int trans_a, int64_t m, int64_t k, const float *a, int64_t lda,
+                          float *dst);
+void cnnc_gemm_pack_b_all(const cnnc_kernels *kt, int trans_b, int64_t k, int64_t n, const float *b, int64_t ldb,
+                          float *dst);
+int cnnc_sgemm_pk(const cnnc_ctx *ctx, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                  const float *a, int64_t lda, const float *apk, const float *b, int64_t ldb, const float *bpk,
+                  float beta, float *c, int64_t ldc, void *ws, int64_t ws_size, const cnnc_gemm_epilogue *ep);
 
 #endif

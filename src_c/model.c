@@ -74,6 +74,9 @@ struct cnnc_model {
     cnnc_ctx ctx;            /* ctx.pool: own_pool, or the caller's (cnnc_model_set_pool) */
     cnnc_pool *own_pool;     /* created by cnnc_model_arena_size when ctx.nthreads > 1 */
     int borrowed;            /* ctx.pool is the caller's */
+    /* weights packed once (cnnc_model_prepack): per op, its convolution's packed weights or NULL */
+    float **packed;
+    int64_t packed_bytes, packed_mr, packed_nr;
 };
 
 /* ---- small helpers ------------------------------------------------------------------------------- */
@@ -407,6 +410,14 @@ int cnnc_model_load(const void *bytes, int64_t len, cnnc_model **model) {
     return cnnc_model_load_msg(bytes, len, model, NULL, 0);
 }
 
+static void drop_packed(cnnc_model *m) {
+    if (m->packed)
+        for (int32_t k = 0; k < m->n_ops; ++k) free(m->packed[k]);
+    free(m->packed);
+    m->packed = NULL;
+    m->packed_bytes = 0;
+}
+
 void cnnc_model_free(cnnc_model *m) {
     if (!m) return;
     free(m->values); free(m->ops); free(m->input_ids); free(m->output_ids);
@@ -414,6 +425,7 @@ void cnnc_model_free(cnnc_model *m) {
     free(m->offsets); free(m->sizes); free(m->first); free(m->last); free(m->order);
     free(m->buf_raw);
     cnnc_pool_free(m->own_pool);
+    drop_packed(m);
     free(m);
 }
 
@@ -442,6 +454,7 @@ int cnnc_model_set_arch(cnnc_model *m, int arch) {
     cnnc_pool *pool = m->ctx.pool;
     const int used = cnnc_ctx_init(&m->ctx, arch, m->ctx.nthreads);
     m->ctx.pool = pool;
+    if (m->packed && (m->ctx.k.mr != m->packed_mr || m->ctx.k.nr != m->packed_nr)) drop_packed(m);
     return used;
 }
 
@@ -857,6 +870,60 @@ static float *ptr_of(const runenv *e, int32_t id) {
     }
 }
 
+/* The convolution op o runs, for the batch b. */
+static void conv_params_of(const cnnc_model *m, const op_t *o, int64_t b, cnnc_conv2d_params *p) {
+    shape_t sx, w;
+    get_shape(m, o->in[0], b, &sx);
+    get_shape(m, o->in[1], b, &w);
+    const int layout = (int)o->ia[10], nhwc = layout == CNNC_NHWC;
+    window_of(&sx, layout, nhwc ? w.d[0] : w.d[2], nhwc ? w.d[1] : w.d[3], o->ia, &p->win);
+    p->cout = nhwc ? w.d[3] : w.d[0];
+    p->groups = o->ia[8];
+}
+
+/* ---- weights packed once ------------------------------------------------------------------------- */
+int cnnc_model_prepack(cnnc_model *m, const float *const *consts) {
+    if (!m) return CNNC_EINVAL;
+    if (!m->batch || (m->external && !consts)) return CNNC_ESTATE;
+    if (consts)
+        for (int32_t i = 0; i < m->n_consts; ++i)
+            if (!consts[i] || (uintptr_t)consts[i] % sizeof(float)) return CNNC_EINVAL;
+    drop_packed(m);
+    m->packed = (float **)calloc((size_t)(m->n_ops > 0 ? m->n_ops : 1), sizeof(float *));
+    if (!m->packed) return CNNC_ENOMEM;
+    m->packed_mr = m->ctx.k.mr;
+    m->packed_nr = m->ctx.k.nr;
+    const runenv e = {m, NULL, NULL, NULL, consts};
+    const cnnc_gemm_small_fns small = cnnc_gemm_small_for(&m->ctx.k);
+    for (int32_t k = 0; k < m->n_ops; ++k) {
+        const op_t *o = &m->ops[k];
+        if (o->code != OP_CONV || m->values[m->values[o->in[1]].root].kind != V_CONST) continue;
+        cnnc_conv2d_params p;
+        conv_params_of(m, o, m->batch, &p);
+        /* only where the prepared batch's forward would pack them: not Winograd's (which stays so for
+         * larger batches), not a GEMM with too few output channels to pack its A (NCHW) */
+        if (cnnc_conv2d_algorithm(&p) == CNNC_CONV_WINOGRAD) continue;
+        if (p.win.layout == CNNC_NCHW && p.cout / p.groups <= small.max_m) continue;
+        const int64_t floats = cnnc_conv2d_packed_floats(&m->ctx, &p);
+        if (floats <= 0) continue;
+        if (floats > (INT64_MAX - m->packed_bytes) / (int64_t)sizeof(float) / 2) {
+            drop_packed(m);
+            return CNNC_EOVERFLOW;
+        }
+        float *dst = (float *)malloc((size_t)floats * sizeof(float));
+        if (!dst) {
+            drop_packed(m);
+            return CNNC_ENOMEM;
+        }
+        cnnc_conv2d_pack_weights(&m->ctx, &p, ptr_of(&e, o->in[1]), dst);
+        m->packed[k] = dst;
+        m->packed_bytes += floats * (int64_t)sizeof(float);
+    }
+    return CNNC_OK;
+}
+
+int64_t cnnc_model_packed_bytes(const cnnc_model *m) { return m ? m->packed_bytes : CNNC_EINVAL; }
+
 static float bin_apply(int kind, float a, float b) {
     switch (kind) {
     case BIN_ADD: return a + b;
@@ -1042,15 +1109,12 @@ int cnnc_model_run_consts(const cnnc_model *m, void *arena, int64_t arena_size, 
         if (sy.n == 0) continue;
         switch (o->code) {
         case OP_CONV: {
-            shape_t w;
-            get_shape(m, o->in[1], b, &w);
-            const int layout = (int)o->ia[10], nhwc = layout == CNNC_NHWC;
             cnnc_conv2d_params p;
-            window_of(&sx, layout, nhwc ? w.d[0] : w.d[2], nhwc ? w.d[1] : w.d[3], o->ia, &p.win);
-            p.cout = nhwc ? w.d[3] : w.d[0];
-            p.groups = o->ia[8];
-            rc = cnnc_conv2d_forward(ctx, &p, x, ptr_of(&e, o->in[1]), o->in[2] >= 0 ? ptr_of(&e, o->in[2]) : NULL,
-                                     op_act(o, 9), y, ws, ws_size);
+            conv_params_of(m, o, b, &p);
+            /* packed weights serve only the kernel table they were packed for */
+            const float *wpk = m->packed && ctx->k.mr == m->packed_mr && ctx->k.nr == m->packed_nr ? m->packed[k] : NULL;
+            rc = cnnc_conv2d_forward_pk(ctx, &p, x, ptr_of(&e, o->in[1]), wpk,
+                                        o->in[2] >= 0 ? ptr_of(&e, o->in[2]) : NULL, op_act(o, 9), y, ws, ws_size);
             break;
         }
         case OP_MAXPOOL:

@@ -166,6 +166,7 @@ class Runtime:
         dummy = np.zeros(1, np.float32)
         with self._lock:
             need = int(self._m.prepare(batch)[0])
+            self._m.prepack()  # the bundle's weights never change: packed for the GEMMs once
             if self._arena is None or self._arena.shape[0] < need:
                 self._arena = None
                 self._arena = _alloc.empty(max(need, 1), np.uint8)
@@ -188,11 +189,14 @@ class _ExternalConstsRunner:
         with self._lock:
             return tuple(int(v) for v in self._m.prepare(int(batch_size))[1:])
 
-    def _call(self, batch, inputs, outputs, consts):
-        """One run into outputs; the arena is allocated for the call (through cnnc's accounting)."""
+    def _call(self, batch, inputs, outputs, consts, fixed=False):
+        """One run into outputs; the arena is allocated for the call (through cnnc's accounting).
+        fixed: the constants never change (their convolution weights are packed once)."""
         dummy = np.zeros(1, np.float32)  # the binding wants a buffer even for an empty tensor
         with self._lock:
             need = int(self._m.prepare(batch)[0])
+            if fixed:
+                self._m.prepack(consts, self._sizes)
             arena = _alloc.empty(max(need, 1), np.uint8)
             self._m.run([a if a.size else dummy for a in inputs], [o if o.size else dummy for o in outputs],
                         arena, consts, self._sizes)
@@ -253,5 +257,5 @@ class SessionRunner(_ExternalConstsRunner):
         if any(x.shape != s for x, s in zip(xs, self._in_shapes)):
             raise ValueError("internal: the feeds do not have the shapes this runner was lowered for")
         outs = [_alloc.empty(s, np.float32) for s in self._out_shapes]
-        self._call(self._batch, xs, outs, self._consts)
+        self._call(self._batch, xs, outs, self._consts, fixed=True)  # the session's weights are fixed
         return dict(zip(self.output_names, outs))

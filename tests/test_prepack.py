@@ -1,0 +1,138 @@
+"""Convolution weights packed once (cnnc_model_prepack) give the same bits as packing them at every run.
+
+InferenceSession's C runner and deploy.Runtime pack their fixed weights for the GEMMs once; a runner
+that does not (as Sequential's, whose weights change) packs them at every call. Each case runs one
+ONNX graph through two sessions, one of them kept from packing, and needs identical outputs: over both
+layouts' GEMM paths (NCHW weights as A, NHWC as B), groups, 1x1, the direct path for few input channels,
+edge sizes around the micro-kernel's tile, both ISA paths and 1 and 2 threads."""
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+
+from onnx import helper, numpy_helper  # noqa: E402
+
+from cnnc import _core  # noqa: E402
+from cnnc.deploy import runtime as rt  # noqa: E402
+from cnnc.onnx import InferenceSession  # noqa: E402
+
+F = onnx.TensorProto.FLOAT
+RNG = np.random.default_rng(11)
+
+
+class _Options:
+    def __init__(self, threads):
+        self.intra_op_num_threads = threads
+
+
+def _conv_model(c, cout, hw, k, group=1, stride=1, pad=0, relu=True, bias=True):
+    w = RNG.standard_normal((cout, c // group, k, k)).astype(np.float32)
+    inits = [numpy_helper.from_array(w, "w")]
+    ins = ["x", "w"]
+    if bias:
+        inits.append(numpy_helper.from_array(RNG.standard_normal(cout).astype(np.float32), "b"))
+        ins.append("b")
+    nodes = [helper.make_node("Conv", ins, ["c" if relu else "y"], group=group, strides=[stride, stride],
+                              pads=[pad] * 4, kernel_shape=[k, k])]
+    if relu:
+        nodes.append(helper.make_node("Relu", ["c"], ["y"]))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", F, [1, c, hw, hw])],
+                              [helper.make_tensor_value_info("y", F, None)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
+
+
+def _runner(sess):
+    runners = [e for e in sess._signatures.values() if isinstance(e, rt.SessionRunner)]
+    assert len(runners) == 1, sess._signatures
+    return runners[0]
+
+
+def _c_run(sess, x):
+    sess.run(None, {"x": x})  # the first run traces; the second is the C runner's
+    return sess.run(None, {"x": x})[0]
+
+
+CASES = {
+    # name: (C, Cout, H=W, k, group, stride, pad)
+    "nchw 3x3, Cout a multiple of MR": (16, 24, 9, 3, 1, 1, 1),
+    "nchw 3x3, ragged Cout": (8, 13, 10, 3, 1, 2, 1),
+    "nchw 1x1 pointwise": (32, 40, 7, 1, 1, 1, 0),
+    "nchw 1x1 strided": (32, 20, 9, 1, 1, 2, 0),
+    "nchw groups": (12, 18, 8, 3, 3, 1, 1),
+    "nchw direct, 3 channels": (3, 17, 15, 3, 1, 2, 1),
+    "nchw deep K (two k blocks)": (64, 30, 6, 3, 1, 1, 0),
+}
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("arch", ["generic", "avx2"])
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_packed_weights_give_the_same_bits(name, arch, threads, monkeypatch):
+    before = _core.arch_name()
+    if _core._init_arch(arch) != arch:
+        _core._init_arch(before)
+        pytest.skip(f"{arch} is not available here")
+    try:
+        c, cout, hw, k, group, stride, pad = CASES[name]
+        data = _conv_model(c, cout, hw, k, group, stride, pad)
+        x = RNG.standard_normal((1, c, hw, hw)).astype(np.float32)
+        packed = InferenceSession(data, _Options(threads))
+        y_packed = _c_run(packed, x)
+        assert _runner(packed)._m.prepack() > 0, "the session did not pack its convolution's weights"
+        call = rt._ExternalConstsRunner._call
+        monkeypatch.setattr(rt._ExternalConstsRunner, "_call",
+                            lambda self, b, i, o, consts, fixed=False: call(self, b, i, o, consts, False))
+        plain = InferenceSession(data, _Options(threads))
+        y_plain = _c_run(plain, x)
+        assert np.array_equal(y_packed, y_plain)
+        assert np.abs(y_plain).max() > 0
+    finally:
+        _core._init_arch(before)
+
+
+def test_a_change_of_isa_repacks_for_the_new_micro_kernel():
+    before = _core.arch_name()
+    if before == "generic":
+        pytest.skip("one ISA path only")
+    try:
+        data = _conv_model(16, 32, 12, 3)
+        x = RNG.standard_normal((1, 16, 12, 12)).astype(np.float32)
+        sess = InferenceSession(data)
+        y_best = _c_run(sess, x)
+        packed_best = _runner(sess)._m.prepack()
+        _core._init_arch("generic")  # another tile width (NR): the old panels must not be used
+        y_generic = sess.run(None, {"x": x})[0]
+        ref = InferenceSession(data)
+        _c_run(ref, x)
+        sess_generic_fresh = ref.run(None, {"x": x})[0]
+        assert np.array_equal(y_generic, sess_generic_fresh)
+        np.testing.assert_allclose(y_generic, y_best, rtol=1e-5, atol=1e-5)
+        assert _runner(sess)._m.prepack() > 0 and packed_best > 0
+    finally:
+        _core._init_arch(before)
+
+
+def test_what_is_not_packed():
+    # Winograd convolutions transform their weights instead; NCHW ones with few output channels take
+    # the few-row GEMM, which reads the weights in place (depthwise ones too: 2 per group here)
+    for data, c, hw in [(_conv_model(32, 32, 16, 3, pad=1), 32, 16), (_conv_model(16, 4, 8, 3), 16, 8),
+                        (_conv_model(8, 16, 8, 3, group=8, pad=1), 8, 8)]:
+        sess = InferenceSession(data)
+        _c_run(sess, RNG.standard_normal((1, c, hw, hw)).astype(np.float32))
+        assert _runner(sess)._m.prepack() == 0
+
+
+def test_deploy_runtime_packs_the_bundles_weights(tmp_path):
+    # channels_last: the NHWC GEMMs, whose weights are the B operand
+    from cnnc import deploy, layers, models
+    model = models.Sequential([layers.Input((10, 10, 2)), layers.Conv2D(8, 3, activation="relu"),
+                               layers.Conv2D(40, 3, padding="same"), layers.Conv2D(16, 3),  # K = 360: 2 k blocks
+                               layers.Conv2D(20, 1), layers.Flatten(),
+                               layers.Dense(5)])
+    path = tmp_path / "m.cnnb"
+    deploy.bundle(model, str(path))
+    run = deploy.Runtime(str(path))
+    x = RNG.standard_normal((3, 10, 10, 2)).astype(np.float32)
+    y = run.run(x)
+    assert run._m.prepack() > 0
+    assert np.array_equal(y, model.predict(x))  # Sequential's runner packs at every call
