@@ -72,9 +72,12 @@ typedef struct {
     /* The epilogue, on a tile's final k block only (NULL / 0 otherwise): then c = relu(c + bias) (relu
      * when relu is 1), bias[i] = bias_row[i] for row i of the tile or bias[j] = bias_col[j] for column
      * j (m or n values; at most one of the two). The bias is added to the rounded alpha * acc + beta * c,
-     * then the relu applied (v > 0 ? v : 0), as separate passes would. */
+     * then the relu applied (v > 0 ? v : 0), as separate passes would. A residual res (NULL: none) is
+     * added between the two: c[i][j] = relu((v + bias) + res[i * ldr + j]), each add rounded. */
     const float *bias_row, *bias_col;
     int relu;
+    const float *res;
+    int64_t ldr;
 } cnnc_gemm_params;
 typedef void (*cnnc_gemm_ukernel_fn)(int64_t k, const float *ap, const float *bp, float *c,
                                      int64_t ldc, int64_t m, int64_t n, const cnnc_gemm_params *params);

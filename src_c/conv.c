@@ -220,7 +220,7 @@ typedef struct {
     const cnnc_ctx *c1; /* one thread */
     const cnnc_window2d *one;
     const conv_shape *s;
-    const float *x, *w, *wpk, *b;
+    const float *x, *w, *wpk, *b, *res;
     cnnc_act act;
     float *y;
     char *base;
@@ -239,11 +239,13 @@ static void panel_task(void *arg, int64_t lo, int64_t hi, int tid) {
         const int64_t n = t / (G * npan), g = (t / npan) % G, q0 = (t % npan) * s->panel;
         const int64_t np = CNNC_MIN(s->panel, s->ohw - q0);
         int r = im2col_panel(j->c1, one, s, g * s->cg, j->x + n * chw, q0, np, colt);
-        const cnnc_gemm_epilogue ep = {j->b ? j->b + g * s->cog : NULL, 1, j->act};
+        const int64_t yoff = (n * CO + g * s->cog) * s->ohw + q0;
+        const cnnc_gemm_epilogue ep = {j->b ? j->b + g * s->cog : NULL, 1, j->act, j->res ? j->res + yoff : NULL,
+                                       s->ohw};
         if (!r)
             r = cnnc_sgemm_pk(j->c1, 0, 0, s->cog, np, s->k, 1.0f, j->w + g * s->cog * s->k, s->k,
                               packed_group(j->c1, j->wpk, s, 1, g), colt, np, NULL, 0.0f,
-                              j->y + (n * CO + g * s->cog) * s->ohw + q0, s->ohw, gwst, j->slot - j->colslot, &ep);
+                              j->y + yoff, s->ohw, gwst, j->slot - j->colslot, &ep);
         if (r) atomic_store_explicit(&j->err, r, memory_order_relaxed);
     }
 }
@@ -258,14 +260,37 @@ int cnnc_conv2d_forward(const cnnc_ctx *caller, const cnnc_conv2d_params *p, con
 
 int cnnc_conv2d_forward_pk(const cnnc_ctx *caller, const cnnc_conv2d_params *p, const float *x, const float *w,
                            const float *wpk, const float *b, cnnc_act act, float *y, void *ws, int64_t ws_size) {
+    return cnnc_conv2d_forward_res(caller, p, x, w, wpk, b, NULL, act, y, ws, ws_size);
+}
+
+/* y = act(y + res) over n elements: the residual add and the activation as the separate ops do them. */
+static int add_res_act(const cnnc_ctx *ctx, int64_t n, const float *res, cnnc_act act, float *y) {
+    for (int64_t i = 0; i < n; ++i) y[i] += res[i];
+    return act.kind == CNNC_ACT_NONE ? CNNC_OK : cnnc_act_forward(ctx, act, n, y, y);
+}
+
+int cnnc_conv2d_forward_res(const cnnc_ctx *caller, const cnnc_conv2d_params *p, const float *x, const float *w,
+                            const float *wpk, const float *b, const float *res, cnnc_act act, float *y, void *ws,
+                            int64_t ws_size) {
     conv_shape s;
     if (!caller || !p || !x || !w || !y || !cnnc_act_valid(act)) return CNNC_EINVAL;
     int rc = conv_shape_of(p, &s);
     if (rc) return rc;
-    if (cnnc_winograd_applies(p)) return cnnc_winograd_forward(caller, p, x, w, b, act, y, ws, ws_size);
+    const cnnc_act none = {CNNC_ACT_NONE, 0.0f, 0.0f};
+    const int64_t ysize = p->win.n * s.ohw * p->cout;
+    if (cnnc_winograd_applies(p)) {
+        rc = cnnc_winograd_forward(caller, p, x, w, b, res ? none : act, y, ws, ws_size);
+        return rc || !res ? rc : add_res_act(caller, ysize, res, act, y);
+    }
     const cnnc_ctx cc = conv_ctx(caller, p, &s), *ctx = &cc;
-    if (cnnc_conv_direct_runs(ctx, p))
-        return cnnc_conv_direct_forward_pk(ctx, p, x, w, wpk, b, act, y, ws, ws_size);
+    if (cnnc_conv_direct_runs(ctx, p)) {
+        rc = cnnc_conv_direct_forward_pk(ctx, p, x, w, wpk, b, res ? none : act, y, ws, ws_size);
+        return rc || !res ? rc : add_res_act(caller, ysize, res, act, y);
+    }
+    if (res && p->win.layout == CNNC_NHWC) { /* residual connections come from ONNX graphs: NCHW */
+        rc = cnnc_conv2d_forward_res(caller, p, x, w, wpk, b, NULL, none, y, ws, ws_size);
+        return rc ? rc : add_res_act(caller, ysize, res, act, y);
+    }
     const int64_t need = cnnc_conv2d_workspace_size(caller, p);
     if (need < 0) return CNNC_EOVERFLOW;
     if (!ws || ws_size < need) return CNNC_EWORKSPACE;
@@ -291,12 +316,13 @@ int cnnc_conv2d_forward_pk(const cnnc_ctx *caller, const cnnc_conv2d_params *p, 
                 cw.n = CNNC_MIN(s.chunk, N - n0);
                 const int64_t m = cw.n * s.ohw;
                 for (int64_t g = 0; g < G && !rc; ++g) {
+                    const int64_t yoff = n0 * s.ohw * CO + g * s.cog;
                     const cnnc_gemm_epilogue ep = {b ? b + g * s.cog : NULL, 0, act};
                     rc = cnnc_im2col(ctx, &cw, g * s.cg, s.cg, x + n0 * H * W * C, col);
                     if (!rc)
                         rc = cnnc_sgemm_pk(ctx, 0, 0, m, s.cog, s.k, 1.0f, col, s.k, NULL, w + g * s.cog, CO,
-                                           packed_group(ctx, wpk, &s, 0, g), 0.0f, y + n0 * s.ohw * CO + g * s.cog,
-                                           CO, gws, gws_size, &ep);
+                                           packed_group(ctx, wpk, &s, 0, g), 0.0f, y + yoff, CO, gws, gws_size,
+                                           &ep);
                 }
             }
         }
@@ -310,7 +336,7 @@ int cnnc_conv2d_forward_pk(const cnnc_ctx *caller, const cnnc_conv2d_params *p, 
         const int64_t slot = nchw_panel_slot(ctx, &s);
         const int64_t colslot = CNNC_ROUND_UP(s.panel * s.k * (int64_t)sizeof(float), CNNC_ALIGN);
         const int64_t npan = CNNC_CEIL_DIV(s.ohw, s.panel), tasks = N * G * npan;
-        panel_job j = {&c1, &one, &s, x, w, wpk, b, act, y, (char *)cnnc_align_ptr(ws), slot, colslot, npan, G, CO, CNNC_OK};
+        panel_job j = {&c1, &one, &s, x, w, wpk, b, res, act, y, (char *)cnnc_align_ptr(ws), slot, colslot, npan, G, CO, CNNC_OK};
         cnnc_parallel_for(ctx, pt, tasks, 1, panel_task, &j);
         rc = atomic_load(&j.err);
     } else {
@@ -322,7 +348,8 @@ int cnnc_conv2d_forward_pk(const cnnc_ctx *caller, const cnnc_conv2d_params *p, 
             for (int64_t g = 0; g < G && !rc; ++g) {
                 const float *wg = w + g * s.cog * s.k, *wgp = packed_group(ctx, wpk, &s, 1, g);
                 float *yg = yn + g * s.cog * s.ohw;
-                const cnnc_gemm_epilogue ep = {b ? b + g * s.cog : NULL, 1, act};
+                const float *rg = res ? res + (n * CO + g * s.cog) * s.ohw : NULL;
+                const cnnc_gemm_epilogue ep = {b ? b + g * s.cog : NULL, 1, act, rg, s.ohw};
                 if (s.pointwise) {
                     rc = cnnc_sgemm_pk(ctx, 0, 0, s.cog, s.ohw, s.k, 1.0f, wg, s.k, wgp, xn + g * s.cg * H * W,
                                        s.ohw, NULL, 0.0f, yg, s.ohw, gws, gws_size, &ep);
@@ -330,10 +357,11 @@ int cnnc_conv2d_forward_pk(const cnnc_ctx *caller, const cnnc_conv2d_params *p, 
                 }
                 for (int64_t q0 = 0; q0 < s.ohw && !rc; q0 += s.panel) {
                     const int64_t np = CNNC_MIN(s.panel, s.ohw - q0);
+                    const cnnc_gemm_epilogue epq = {ep.bias, 1, act, rg ? rg + q0 : NULL, s.ohw};
                     rc = im2col_panel(ctx, &one, &s, g * s.cg, xn, q0, np, col);
                     if (!rc)
                         rc = cnnc_sgemm_pk(ctx, 0, 0, s.cog, np, s.k, 1.0f, wg, s.k, wgp, col, np, NULL, 0.0f,
-                                           yg + q0, s.ohw, gws, gws_size, &ep);
+                                           yg + q0, s.ohw, gws, gws_size, &epq);
                 }
             }
         }

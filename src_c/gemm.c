@@ -266,7 +266,7 @@ typedef struct {
     const float *apk, *bpk; /* op(A), op(B) packed once for all calls (cnnc_gemm_pack_a_all / _b_all), or NULL */
     int64_t jc, ncur, npanels, kd, kend; /* the current round */
     const cnnc_gemm_epilogue *ep;        /* NULL: none */
-    int in_kernel;                       /* the micro-kernel applies ep (a bias and at most a relu) */
+    int in_kernel;                       /* the micro-kernel applies ep (bias, residual, at most a relu) */
 } gemm_job;
 
 /* Panels [lo, hi) of the round's slice of B (all its KC blocks x NR-column panels). Block pc starts at
@@ -314,6 +314,8 @@ static void tiles_task(void *arg, int64_t lo, int64_t hi, int slot) {
                         tp.bias_row = bias && j->ep->bias_per_row ? bias + ic + i : NULL;
                         tp.bias_col = bias && !j->ep->bias_per_row ? bias + jc + jj : NULL;
                         tp.relu = j->ep->act.kind == CNNC_ACT_RELU;
+                        tp.res = j->ep->res ? j->ep->res + (ic + i) * j->ep->ldr + jc + jj : NULL;
+                        tp.ldr = j->ep->ldr;
                     }
                     j->ukernel(kcur, apk ? apk + i * k : ap + i * kcur, bpanel, c + (ic + i) * ldc + jc + jj, ldc, rows, ncols, &tp);
                     if (last && !in_kernel) cnnc_gemm_epilogue_block(j->ep, c, ldc, ic + i, rows, jc + jj, ncols);

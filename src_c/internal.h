@@ -119,6 +119,13 @@ int64_t cnnc_conv2d_packed_floats(const cnnc_ctx *ctx, const cnnc_conv2d_params 
 int cnnc_conv2d_pack_weights(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *w, float *dst);
 int cnnc_conv2d_forward_pk(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x, const float *w,
                            const float *wpk, const float *b, cnnc_act act, float *y, void *ws, int64_t ws_size);
+/* y = act((conv(x, w) + b) + res), res of y's shape (a residual connection; NULL: none) with the
+ * roundings of the separate ops: the NCHW GEMM paths add it in their epilogue (in the micro-kernel's
+ * registers with a relu or none), Winograd, the direct path and NHWC in a pass after the convolution.
+ * res must not overlap y. */
+int cnnc_conv2d_forward_res(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x, const float *w,
+                            const float *wpk, const float *b, const float *res, cnnc_act act, float *y, void *ws,
+                            int64_t ws_size);
 
 /* act(v) for one value: the scalar definition every vector path must agree with. */
 float cnnc_act_scalar(cnnc_act act, float v);
@@ -129,14 +136,18 @@ void cnnc_bias_act_span(cnnc_act act, const float *b, float *y, int64_t n);
 
 /* What a GEMM applies to its output once an element is final, while its tile is still in cache:
  * C[i, j] = act(C[i, j] + bias), with bias[i] (per row) or bias[j] (per column), or none (bias NULL).
- * The arithmetic is exactly cnnc_bias_act_rows' (per column) or cnnc_bias_act_planes' (per row). */
+ * The arithmetic is exactly cnnc_bias_act_rows' (per column) or cnnc_bias_act_planes' (per row).
+ * With a residual: C[i, j] = act((C[i, j] + bias) + res[i, j]), the roundings of a bias add, then an
+ * elementwise add, then the activation as separate passes. */
 typedef struct {
     const float *bias;
     int bias_per_row;
     cnnc_act act;
+    const float *res; /* NULL, or a residual added after the bias, before the activation: res[i * ldr + j] */
+    int64_t ldr;
 } cnnc_gemm_epilogue;
 static inline int cnnc_epilogue_active(const cnnc_gemm_epilogue *ep) {
-    return ep && (ep->bias || ep->act.kind != CNNC_ACT_NONE);
+    return ep && (ep->bias || ep->act.kind != CNNC_ACT_NONE || ep->res);
 }
 /* The epilogue on the block C[i0:i0+rows, j0:j0+cols] (c points at C[0, 0]). */
 void cnnc_gemm_epilogue_block(const cnnc_gemm_epilogue *ep, float *c, int64_t ldc, int64_t i0, int64_t rows,

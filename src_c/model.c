@@ -160,7 +160,7 @@ static int same_dims(const int64_t *a, const int64_t *b, int rank) {
 
 static int op_arity_ok(const op_t *o) {
     switch (o->code) {
-    case OP_CONV: return o->n_in == 3 && o->n_out == 1 && o->n_i == 11 && o->n_f == 2;
+    case OP_CONV: return (o->n_in == 3 || o->n_in == 4) && o->n_out == 1 && o->n_i == 11 && o->n_f == 2;
     case OP_MAXPOOL: return o->n_in == 1 && o->n_out == 1 && o->n_i == 12 && o->n_f == 0;
     case OP_AVGPOOL: return o->n_in == 1 && o->n_out == 1 && o->n_i == 13 && o->n_f == 0;
     case OP_GAVGPOOL:
@@ -595,6 +595,12 @@ static int check_op(const cnnc_model *m, int32_t k, int64_t b, int64_t *ws, char
         int64_t yn, yc, yh, yw;
         nchw_of(&y, layout, &yn, &yc, &yh, &yw);
         if (yn != p.win.n || yc != cout || yh != oh || yw != ow) BAD("output shape");
+        if (o->n_in == 4) { /* a residual added before the activation: y's shape, not y's memory */
+            shape_t r;
+            get_shape(m, o->in[3], b, &r);
+            if (r.rank != 4 || !same_dims(r.d, y.d, 4)) BAD("residual shape");
+            if (m->values[o->in[3]].root == m->values[o->out[0]].root) BAD("residual is the output");
+        }
         *ws = cnnc_conv2d_workspace_size(&m->ctx, &p);
         if (*ws < 0) BAD("workspace size");
         return CNNC_OK;
@@ -1113,8 +1119,9 @@ int cnnc_model_run_consts(const cnnc_model *m, void *arena, int64_t arena_size, 
             conv_params_of(m, o, b, &p);
             /* packed weights serve only the kernel table they were packed for */
             const float *wpk = m->packed && ctx->k.mr == m->packed_mr && ctx->k.nr == m->packed_nr ? m->packed[k] : NULL;
-            rc = cnnc_conv2d_forward_pk(ctx, &p, x, ptr_of(&e, o->in[1]), wpk,
-                                        o->in[2] >= 0 ? ptr_of(&e, o->in[2]) : NULL, op_act(o, 9), y, ws, ws_size);
+            rc = cnnc_conv2d_forward_res(ctx, &p, x, ptr_of(&e, o->in[1]), wpk,
+                                         o->in[2] >= 0 ? ptr_of(&e, o->in[2]) : NULL,
+                                         o->n_in == 4 ? ptr_of(&e, o->in[3]) : NULL, op_act(o, 9), y, ws, ws_size);
             break;
         }
         case OP_MAXPOOL:

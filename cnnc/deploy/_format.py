@@ -25,6 +25,9 @@ A bundle is one little-endian binary file read by src_c/model.c (the reader, whi
     i64 arena bytes of the tensor plan at the plan's batch
     weights (float32, each constant 64-byte aligned)
 
+A conv op has 3 inputs (x, weights, bias or -1) or 4: the 4th a residual of the output's shape, added
+after the bias and before the activation (what fuse_residual_adds makes of conv -> add -> activation).
+
 Op codes, binary kinds and unary kinds are the constants below (src_c/model.c has the same enums); the
 reader rejects a code or kind it does not know, so a bundle using ops added later fails to load in an
 older reader with that message rather than running wrongly (the format version stays 1).
@@ -57,6 +60,7 @@ OP_NAMES = {OP_CONV: "conv", OP_MAXPOOL: "max_pool", OP_AVGPOOL: "avg_pool", OP_
             OP_PAD: "pad", OP_LRN: "lrn", OP_COPY: "copy", OP_MATMUL: "matmul", OP_GATHER: "gather",
             OP_UNARY: "unary"}
 BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV, BIN_PRELU, BIN_MAX, BIN_MIN = range(7)  # max/min propagate NaN
+ACT_NONE = 0  # cnnc.h's CNNC_ACT_NONE: an op's activation kind when it has none
 UN_SQRT = 0  # the unary op's kinds
 PAD_CONSTANT, PAD_REFLECT, PAD_EDGE = range(3)
 NHWC, NCHW = 0, 1
@@ -163,6 +167,52 @@ class Graph:
                 self.values[vid].kind, self.values[vid].index = V_OUTPUT, len(self.outputs)
             self.values[vid].name = name
             self.outputs.append((name, vid))
+
+    def fuse_residual_adds(self):
+        """conv -> add of a same-shape tensor -> (activation): one conv op that adds the residual
+        before its activation (its 4th input), when the conv's result (and the sum) has no other reader
+        and the residual exists before the conv runs. The result is the same, bit for bit (the C
+        runtime rounds as the separate ops do), with two passes over the tensor fewer."""
+        readers = {}
+        for k, op in enumerate(self.ops):
+            for i in op.inputs:
+                if i >= 0:
+                    readers.setdefault(i, []).append(k)
+        aliased = {v.alias_of for v in self.values if v.kind == V_ALIAS}
+        outputs = {v for _, v in self.outputs}
+        made = {op.output: k for k, op in enumerate(self.ops)}
+
+        def sole_reader(vid):
+            r = readers.get(vid, [])
+            ok = len(r) == 1 and vid not in aliased and vid not in outputs and self.values[vid].kind == V_ARENA
+            return r[0] if ok else None
+
+        dead = set()
+        for k, conv in enumerate(self.ops):
+            if conv.code != OP_CONV or len(conv.inputs) != 3 or conv.ints[9] != ACT_NONE or k in dead:
+                continue
+            a = sole_reader(conv.output)
+            if a is None or a in dead:
+                continue
+            add = self.ops[a]
+            if add.code != OP_BINARY or add.ints[0] != BIN_ADD or add.inputs[0] == add.inputs[1]:
+                continue
+            res = add.inputs[1] if add.inputs[0] == conv.output else add.inputs[0]
+            cv, rv = self.values[conv.output], self.values[res]
+            if tuple(rv.dims) != tuple(cv.dims) or rv.bdim != cv.bdim or made.get(self.root(res), -1) > k:
+                continue
+            last, act, floats = a, ACT_NONE, [0.0, 0.0]
+            t = sole_reader(add.output)
+            if t is not None and self.ops[t].code == OP_ACT and t not in dead:
+                last, act, floats = t, self.ops[t].ints[0], list(self.ops[t].floats)
+                dead.add(t)
+            dead.add(a)
+            conv.inputs.append(res)
+            conv.ints[9] = act
+            conv.floats = floats
+            conv.output = self.ops[last].output
+            conv.label += " + residual" + ("" if act == ACT_NONE else " + activation")
+        self.ops = [op for k, op in enumerate(self.ops) if k not in dead]
 
     def prune(self):
         """Drop ops whose results no output needs, and values nothing refers to."""

@@ -658,5 +658,6 @@ def _lower_session(sess, traces, batches, batched, fixed, copy_consts):
     if problems:
         raise BundleError("cannot bundle this ONNX model for the C runtime:\n  " + "\n  ".join(problems))
     g.set_outputs(outputs)
+    g.fuse_residual_adds()
     g.prune()
     return g

@@ -190,14 +190,20 @@ class _ExternalConstsRunner:
             return tuple(int(v) for v in self._m.prepare(int(batch_size))[1:])
 
     def _call(self, batch, inputs, outputs, consts, fixed=False):
-        """One run into outputs; the arena is allocated for the call (through cnnc's accounting).
-        fixed: the constants never change (their convolution weights are packed once)."""
+        """One run into outputs, the arena allocated through cnnc's accounting. fixed: the constants
+        never change (an InferenceSession's): their convolution weights are packed once, and the arena
+        is kept for the next run (a fresh one would be paged in again at every run). Otherwise (a
+        Sequential, whose weights change) the arena lives for the call only."""
         dummy = np.zeros(1, np.float32)  # the binding wants a buffer even for an empty tensor
         with self._lock:
             need = int(self._m.prepare(batch)[0])
+            arena = getattr(self, "_arena", None) if fixed else None
+            if arena is None or arena.shape[0] < need:
+                self._arena = arena = None
+                arena = _alloc.empty(max(need, 1), np.uint8)
             if fixed:
                 self._m.prepack(consts, self._sizes)
-            arena = _alloc.empty(max(need, 1), np.uint8)
+                self._arena = arena
             self._m.run([a if a.size else dummy for a in inputs], [o if o.size else dummy for o in outputs],
                         arena, consts, self._sizes)
             del arena

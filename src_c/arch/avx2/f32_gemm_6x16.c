@@ -11,6 +11,8 @@ typedef struct {
     int col_bias, row_bias, relu;
     __m256 bc0, bc1;
     const float *br; /* MR values when row_bias */
+    const float *res; /* the residual's rows (NULL: none), ldr apart */
+    int64_t ldr;
 } epi;
 
 static inline void store_row(float *crow, __m256 a0, __m256 a1, __m256 valpha, __m256 vbeta, int beta0,
@@ -27,6 +29,10 @@ static inline void store_row(float *crow, __m256 a0, __m256 a1, __m256 valpha, _
         const __m256 b = _mm256_broadcast_ss(e->br + i);
         v0 = _mm256_add_ps(v0, b);
         v1 = _mm256_add_ps(v1, b);
+    }
+    if (e->res) {
+        v0 = _mm256_add_ps(v0, _mm256_loadu_ps(e->res + i * e->ldr));
+        v1 = _mm256_add_ps(v1, _mm256_loadu_ps(e->res + i * e->ldr + 8));
     }
     if (e->relu) { /* max(v, 0) takes 0 for NaN and for -0, as v > 0 ? v : 0 does */
         v0 = _mm256_max_ps(v0, _mm256_setzero_ps());
@@ -61,7 +67,7 @@ void cnnc_f32_gemm_ukernel_6x16__avx2(int64_t k, const float *restrict ap, const
     const __m256 valpha = _mm256_set1_ps(params->alpha), vbeta = _mm256_set1_ps(params->beta);
     const int beta0 = params->beta == 0.0f;
     epi e = {params->bias_col != NULL, params->bias_row != NULL, params->relu, _mm256_setzero_ps(),
-             _mm256_setzero_ps(), NULL};
+             _mm256_setzero_ps(), NULL, params->res, params->ldr};
     float brow[MR] = {0.0f}, bcol[NR] = {0.0f}; /* the biases of an edge tile, zero-padded */
     if (e.col_bias) {
         const float *bc = params->bias_col;
@@ -88,7 +94,13 @@ void cnnc_f32_gemm_ukernel_6x16__avx2(int64_t k, const float *restrict ap, const
         return;
     }
     /* Edge tile: the same vector epilogue on a staging tile, then copy the valid part. */
-    float tile[MR * NR] = {0.0f};
+    float tile[MR * NR] = {0.0f}, rtile[MR * NR]; /* the tile; its residual, zero-padded */
+    if (e.res) {
+        for (int64_t i = 0; i < MR; ++i)
+            for (int64_t j = 0; j < NR; ++j) rtile[i * NR + j] = i < m && j < n ? e.res[i * e.ldr + j] : 0.0f;
+        e.res = rtile;
+        e.ldr = NR;
+    }
     if (!beta0) {
         for (int64_t i = 0; i < m; ++i)
             for (int64_t j = 0; j < n; ++j) tile[i * NR + j] = c[i * ldc + j];

@@ -32,6 +32,8 @@ void cnnc_f32_gemm_ukernel_6x8__generic(int64_t k, const float *restrict ap, con
             for (int64_t j = 0; j < n; ++j) crow[j] += br[i];
         if (bc)
             for (int64_t j = 0; j < n; ++j) crow[j] += bc[j];
+        if (params->res)
+            for (int64_t j = 0; j < n; ++j) crow[j] += params->res[i * params->ldr + j];
         if (relu)
             for (int64_t j = 0; j < n; ++j) crow[j] = crow[j] > 0.0f ? crow[j] : 0.0f;
     }
