@@ -105,11 +105,25 @@ static int64_t last_gemm_rows(const cnnc_conv2d_params *p, const conv_shape *s) 
     return (n - (chunks - 1) * s->chunk) * s->ohw;
 }
 
+/* NCHW forward with few output pixels: the product transposed, y_g^T[P, Cout_g] = col^T[P, K] * w_g^T[K, Cout_g],
+ * when that wastes less of the micro-kernel's tiles. The pixels P are the GEMM's columns otherwise, and
+ * 7 x 7 = 49 of them fill 49 of 64 columns of NR = 16 tiles; as rows they fill 49 of 54 (MR = 6). The
+ * tiles go to a buffer, transposed into y afterwards. Every element is the same dot product over k in
+ * the same k blocks, so the result is the untransposed product's, bit for bit. */
+static int nchw_transposed(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const conv_shape *s) {
+    if (p->win.layout != CNNC_NCHW || cnnc_conv_direct_runs(ctx, p)) return 0;
+    const int64_t mr = ctx->k.mr, nr = ctx->k.nr, P = s->panel;
+    if (P < mr || s->cog < nr) return 0;
+    const double normal = (double)CNNC_ROUND_UP(P, nr) * (double)CNNC_ROUND_UP(s->cog, mr);
+    const double transposed = (double)CNNC_ROUND_UP(P, mr) * (double)CNNC_ROUND_UP(s->cog, nr);
+    return transposed < 0.95 * normal;
+}
+
 /* NCHW forward, not pointwise: the threads that take whole panels, or 0 when the panels are too few to
  * share out evenly (fewer than 2 per thread and not a multiple of the threads) and the threads work
  * inside each panel's im2col and GEMM instead. */
 static int nchw_panel_threads(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const conv_shape *s) {
-    if (p->win.layout != CNNC_NCHW || s->pointwise) return 0;
+    if (p->win.layout != CNNC_NCHW || s->pointwise || nchw_transposed(ctx, p, s)) return 0;
     const int64_t tasks = p->win.n * p->groups * CNNC_CEIL_DIV(s->ohw, s->panel);
     const int nt = cnnc_threads(ctx, tasks);
     return nt > 1 && (tasks >= 2 * (int64_t)nt || tasks % nt == 0) ? nt : 0;
@@ -151,7 +165,14 @@ int64_t cnnc_conv2d_workspace_size(const cnnc_ctx *caller, const cnnc_conv2d_par
             const int64_t slot = nchw_panel_slot(ctx, &s);
             return slot < 0 ? -1 : add_ok(cnnc_mul_ok(slot, pt), CNNC_ALIGN);
         }
-        g = nchw_panel_gemm_ws(ctx, &s);
+        if (nchw_transposed(ctx, p, &s)) { /* the GEMM (rows: pixels) and its transposed output */
+            const int64_t last = s.ohw - (CNNC_CEIL_DIV(s.ohw, s.panel) - 1) * s.panel;
+            g = CNNC_MAX(cnnc_gemm_workspace_size(ctx, s.panel, s.cog, s.k),
+                         cnnc_gemm_workspace_size(ctx, last, s.cog, s.k));
+            g = add_ok(g, add_ok(cnnc_mul_ok(cnnc_mul_ok(s.panel, s.cog), (int64_t)sizeof(float)), CNNC_ALIGN));
+        } else {
+            g = nchw_panel_gemm_ws(ctx, &s);
+        }
     }
     return add_ok(col_bytes(p, &s, 0), g);
 }
@@ -185,12 +206,20 @@ int64_t cnnc_conv2d_backward_workspace_size(const cnnc_ctx *caller, const cnnc_c
  * The forward GEMMs' weight operand, per group, as cnnc_gemm_pack_a_all / _b_all lay it out for ctx's
  * kernel table: NCHW, w_g[Cout_g, K] is op(A) (MR-row panels); NHWC, w_g[K, Cout_g] (row stride Cout)
  * is op(B) (NR-column panels). Groups follow one another, each ROUND_UP(Cout_g, W) * K floats. */
-static int nchw_weights_a(const cnnc_conv2d_params *p) { return p->win.layout == CNNC_NCHW; }
+static int nchw_weights_a(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const conv_shape *s) {
+    return p->win.layout == CNNC_NCHW && !nchw_transposed(ctx, p, s);
+}
 
-int64_t cnnc_conv2d_packed_floats(const cnnc_ctx *ctx, const cnnc_conv2d_params *p) {
+/* 0 when no GEMM of this convolution would pack its weights: Winograd's (it transforms them), and NCHW
+ * ones with too few output channels to pack as A (the few-row GEMM reads them in place). */
+int64_t cnnc_conv2d_packed_floats(const cnnc_ctx *caller, const cnnc_conv2d_params *p) {
     conv_shape s;
-    if (!ctx || !p || conv_shape_of(p, &s)) return -1;
-    const int64_t per = cnnc_gemm_packed_floats(s.cog, s.k, nchw_weights_a(p) ? ctx->k.mr : ctx->k.nr);
+    if (!caller || !p || conv_shape_of(p, &s)) return -1;
+    if (cnnc_winograd_applies(p)) return 0;
+    const cnnc_ctx cc = conv_ctx(caller, p, &s), *ctx = &cc;
+    const int a = nchw_weights_a(ctx, p, &s);
+    if (a && s.cog <= cnnc_gemm_small_for(&ctx->k).max_m) return 0;
+    const int64_t per = cnnc_gemm_packed_floats(s.cog, s.k, a ? ctx->k.mr : ctx->k.nr);
     return cnnc_mul_ok(per, p->groups);
 }
 
@@ -200,16 +229,17 @@ int cnnc_conv2d_pack_weights(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, c
     int rc = conv_shape_of(p, &s);
     if (rc) return rc;
     const int64_t G = p->groups, CO = p->cout;
-    const int a = nchw_weights_a(p);
+    const int a = nchw_weights_a(ctx, p, &s), nchw = p->win.layout == CNNC_NCHW;
     const int64_t per = cnnc_gemm_packed_floats(s.cog, s.k, a ? ctx->k.mr : ctx->k.nr);
     for (int64_t g = 0; g < G; ++g) {
         if (a) cnnc_gemm_pack_a_all(&ctx->k, 0, s.cog, s.k, w + g * s.cog * s.k, s.k, dst + g * per);
+        else if (nchw) cnnc_gemm_pack_b_all(&ctx->k, 1, s.k, s.cog, w + g * s.cog * s.k, s.k, dst + g * per);
         else cnnc_gemm_pack_b_all(&ctx->k, 0, s.k, s.cog, w + g * s.cog, CO, dst + g * per);
     }
     return CNNC_OK;
 }
 
-/* Group g's packed weights in wpk (NULL: none); a: the layout's operand is A (NCHW). */
+/* Group g's packed weights in wpk (NULL: none); a: they are the GEMM's A (NCHW, not transposed). */
 static const float *packed_group(const cnnc_ctx *ctx, const float *wpk, const conv_shape *s, int a, int64_t g) {
     return wpk ? wpk + g * cnnc_gemm_packed_floats(s->cog, s->k, a ? ctx->k.mr : ctx->k.nr) : NULL;
 }
@@ -248,6 +278,48 @@ static void panel_task(void *arg, int64_t lo, int64_t hi, int tid) {
                               j->y + yoff, s->ohw, gwst, j->slot - j->colslot, &ep);
         if (r) atomic_store_explicit(&j->err, r, memory_order_relaxed);
     }
+}
+
+/* The transposed NCHW GEMM's output t[np, Cout_g] (ld Cout_g) into y_g[:, q0:q0+np] (y and res point at
+ * pixel q0 of the group's first plane, planes ohw apart): y = t^T, or act(t^T + res) with a residual. */
+typedef struct {
+    const float *t, *res;
+    float *y;
+    int64_t np, cog, ohw;
+    cnnc_act act;
+} transpose_job;
+
+#define TRANSPOSE_BLOCK 16 /* output channels per item: a 64-byte run of each row of t */
+
+static void transpose_task(void *arg, int64_t lo, int64_t hi, int slot) {
+    const transpose_job *j = (const transpose_job *)arg;
+    (void)slot;
+    const int64_t np = j->np, cog = j->cog, ohw = j->ohw;
+    const int64_t c0 = lo * TRANSPOSE_BLOCK, c1 = CNNC_MIN(cog, hi * TRANSPOSE_BLOCK);
+    for (int64_t cb = c0; cb < c1; cb += TRANSPOSE_BLOCK) {
+        const int64_t ce = CNNC_MIN(c1, cb + TRANSPOSE_BLOCK);
+        for (int64_t q = 0; q < np; ++q) {
+            const float *restrict tq = j->t + q * cog;
+            for (int64_t co = cb; co < ce; ++co) j->y[co * ohw + q] = tq[co];
+        }
+    }
+    for (int64_t co = c0; co < c1 && j->res; ++co) {
+        float *restrict yr = j->y + co * ohw;
+        const float *restrict rr = j->res + co * ohw;
+        for (int64_t q = 0; q < np; ++q) yr[q] += rr[q];
+        if (j->act.kind == CNNC_ACT_RELU)
+            for (int64_t q = 0; q < np; ++q) yr[q] = yr[q] > 0.0f ? yr[q] : 0.0f;
+        else if (j->act.kind != CNNC_ACT_NONE)
+            cnnc_bias_act_span(j->act, NULL, yr, np);
+    }
+}
+
+static void transpose_out(const cnnc_ctx *ctx, int64_t np, int64_t cog, int64_t ohw, const float *t, float *y,
+                          const float *res, cnnc_act act) {
+    transpose_job j = {t, res, y, np, cog, ohw, act};
+    const int64_t items = CNNC_CEIL_DIV(cog, TRANSPOSE_BLOCK);
+    const int nt = (double)np * (double)cog < 16384.0 ? 1 : cnnc_threads(ctx, items);
+    cnnc_parallel_for(ctx, nt, items, cnnc_grain(items, nt, 1), transpose_task, &j);
 }
 
 // y = act(conv(x, w) + b): NHWC x[N,H,W,C] w[KH,KW,C/g,Cout] -> y[N,OH,OW,Cout];
@@ -342,14 +414,37 @@ int cnnc_conv2d_forward_res(const cnnc_ctx *caller, const cnnc_conv2d_params *p,
     } else {
         cnnc_window2d one = *win;
         one.n = 1;
+        /* transposed: the GEMM's output buffer, then the GEMM's workspace */
+        const int tr = nchw_transposed(ctx, p, &s);
+        float *tb = (float *)cnnc_align_ptr(gws);
+        char *tws = (char *)tb + (tr ? s.panel * s.cog * (int64_t)sizeof(float) : 0);
+        const int64_t tws_size = gws_size - (tws - (char *)gws);
         for (int64_t n = 0; n < N && !rc; ++n) {
             const float *xn = x + n * C * H * W;
             float *yn = y + n * CO * s.ohw;
             for (int64_t g = 0; g < G && !rc; ++g) {
-                const float *wg = w + g * s.cog * s.k, *wgp = packed_group(ctx, wpk, &s, 1, g);
+                const float *wg = w + g * s.cog * s.k, *wgp = packed_group(ctx, wpk, &s, !tr, g);
                 float *yg = yn + g * s.cog * s.ohw;
                 const float *rg = res ? res + (n * CO + g * s.cog) * s.ohw : NULL;
                 const cnnc_gemm_epilogue ep = {b ? b + g * s.cog : NULL, 1, act, rg, s.ohw};
+                if (tr) { /* y_g^T = col^T * w_g^T into tb, then transposed into y */
+                    const cnnc_gemm_epilogue ept = {ep.bias, 0, res ? none : act};
+                    for (int64_t q0 = 0; q0 < s.ohw && !rc; q0 += s.panel) {
+                        const int64_t np = CNNC_MIN(s.panel, s.ohw - q0);
+                        const float *a = xn + g * s.cg * H * W + q0; /* pointwise: x_g is col (panel = ohw) */
+                        int64_t lda = s.ohw;
+                        if (!s.pointwise) {
+                            rc = im2col_panel(ctx, &one, &s, g * s.cg, xn, q0, np, col);
+                            a = col;
+                            lda = np;
+                        }
+                        if (!rc)
+                            rc = cnnc_sgemm_pk(ctx, 1, 1, np, s.cog, s.k, 1.0f, a, lda, NULL, wg, s.k, wgp, 0.0f, tb,
+                                               s.cog, tws, tws_size, &ept);
+                        if (!rc) transpose_out(ctx, np, s.cog, s.ohw, tb, yg + q0, rg ? rg + q0 : NULL, act);
+                    }
+                    continue;
+                }
                 if (s.pointwise) {
                     rc = cnnc_sgemm_pk(ctx, 0, 0, s.cog, s.ohw, s.k, 1.0f, wg, s.k, wgp, xn + g * s.cg * H * W,
                                        s.ohw, NULL, 0.0f, yg, s.ohw, gws, gws_size, &ep);

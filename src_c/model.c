@@ -900,16 +900,13 @@ int cnnc_model_prepack(cnnc_model *m, const float *const *consts) {
     m->packed_mr = m->ctx.k.mr;
     m->packed_nr = m->ctx.k.nr;
     const runenv e = {m, NULL, NULL, NULL, consts};
-    const cnnc_gemm_small_fns small = cnnc_gemm_small_for(&m->ctx.k);
     for (int32_t k = 0; k < m->n_ops; ++k) {
         const op_t *o = &m->ops[k];
         if (o->code != OP_CONV || m->values[m->values[o->in[1]].root].kind != V_CONST) continue;
         cnnc_conv2d_params p;
         conv_params_of(m, o, m->batch, &p);
-        /* only where the prepared batch's forward would pack them: not Winograd's (which stays so for
-         * larger batches), not a GEMM with too few output channels to pack its A (NCHW) */
-        if (cnnc_conv2d_algorithm(&p) == CNNC_CONV_WINOGRAD) continue;
-        if (p.win.layout == CNNC_NCHW && p.cout / p.groups <= small.max_m) continue;
+        /* none where the prepared batch's forward would not pack them (Winograd's, which stays so for
+         * larger batches; the few-row GEMM's) */
         const int64_t floats = cnnc_conv2d_packed_floats(&m->ctx, &p);
         if (floats <= 0) continue;
         if (floats > (INT64_MAX - m->packed_bytes) / (int64_t)sizeof(float) / 2) {

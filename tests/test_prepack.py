@@ -61,6 +61,10 @@ CASES = {
     "nchw groups": (12, 18, 8, 3, 3, 1, 1),
     "nchw direct, 3 channels": (3, 17, 15, 3, 1, 2, 1),
     "nchw deep K (two k blocks)": (64, 30, 6, 3, 1, 1, 0),
+    "nchw direct, Cout = NR": (3, 8, 15, 3, 1, 1, 1),
+    "nchw 3x3 on 7x7 (transposed GEMM)": (64, 32, 7, 3, 1, 1, 1),
+    "nchw 1x1 on 7x7 (transposed GEMM)": (64, 48, 7, 1, 1, 1, 0),
+    "nchw groups on 7x7 (transposed GEMM)": (32, 64, 7, 3, 2, 1, 1),
 }
 
 
@@ -136,3 +140,36 @@ def test_deploy_runtime_packs_the_bundles_weights(tmp_path):
     y = run.run(x)
     assert run._m.prepack() > 0
     assert np.array_equal(y, model.predict(x))  # Sequential's runner packs at every call
+
+
+def _im2col(x, k, stride, pad):
+    c, h, w = x.shape
+    xp = np.pad(x, ((0, 0), (pad, pad), (pad, pad)))
+    oh, ow = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
+    col = np.empty((c, k, k, oh * ow), np.float32)
+    for i in range(k):
+        for j in range(k):
+            col[:, i, j] = xp[:, i:i + stride * oh:stride, j:j + stride * ow:stride].reshape(c, -1)
+    return col.reshape(c * k * k, oh * ow), oh, ow
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("shape", [(64, 32, 7, 3, 1), (64, 48, 7, 1, 0), (128, 100, 7, 3, 1), (40, 20, 5, 3, 1)])
+def test_transposed_gemm_gives_the_plain_gemms_bits(shape, threads):
+    """Convolutions with few output pixels run y^T = col^T w^T (rows: pixels); each element is the same
+    dot product in the same k blocks as in y = w col, so the bits are cnnc's plain GEMM's."""
+    c, cout, hw, k, pad = shape
+    data = _conv_model(c, cout, hw, k, pad=pad)
+    model = onnx.load_from_string(data)
+    w = numpy_helper.to_array(model.graph.initializer[0]).reshape(cout, -1)
+    b = numpy_helper.to_array(model.graph.initializer[1])
+    x = RNG.standard_normal((1, c, hw, hw)).astype(np.float32)
+    col, oh, ow = _im2col(x[0], k, 1, pad)
+    prod = np.zeros((cout, oh * ow), np.float32)
+    _core.gemm(w, np.ascontiguousarray(col), prod, 0, 0, cout, oh * ow, col.shape[0], col.shape[0], oh * ow, oh * ow)
+    want = prod + b[:, None]
+    want = np.where(want > 0, want, np.float32(0)).reshape(1, cout, oh, ow)
+    sess = InferenceSession(data, _Options(threads))
+    first = sess.run(None, {"x": x})[0]
+    second = sess.run(None, {"x": x})[0]
+    assert np.array_equal(first, want) and np.array_equal(second, want)
