@@ -229,23 +229,32 @@ static void input_transform_task(void *arg, int64_t lo, int64_t hi, int slot) {
         uint32_t nonfinite = 0; /* an all-ones exponent: infinity or NaN */
         for (int64_t c0 = 0; c0 < CI; c0 += CB) {
             const int64_t cn = CNNC_MIN(CB, CI - c0);
+            /* the block's 16 inputs, cn channels each: NHWC reads them in place (a channel run), NCHW
+             * gathers them; padding reads zeros */
+            static const float zeros[CB];
             float d[16][CB], t[16][CB];
+            const float *dp[16];
             for (int e = 0; e < 16; ++e) {
-                if (off[e] < 0)
-                    for (int64_t c = 0; c < cn; ++c) d[e][c] = 0.0f;
-                else if (!nchw)
-                    memcpy(d[e], x + off[e] + c0, (size_t)cn * sizeof(float));
-                else
+                if (off[e] < 0) {
+                    dp[e] = zeros;
+                    continue;
+                }
+                if (!nchw) {
+                    dp[e] = x + off[e] + c0;
+                } else {
                     for (int64_t c = 0; c < cn; ++c) d[e][c] = x[off[e] + (c0 + c) * cstep];
+                    dp[e] = d[e];
+                }
+                const float *de = dp[e];
                 for (int64_t c = 0; c < cn; ++c) {
                     uint32_t bits;
-                    memcpy(&bits, &d[e][c], sizeof bits);
+                    memcpy(&bits, &de[c], sizeof bits);
                     nonfinite |= (bits & 0x7f800000u) == 0x7f800000u;
                 }
             }
             for (int j = 0; j < 4; ++j) /* t = B^T d */
                 for (int64_t c = 0; c < cn; ++c) {
-                    const float d0 = d[j][c], d1 = d[4 + j][c], d2 = d[8 + j][c], d3 = d[12 + j][c];
+                    const float d0 = dp[j][c], d1 = dp[4 + j][c], d2 = dp[8 + j][c], d3 = dp[12 + j][c];
                     t[j][c] = d0 - d2;
                     t[4 + j][c] = d1 + d2;
                     t[8 + j][c] = d2 - d1;
