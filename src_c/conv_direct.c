@@ -165,7 +165,9 @@ static void direct_items(const direct_job *jb, int64_t t0, int64_t t1) {
     const int64_t mr = jb->kt->mr, nr = jb->kt->nr, K = jb->k, ohw = jb->oh * jb->ow, co = jb->cout;
     const int64_t P = direct_pixels(K), per_image = CNNC_CEIL_DIV(ohw, P);
     const cnnc_gemm_epilogue ep = {jb->b, 1, jb->act}; /* per output channel: a row of the GEMM */
-    const int epi = cnnc_epilogue_active(&ep);
+    /* a bias and at most a relu on one k block: in the micro-kernel's registers, as cnnc_sgemm does */
+    const int in_kernel = jb->kc >= K && (jb->act.kind == CNNC_ACT_NONE || jb->act.kind == CNNC_ACT_RELU);
+    const int epi = cnnc_epilogue_active(&ep) && !in_kernel;
     float bp[DIRECT_BUF];
     int64_t lo[DIRECT_MAX_K], hi[DIRECT_MAX_K];
     for (int64_t jj = 0; jj < q->kw; ++jj) { /* ox with 0 <= ox * sw + off < w */
@@ -183,9 +185,15 @@ static void direct_items(const direct_job *jb, int64_t t0, int64_t t1) {
             pack_panel(jb, xn, q0, CNNC_MIN(nr, p1 - q0), lo, hi, bp + (q0 - p0) * K);
         for (int64_t i = 0; i < co; i += mr) {
             const int64_t m = CNNC_MIN(mr, co - i);
+            float brow[DIRECT_MAX_MR] = {0.0f}; /* the block's biases, zero-padded to MR rows */
+            for (int64_t r = 0; r < m && in_kernel && jb->b; ++r) brow[r] = jb->b[i + r];
             for (int64_t pc = 0; pc < K; pc += jb->kc) { /* cnnc_sgemm's k blocks, in its order */
                 const int64_t kcur = CNNC_MIN(jb->kc, K - pc);
-                const cnnc_gemm_params params = {1.0f, pc == 0 ? 0.0f : 1.0f};
+                cnnc_gemm_params params = {1.0f, pc == 0 ? 0.0f : 1.0f};
+                if (in_kernel) {
+                    params.bias_row = jb->b ? brow : NULL;
+                    params.relu = jb->act.kind == CNNC_ACT_RELU;
+                }
                 const float *ab = jb->ap + CNNC_ROUND_UP(co, mr) * pc + i * kcur;
                 for (int64_t q0 = p0; q0 < p1; q0 += nr)
                     tile(jb, kcur, ab, bp + (q0 - p0) * K + pc * nr, yn + i * ohw + q0, ohw, m,
