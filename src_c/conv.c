@@ -210,12 +210,12 @@ static int nchw_weights_a(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, cons
     return p->win.layout == CNNC_NCHW && !nchw_transposed(ctx, p, s);
 }
 
-/* 0 when no GEMM of this convolution would pack its weights: Winograd's (it transforms them), and NCHW
- * ones with too few output channels to pack as A (the few-row GEMM reads them in place). */
+/* 0 when no GEMM of this convolution would pack its weights: NCHW ones with too few output channels to
+ * pack as A (the few-row GEMM reads them in place). Winograd's: its transformed weights, packed. */
 int64_t cnnc_conv2d_packed_floats(const cnnc_ctx *caller, const cnnc_conv2d_params *p) {
     conv_shape s;
     if (!caller || !p || conv_shape_of(p, &s)) return -1;
-    if (cnnc_winograd_applies(p)) return 0;
+    if (cnnc_winograd_applies(p)) return cnnc_winograd_packed_floats(caller, p);
     const cnnc_ctx cc = conv_ctx(caller, p, &s), *ctx = &cc;
     const int a = nchw_weights_a(ctx, p, &s);
     if (a && s.cog <= cnnc_gemm_small_for(&ctx->k).max_m) return 0;
@@ -223,11 +223,17 @@ int64_t cnnc_conv2d_packed_floats(const cnnc_ctx *caller, const cnnc_conv2d_para
     return cnnc_mul_ok(per, p->groups);
 }
 
-int cnnc_conv2d_pack_weights(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *w, float *dst) {
+int64_t cnnc_conv2d_pack_scratch_floats(const cnnc_conv2d_params *p) {
+    return p && cnnc_winograd_applies(p) ? cnnc_winograd_pack_scratch_floats(p) : 0;
+}
+
+int cnnc_conv2d_pack_weights(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *w, float *scratch,
+                             float *dst) {
     conv_shape s;
     if (!ctx || !p || !w || !dst) return CNNC_EINVAL;
     int rc = conv_shape_of(p, &s);
     if (rc) return rc;
+    if (cnnc_winograd_applies(p)) return cnnc_winograd_pack_weights(ctx, p, w, scratch, dst);
     const int64_t G = p->groups, CO = p->cout;
     const int a = nchw_weights_a(ctx, p, &s), nchw = p->win.layout == CNNC_NCHW;
     const int64_t per = cnnc_gemm_packed_floats(s.cog, s.k, a ? ctx->k.mr : ctx->k.nr);
@@ -351,7 +357,7 @@ int cnnc_conv2d_forward_res(const cnnc_ctx *caller, const cnnc_conv2d_params *p,
     const cnnc_act none = {CNNC_ACT_NONE, 0.0f, 0.0f};
     const int64_t ysize = p->win.n * s.ohw * p->cout;
     if (cnnc_winograd_applies(p)) {
-        rc = cnnc_winograd_forward(caller, p, x, w, b, res ? none : act, y, ws, ws_size);
+        rc = cnnc_winograd_forward_pk(caller, p, x, w, wpk, b, res ? none : act, y, ws, ws_size);
         return rc || !res ? rc : add_res_act(caller, ysize, res, act, y);
     }
     const cnnc_ctx cc = conv_ctx(caller, p, &s), *ctx = &cc;

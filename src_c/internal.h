@@ -111,12 +111,16 @@ int cnnc_conv_direct_forward_pk(const cnnc_ctx *ctx, const cnnc_conv2d_params *p
                                 int64_t ws_size);
 
 /* A convolution's forward weights packed once (conv.c): per group, the GEMM operand w_g as
- * cnnc_gemm_pack_a_all (NCHW: w_g[Cout_g, K] is A) or cnnc_gemm_pack_b_all (NHWC: w_g[K, Cout_g] is B)
- * lays it out for ctx's kernel table, groups one after another. cnnc_conv2d_forward_pk takes them
- * (wpk; NULL: none) and gives cnnc_conv2d_forward's results bit for bit; wpk must come from a context
- * with the same mr and nr. Winograd convolutions do not use them. */
+ * cnnc_gemm_pack_a_all (NCHW: w_g[Cout_g, K] is A; B when the GEMM runs transposed) or
+ * cnnc_gemm_pack_b_all (NHWC: w_g[K, Cout_g] is B) lays it out for ctx's kernel table, groups one after
+ * another; for a Winograd convolution its transformed weights (cnnc_winograd_pack_weights, with
+ * cnnc_conv2d_pack_scratch_floats of scratch). cnnc_conv2d_forward_pk takes them (wpk; NULL: none) and
+ * gives cnnc_conv2d_forward's results bit for bit; wpk must come from a context with the same mr and nr
+ * and from parameters that take the same algorithm (Winograd or not: that depends on the batch). */
 int64_t cnnc_conv2d_packed_floats(const cnnc_ctx *ctx, const cnnc_conv2d_params *p);
-int cnnc_conv2d_pack_weights(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *w, float *dst);
+int64_t cnnc_conv2d_pack_scratch_floats(const cnnc_conv2d_params *p);
+int cnnc_conv2d_pack_weights(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *w, float *scratch,
+                             float *dst);
 int cnnc_conv2d_forward_pk(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x, const float *w,
                            const float *wpk, const float *b, cnnc_act act, float *y, void *ws, int64_t ws_size);
 /* y = act((conv(x, w) + b) + res), res of y's shape (a residual connection; NULL: none) with the

@@ -4,6 +4,7 @@
  * trusts nothing in it: every count, id, offset and shape is checked before use, and the memory plan
  * stored in the bundle must equal the plan this file computes (the same greedy-by-size algorithm). */
 #include "internal.h"
+#include "winograd.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -76,6 +77,7 @@ struct cnnc_model {
     int borrowed;            /* ctx.pool is the caller's */
     /* weights packed once (cnnc_model_prepack): per op, its convolution's packed weights or NULL */
     float **packed;
+    unsigned char *packed_wg; /* per op: its packed weights are Winograd's (the algorithm depends on the batch) */
     int64_t packed_bytes, packed_mr, packed_nr;
 };
 
@@ -414,7 +416,9 @@ static void drop_packed(cnnc_model *m) {
     if (m->packed)
         for (int32_t k = 0; k < m->n_ops; ++k) free(m->packed[k]);
     free(m->packed);
+    free(m->packed_wg);
     m->packed = NULL;
+    m->packed_wg = NULL;
     m->packed_bytes = 0;
 }
 
@@ -896,7 +900,11 @@ int cnnc_model_prepack(cnnc_model *m, const float *const *consts) {
             if (!consts[i] || (uintptr_t)consts[i] % sizeof(float)) return CNNC_EINVAL;
     drop_packed(m);
     m->packed = (float **)calloc((size_t)(m->n_ops > 0 ? m->n_ops : 1), sizeof(float *));
-    if (!m->packed) return CNNC_ENOMEM;
+    m->packed_wg = (unsigned char *)calloc((size_t)(m->n_ops > 0 ? m->n_ops : 1), 1);
+    if (!m->packed || !m->packed_wg) {
+        drop_packed(m);
+        return CNNC_ENOMEM;
+    }
     m->packed_mr = m->ctx.k.mr;
     m->packed_nr = m->ctx.k.nr;
     const runenv e = {m, NULL, NULL, NULL, consts};
@@ -905,27 +913,62 @@ int cnnc_model_prepack(cnnc_model *m, const float *const *consts) {
         if (o->code != OP_CONV || m->values[m->values[o->in[1]].root].kind != V_CONST) continue;
         cnnc_conv2d_params p;
         conv_params_of(m, o, m->batch, &p);
-        /* none where the prepared batch's forward would not pack them (Winograd's, which stays so for
-         * larger batches; the few-row GEMM's) */
+        /* none where the prepared batch's forward would not pack them (the few-row GEMM's); a Winograd
+         * convolution's transformed weights (at a smaller batch it may run im2col: not these) */
         const int64_t floats = cnnc_conv2d_packed_floats(&m->ctx, &p);
         if (floats <= 0) continue;
         if (floats > (INT64_MAX - m->packed_bytes) / (int64_t)sizeof(float) / 2) {
             drop_packed(m);
             return CNNC_EOVERFLOW;
         }
+        const int64_t sfloats = cnnc_conv2d_pack_scratch_floats(&p);
         float *dst = (float *)malloc((size_t)floats * sizeof(float));
-        if (!dst) {
+        float *scratch = sfloats > 0 ? (float *)malloc((size_t)sfloats * sizeof(float)) : NULL;
+        if (!dst || (sfloats > 0 && !scratch)) {
+            free(dst);
+            free(scratch);
             drop_packed(m);
             return CNNC_ENOMEM;
         }
-        cnnc_conv2d_pack_weights(&m->ctx, &p, ptr_of(&e, o->in[1]), dst);
+        cnnc_conv2d_pack_weights(&m->ctx, &p, ptr_of(&e, o->in[1]), scratch, dst);
+        free(scratch);
         m->packed[k] = dst;
+        m->packed_wg[k] = (unsigned char)cnnc_winograd_applies(&p);
         m->packed_bytes += floats * (int64_t)sizeof(float);
     }
     return CNNC_OK;
 }
 
 int64_t cnnc_model_packed_bytes(const cnnc_model *m) { return m ? m->packed_bytes : CNNC_EINVAL; }
+
+/* dst[i * ldd + j] = src[i * lds + j], i < rows, j < cols: a concatenation's copies, in chunks of
+ * COPY_CHUNK floats shared out over the threads (a copy is all memory traffic: one thread cannot
+ * use the bandwidth two have). */
+#define COPY_CHUNK ((int64_t)1 << 14)
+typedef struct {
+    const float *src;
+    float *dst;
+    int64_t lds, ldd, cols, per_row;
+} copy_job;
+
+static void copy_task(void *arg, int64_t lo, int64_t hi, int slot) {
+    const copy_job *j = (const copy_job *)arg;
+    (void)slot;
+    for (int64_t t = lo; t < hi; ++t) {
+        const int64_t i = t / j->per_row, c0 = t % j->per_row * COPY_CHUNK;
+        const int64_t n = CNNC_MIN(COPY_CHUNK, j->cols - c0);
+        memcpy(j->dst + i * j->ldd + c0, j->src + i * j->lds + c0, (size_t)n * sizeof(float));
+    }
+}
+
+static void copy_rows(const cnnc_ctx *ctx, int64_t rows, int64_t cols, const float *src, int64_t lds, float *dst,
+                      int64_t ldd) {
+    if (rows <= 0 || cols <= 0) return;
+    const copy_job j = {src, dst, lds, ldd, cols, CNNC_CEIL_DIV(cols, COPY_CHUNK)};
+    const int64_t items = rows * j.per_row;
+    const int nt = rows * cols < 4 * COPY_CHUNK ? 1 : cnnc_threads(ctx, items);
+    cnnc_parallel_for(ctx, nt, items, cnnc_grain(items, nt, 1), copy_task, (void *)&j);
+}
 
 static float bin_apply(int kind, float a, float b) {
     switch (kind) {
@@ -1115,7 +1158,8 @@ int cnnc_model_run_consts(const cnnc_model *m, void *arena, int64_t arena_size, 
             cnnc_conv2d_params p;
             conv_params_of(m, o, b, &p);
             /* packed weights serve only the kernel table they were packed for */
-            const float *wpk = m->packed && ctx->k.mr == m->packed_mr && ctx->k.nr == m->packed_nr ? m->packed[k] : NULL;
+            const float *wpk = m->packed && ctx->k.mr == m->packed_mr && ctx->k.nr == m->packed_nr &&
+                               m->packed_wg[k] == cnnc_winograd_applies(&p) ? m->packed[k] : NULL;
             rc = cnnc_conv2d_forward_res(ctx, &p, x, ptr_of(&e, o->in[1]), wpk,
                                          o->in[2] >= 0 ? ptr_of(&e, o->in[2]) : NULL,
                                          o->n_in == 4 ? ptr_of(&e, o->in[3]) : NULL, op_act(o, 9), y, ws, ws_size);
@@ -1186,7 +1230,7 @@ int cnnc_model_run_consts(const cnnc_model *m, void *arena, int64_t arena_size, 
                 get_shape(m, o->in[j], b, &st);
                 const float *xj = ptr_of(&e, o->in[j]);
                 const int64_t row = outer > 0 ? st.n / outer : 0;
-                for (int64_t i = 0; i < outer; ++i) memcpy(y + i * yrow + at, xj + i * row, (size_t)row * sizeof(float));
+                copy_rows(ctx, outer, row, xj, row, y + at, yrow);
                 at += row;
             }
             break;

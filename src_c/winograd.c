@@ -394,6 +394,7 @@ typedef struct {
     cnnc_ctx one; /* the caller's, one thread */
     int64_t nt_tiles, chunk, ci, co, slot_bytes;
     const float *v, *u;
+    const float *upk; /* U_xi packed once (cnnc_winograd_pack_weights), or NULL */
     float *m;
     char *gws;
     atomic_int err;
@@ -401,18 +402,19 @@ typedef struct {
 
 static void xi_task(void *arg, int64_t lo, int64_t hi, int slot) {
     xi_job *j = (xi_job *)arg;
-    const int64_t CI = j->ci, CO = j->co;
+    const int64_t CI = j->ci, CO = j->co, per = cnnc_gemm_packed_floats(CO, CI, j->one.k.nr);
     for (int64_t xi = lo; xi < hi; ++xi) {
-        const int rc = cnnc_sgemm(&j->one, 0, 0, j->nt_tiles, CO, CI, 1.0f, j->v + xi * j->chunk * CI, CI,
-                                  j->u + xi * CI * CO, CO, 0.0f, j->m + xi * j->chunk * CO, CO,
-                                  j->gws + slot * j->slot_bytes, j->slot_bytes);
+        const int rc = cnnc_sgemm_pk(&j->one, 0, 0, j->nt_tiles, CO, CI, 1.0f, j->v + xi * j->chunk * CI, CI, NULL,
+                                     j->u + xi * CI * CO, CO, j->upk ? j->upk + xi * per : NULL, 0.0f,
+                                     j->m + xi * j->chunk * CO, CO, j->gws + slot * j->slot_bytes, j->slot_bytes,
+                                     NULL);
         if (rc) atomic_store_explicit(&j->err, rc, memory_order_relaxed);
     }
 }
 
 /* The convolution p (shapes: wg_shape_of) of x with the filters wtap(w, .., transposed, ..). */
 static int wg_run(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x, const float *w, int transposed,
-                  const float *b, cnnc_act act, float *y, void *ws, int64_t ws_size) {
+                  const float *upk, const float *b, cnnc_act act, float *y, void *ws, int64_t ws_size) {
     wg_shape s;
     if (!wg_shape_of(p, &s)) return CNNC_EINVAL;
     const int64_t need = cnnc_winograd_workspace_size(ctx, p);
@@ -428,12 +430,16 @@ static int wg_run(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float 
     const int nchw = p->win.layout == CNNC_NCHW;
     const int64_t CI = s.cin, CO = s.cout, slot_bytes = gemm_slot(ctx, &s);
 
-    weight_transform(ctx, &s, nchw, transposed, w, u);
+    /* U itself is needed unless it comes packed, and every chunk's GEMMs take it so (a chunk of too few
+     * tiles takes the few-row GEMM, which reads U in place) */
+    const int64_t last = s.tiles - (CNNC_CEIL_DIV(s.tiles, s.chunk) - 1) * s.chunk;
+    const int64_t few = cnnc_gemm_small_for(&ctx->k).max_m;
+    if (!upk || s.chunk <= few || last <= few) weight_transform(ctx, &s, nchw, transposed, w, u);
     int rc = CNNC_OK;
     for (int64_t t0 = 0; t0 < s.tiles && !rc; t0 += s.chunk) {
         const int64_t nt_tiles = CNNC_MIN(s.chunk, s.tiles - t0);
         input_transform(ctx, &s, &p->win, x, t0, nt_tiles, v, bad);
-        xi_job xj = {*ctx, nt_tiles, s.chunk, CI, CO, slot_bytes, v, u, m, gws, CNNC_OK};
+        xi_job xj = {*ctx, nt_tiles, s.chunk, CI, CO, slot_bytes, v, u, upk, m, gws, CNNC_OK};
         xj.one.nthreads = 1;
         cnnc_parallel_for(ctx, xi_threads(ctx), 16, 1, xi_task, &xj);
         rc = atomic_load(&xj.err);
@@ -452,8 +458,36 @@ static int wg_run(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float 
 
 int cnnc_winograd_forward(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x, const float *w,
                           const float *b, cnnc_act act, float *y, void *ws, int64_t ws_size) {
+    return cnnc_winograd_forward_pk(ctx, p, x, w, NULL, b, act, y, ws, ws_size);
+}
+
+int cnnc_winograd_forward_pk(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x, const float *w,
+                             const float *upk, const float *b, cnnc_act act, float *y, void *ws, int64_t ws_size) {
     if (!ctx || !p || !x || !w || !y || !cnnc_act_valid(act)) return CNNC_EINVAL;
-    return wg_run(ctx, p, x, w, 0, b, act, y, ws, ws_size);
+    return wg_run(ctx, p, x, w, 0, upk, b, act, y, ws, ws_size);
+}
+
+/* U packed once: the 16 matrices U_xi [Cin, Cout] as B panels (cnnc_gemm_pack_b_all), one after another. */
+int64_t cnnc_winograd_packed_floats(const cnnc_ctx *ctx, const cnnc_conv2d_params *p) {
+    wg_shape s;
+    if (!ctx || !p || !wg_shape_of(p, &s)) return -1;
+    return cnnc_mul_ok(16, cnnc_gemm_packed_floats(s.cout, s.cin, ctx->k.nr));
+}
+
+int64_t cnnc_winograd_pack_scratch_floats(const cnnc_conv2d_params *p) {
+    wg_shape s;
+    if (!p || !wg_shape_of(p, &s)) return -1;
+    return 16 * s.cin * s.cout; /* U; checked against overflow by wg_shape_of */
+}
+
+int cnnc_winograd_pack_weights(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *w, float *u,
+                               float *dst) {
+    wg_shape s;
+    if (!ctx || !p || !w || !u || !dst || !wg_shape_of(p, &s)) return CNNC_EINVAL;
+    weight_transform(ctx, &s, p->win.layout == CNNC_NCHW, 0, w, u);
+    const int64_t CI = s.cin, CO = s.cout, per = cnnc_gemm_packed_floats(CO, CI, ctx->k.nr);
+    for (int xi = 0; xi < 16; ++xi) cnnc_gemm_pack_b_all(&ctx->k, 0, CI, CO, u + xi * CI * CO, CO, dst + xi * per);
+    return CNNC_OK;
 }
 
 /* The data gradient of convolution p as a convolution: dy [N, OH, OW, Cout] with the flipped,
@@ -501,5 +535,5 @@ int cnnc_winograd_data_grad(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, co
     cnnc_conv2d_params t;
     if (!ctx || !p || !w || !dy || !dx || !data_grad_params(p, &t)) return CNNC_EINVAL;
     const cnnc_act none = {CNNC_ACT_NONE, 0.0f, 0.0f};
-    return wg_run(ctx, &t, dy, w, 1, NULL, none, dx, ws, ws_size);
+    return wg_run(ctx, &t, dy, w, 1, NULL, NULL, none, dx, ws, ws_size);
 }

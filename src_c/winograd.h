@@ -13,6 +13,16 @@ int64_t cnnc_winograd_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_para
 /* y = act(conv(x, w) + b), the contract of cnnc_conv2d_forward. */
 int cnnc_winograd_forward(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x, const float *w,
                           const float *b, cnnc_act act, float *y, void *ws, int64_t ws_size);
+/* The transformed weights packed once: U_xi [Cin, Cout] for the 16 positions xi, each as the GEMMs'
+ * B panels for ctx's kernel table (cnnc_gemm_pack_b_all). Packing takes scratch for U
+ * (cnnc_winograd_pack_scratch_floats). cnnc_winograd_forward_pk takes them (upk; NULL: none) and gives
+ * cnnc_winograd_forward's results bit for bit. */
+int64_t cnnc_winograd_packed_floats(const cnnc_ctx *ctx, const cnnc_conv2d_params *p);
+int64_t cnnc_winograd_pack_scratch_floats(const cnnc_conv2d_params *p);
+int cnnc_winograd_pack_weights(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *w, float *u,
+                               float *dst);
+int cnnc_winograd_forward_pk(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x, const float *w,
+                             const float *upk, const float *b, cnnc_act act, float *y, void *ws, int64_t ws_size);
 
 /* The data gradient dx of convolution p (same shapes and layouts as cnnc_conv2d_backward) by Winograd:
  * a stride-1 convolution of dy with the flipped, transposed filters. Applies when p is a 3x3 stride-1

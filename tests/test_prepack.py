@@ -65,6 +65,8 @@ CASES = {
     "nchw 3x3 on 7x7 (transposed GEMM)": (64, 32, 7, 3, 1, 1, 1),
     "nchw 1x1 on 7x7 (transposed GEMM)": (64, 48, 7, 1, 1, 1, 0),
     "nchw groups on 7x7 (transposed GEMM)": (32, 64, 7, 3, 2, 1, 1),
+    "nchw winograd (transformed weights packed)": (32, 40, 16, 3, 1, 1, 1),
+    "nchw winograd, Cout not a multiple of NR": (48, 20, 12, 3, 1, 1, 1),
 }
 
 
@@ -117,10 +119,9 @@ def test_a_change_of_isa_repacks_for_the_new_micro_kernel():
 
 
 def test_what_is_not_packed():
-    # Winograd convolutions transform their weights instead; NCHW ones with few output channels take
-    # the few-row GEMM, which reads the weights in place (depthwise ones too: 2 per group here)
-    for data, c, hw in [(_conv_model(32, 32, 16, 3, pad=1), 32, 16), (_conv_model(16, 4, 8, 3), 16, 8),
-                        (_conv_model(8, 16, 8, 3, group=8, pad=1), 8, 8)]:
+    # NCHW convolutions with few output channels take the few-row GEMM, which reads the weights in
+    # place (depthwise ones too: 2 per group here)
+    for data, c, hw in [(_conv_model(16, 4, 8, 3), 16, 8), (_conv_model(8, 16, 8, 3, group=8, pad=1), 8, 8)]:
         sess = InferenceSession(data)
         _c_run(sess, RNG.standard_normal((1, c, hw, hw)).astype(np.float32))
         assert _runner(sess)._m.prepack() == 0
@@ -173,3 +174,21 @@ def test_transposed_gemm_gives_the_plain_gemms_bits(shape, threads):
     first = sess.run(None, {"x": x})[0]
     second = sess.run(None, {"x": x})[0]
     assert np.array_equal(first, want) and np.array_equal(second, want)
+
+
+def test_winograd_weights_packed_at_one_batch_are_not_used_where_im2col_runs(tmp_path):
+    """Whether a convolution runs Winograd depends on the batch (its tile count): weights packed for
+    Winograd at batch 3 must not serve the im2col GEMM the same convolution takes at batch 1."""
+    from cnnc import deploy, layers, models, nn
+    model = models.Sequential([layers.Input((10, 10, 32)), layers.Conv2D(32, 3, padding="same", activation="relu")])
+    path = tmp_path / "w.cnnb"
+    deploy.bundle(model, str(path))
+    run = deploy.Runtime(str(path))
+    x = RNG.standard_normal((3, 10, 10, 32)).astype(np.float32)
+    w = model.layers[0].params["kernel"]
+    assert nn.conv2d_algorithm(x, w, padding="same") == "winograd"
+    assert nn.conv2d_algorithm(x[:1], w, padding="same") == "im2col"
+    y3 = run.run(x)  # packs U for Winograd
+    assert run._m.prepack() > 0
+    y1 = run.run(x[:1])
+    assert np.array_equal(y3, model.predict(x)) and np.array_equal(y1, model.predict(x[:1]))
