@@ -14,7 +14,7 @@
  * each panel's im2col and GEMM.
  * The backward pass still builds whole-image column matrices.
  * 1x1 convolutions with stride 1 and no padding skip im2col: x already is the column matrix.
- * NCHW forward convolutions with at most 4 input channels skip it too (conv_direct.c: the GEMM's panels
+ * Forward convolutions with at most 4 input channels skip it too (conv_direct.c: the GEMM's panels
  * packed straight from x, bias and activation while the output is in cache; the same bits).
  * The chunking depends only on the shapes, never on the thread count, so the weight gradient (summed
  * over chunks/images with beta = 1) is bit-identical for any thread count. Convolutions too small to

@@ -1,5 +1,5 @@
-/* conv_direct.c - NCHW forward convolutions with few input channels (an image network's first layer:
- * 3 channels), without the column matrix.
+/* conv_direct.c - forward convolutions with few input channels (an image network's first layer: 1 or 3
+ * channels), without the column matrix. NCHW below; NHWC (the pixels as the GEMM's rows) further down.
  *
  * Such a convolution is the GEMM y_n[Cout, OH*OW] = w[Cout, K] * col[K, OH*OW] with a small depth
  * K = C*KH*KW (27 for a 3x3 RGB layer). Through im2col + cnnc_sgemm the column matrix is written, read
@@ -10,7 +10,8 @@
  * planes written in long runs, which also suits a y that is not in cache) and gets its bias and
  * activation while those runs are in cache. The micro-kernel, packed panels and k blocks are those
  * cnnc_sgemm uses, so every output is the same sum in the same order, and bias and activation are
- * applied as conv.c does: the results are the im2col path's, bit for bit.
+ * applied as conv.c does: the results are the im2col path's, bit for bit (bias and ReLU in the
+ * micro-kernel's registers when K is one k block, as cnnc_sgemm applies them).
  *
  * Each work item is computed by one thread, so results do not depend on the thread count. */
 #include "internal.h"
@@ -24,7 +25,8 @@
 int cnnc_conv_direct_applies(const cnnc_conv2d_params *p) {
     const cnnc_window2d *w = &p->win;
     int64_t oh, ow;
-    if (w->layout != CNNC_NCHW || p->groups != 1 || p->cout < 1 || w->c < 1 || w->c > DIRECT_MAX_C)
+    if ((w->layout != CNNC_NCHW && w->layout != CNNC_NHWC) || p->groups != 1 || p->cout < 1 || w->c < 1 ||
+        w->c > DIRECT_MAX_C)
         return 0;
     if (w->kh < 1 || w->kw < 1 || w->kh > DIRECT_MAX_K || w->kw > DIRECT_MAX_K ||
         w->c * w->kh * w->kw > DIRECT_MAX_K)
@@ -37,17 +39,22 @@ int cnnc_conv_direct_applies(const cnnc_conv2d_params *p) {
 }
 
 int cnnc_conv_direct_runs(const cnnc_ctx *ctx, const cnnc_conv2d_params *p) {
+    /* NHWC: K in one of the table's k blocks (the micro-kernel takes all of it at once) */
     return ctx->k.nr <= DIRECT_MAX_NR && ctx->k.mr <= DIRECT_MAX_MR && 16 % ctx->k.nr == 0 &&
-           cnnc_conv_direct_applies(p);
+           cnnc_conv_direct_applies(p) &&
+           (p->win.layout == CNNC_NCHW || p->win.c * p->win.kh * p->win.kw <= ctx->k.kc);
 }
 
 /* k blocks as cnnc_sgemm's plan: kc balanced over K (one block while K <= the table's kc). */
 static int64_t direct_kc(const cnnc_ctx *ctx, int64_t k) { return CNNC_CEIL_DIV(k, CNNC_CEIL_DIV(k, ctx->k.kc)); }
 
-/* The packed weights: ceil(Cout / MR) panels of MR x K. */
+/* The packed weights: ceil(Cout / MR) panels of MR x K (NCHW: A), or ceil(Cout / NR) panels of K x NR
+ * (NHWC: B). */
 int64_t cnnc_conv_direct_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params *p) {
     if (!ctx || !p || !cnnc_conv_direct_runs(ctx, p)) return -1;
-    const int64_t k = p->win.c * p->win.kh * p->win.kw, rows = CNNC_ROUND_UP(p->cout, ctx->k.mr);
+    const int64_t k = p->win.c * p->win.kh * p->win.kw;
+    const int64_t rows = p->win.layout == CNNC_NHWC ? CNNC_ROUND_UP(p->cout, ctx->k.nr)
+                                                    : CNNC_ROUND_UP(p->cout, ctx->k.mr);
     const int64_t floats = cnnc_mul_ok(rows, k);
     if (floats < 0 || floats > (INT64_MAX - CNNC_ALIGN) / (int64_t)sizeof(float)) return -1;
     return floats * (int64_t)sizeof(float) + CNNC_ALIGN;
@@ -209,6 +216,118 @@ static void direct_task(void *arg, int64_t t0, int64_t t1, int slot) {
     direct_items((const direct_job *)arg, t0, t1);
 }
 
+/* ---- NHWC ------------------------------------------------------------------------------------------
+ * y[pixels, Cout] = col[pixels, K] * w[K, Cout]: the output pixels (over the whole batch) are the GEMM's
+ * rows. A work item is a run of NHWC_PIXELS pixels: their MR-row panels of A are packed straight from x
+ * (K = KH*KW*C in im2col's order (kh, kw, c)), then multiplied with every NR-column panel of the packed
+ * weights, K in one k block, bias and ReLU in the micro-kernel's registers (other activations on the
+ * tile after it), as cnnc_sgemm computes each tile of the im2col GEMM: the same bits. */
+#define NHWC_PIXELS 96 /* output pixels per work item at most (a multiple of MR; fewer when K is large) */
+
+typedef struct {
+    const cnnc_window2d *win;
+    const cnnc_kernels *kt;
+    int64_t cout, oh, ow, k, pix; /* pix: output pixels per work item, pix * K <= DIRECT_BUF */
+    const float *x, *bp, *b;
+    cnnc_act act;
+    float *y;
+} nhwc_job;
+
+/* ap[t * MR + i] = tap t of output pixel q0 + i (i < m; zero rows past m and for taps in the padding). */
+static void nhwc_pack_a(const nhwc_job *jb, int64_t q0, int64_t m, float *restrict ap) {
+    const cnnc_window2d *q = jb->win;
+    const int64_t mr = jb->kt->mr, C = q->c, ohw = jb->oh * jb->ow;
+    /* a full panel within one output row: per tap, MR values sw * C apart (runs when C == 1, sw == 1) */
+    const int64_t ox0 = q0 % jb->ow;
+    if (m == mr && ox0 + mr <= jb->ow) {
+        const int64_t n = q0 / ohw, oy = q0 % ohw / jb->ow, st = q->sw * C;
+        const float *xn = jb->x + n * q->h * q->w * C;
+        float *d = ap;
+        for (int64_t kh = 0; kh < q->kh; ++kh) {
+            const int64_t ih = oy * q->sh - q->pt + kh * q->dh;
+            for (int64_t kw = 0; kw < q->kw; ++kw) {
+                const int64_t iw0 = ox0 * q->sw - q->pl + kw * q->dw, iw1 = iw0 + (mr - 1) * q->sw;
+                if (ih < 0 || ih >= q->h || iw0 < 0 || iw1 >= q->w) { /* some of it in the padding */
+                    for (int64_t c = 0; c < C; ++c, d += mr)
+                        for (int64_t i = 0; i < mr; ++i) {
+                            const int64_t iw = iw0 + i * q->sw;
+                            d[i] = ih >= 0 && ih < q->h && iw >= 0 && iw < q->w ? xn[(ih * q->w + iw) * C + c] : 0.0f;
+                        }
+                    continue;
+                }
+                const float *src = xn + (ih * q->w + iw0) * C;
+                for (int64_t c = 0; c < C; ++c, d += mr)
+                    for (int64_t i = 0; i < mr; ++i) d[i] = src[i * st + c];
+            }
+        }
+        return;
+    }
+    for (int64_t i = 0; i < mr; ++i) {
+        if (i >= m) {
+            for (int64_t t = 0; t < jb->k; ++t) ap[t * mr + i] = 0.0f;
+            continue;
+        }
+        const int64_t pix = q0 + i, n = pix / ohw, oy = pix % ohw / jb->ow, ox = pix % jb->ow;
+        const float *xn = jb->x + n * q->h * q->w * C;
+        int64_t t = 0;
+        for (int64_t kh = 0; kh < q->kh; ++kh) {
+            const int64_t ih = oy * q->sh - q->pt + kh * q->dh;
+            for (int64_t kw = 0; kw < q->kw; ++kw) {
+                const int64_t iw = ox * q->sw - q->pl + kw * q->dw;
+                const int inside = ih >= 0 && ih < q->h && iw >= 0 && iw < q->w;
+                const float *xs = inside ? xn + (ih * q->w + iw) * C : NULL;
+                for (int64_t c = 0; c < C; ++c, ++t) ap[t * mr + i] = inside ? xs[c] : 0.0f;
+            }
+        }
+    }
+}
+
+static void nhwc_task(void *arg, int64_t t0, int64_t t1, int slot) {
+    const nhwc_job *jb = (const nhwc_job *)arg;
+    (void)slot;
+    const cnnc_kernels *kt = jb->kt;
+    const int64_t mr = kt->mr, nr = kt->nr, K = jb->k, co = jb->cout;
+    const int64_t total = jb->win->n * jb->oh * jb->ow;
+    const int in_kernel = jb->act.kind == CNNC_ACT_NONE || jb->act.kind == CNNC_ACT_RELU;
+    const cnnc_gemm_epilogue ep = {jb->b, 0, jb->act}; /* per output channel: a column */
+    float ap[DIRECT_BUF];
+    for (int64_t t = t0; t < t1; ++t) {
+        const int64_t p0 = t * jb->pix, p1 = CNNC_MIN(total, p0 + jb->pix);
+        for (int64_t q0 = p0; q0 < p1; q0 += mr)
+            nhwc_pack_a(jb, q0, CNNC_MIN(mr, p1 - q0), ap + (q0 - p0) * K);
+        for (int64_t j = 0; j < co; j += nr) {
+            const int64_t n = CNNC_MIN(nr, co - j);
+            cnnc_gemm_params params = {1.0f, 0.0f};
+            if (in_kernel) {
+                params.bias_col = jb->b ? jb->b + j : NULL;
+                params.relu = jb->act.kind == CNNC_ACT_RELU;
+            }
+            for (int64_t q0 = p0; q0 < p1; q0 += mr) {
+                const int64_t m = CNNC_MIN(mr, p1 - q0);
+                kt->gemm_ukernel(K, ap + (q0 - p0) * K, jb->bp + j * K, jb->y + q0 * co + j, co, m, n, &params);
+                if (!in_kernel) cnnc_gemm_epilogue_block(&ep, jb->y, co, q0, m, j, n);
+            }
+        }
+    }
+}
+
+static int nhwc_forward(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x, const float *w,
+                        const float *wpk, const float *b, cnnc_act act, float *y, void *ws) {
+    nhwc_job jb = {&p->win, &ctx->k, p->cout, 0, 0, p->win.c * p->win.kh * p->win.kw, 0, x, NULL, b, act, y};
+    int rc = cnnc_window2d_output(&p->win, &jb.oh, &jb.ow);
+    if (rc) return rc;
+    const int64_t mr = ctx->k.mr;
+    jb.pix = CNNC_MAX(mr, CNNC_MIN(NHWC_PIXELS, DIRECT_BUF / jb.k) / mr * mr); /* K <= 256: >= 30 pixels */
+    /* the weights w[K, Cout] as cnnc_sgemm packs B (one k block): cnnc_gemm_pack_b_all's layout */
+    float *bp = (float *)cnnc_align_ptr(ws);
+    if (!wpk) cnnc_gemm_pack_b_all(&ctx->k, 0, jb.k, p->cout, w, p->cout, bp);
+    jb.bp = wpk ? wpk : bp;
+    const int64_t items = CNNC_CEIL_DIV(p->win.n * jb.oh * jb.ow, jb.pix);
+    const int nt = cnnc_threads(ctx, items);
+    cnnc_parallel_for(ctx, nt, items, cnnc_grain(items, nt, 1), nhwc_task, &jb);
+    return CNNC_OK;
+}
+
 /* y = act(conv(x, w) + b) as conv.c computes it; cnnc_conv_direct_runs(ctx, p) must hold. */
 int cnnc_conv_direct_forward(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x, const float *w,
                              const float *b, cnnc_act act, float *y, void *ws, int64_t ws_size) {
@@ -223,6 +342,7 @@ int cnnc_conv_direct_forward_pk(const cnnc_ctx *ctx, const cnnc_conv2d_params *p
     const int64_t need = cnnc_conv_direct_workspace_size(ctx, p);
     if (need < 0) return CNNC_EOVERFLOW;
     if (!ws || ws_size < need) return CNNC_EWORKSPACE;
+    if (p->win.layout == CNNC_NHWC) return nhwc_forward(ctx, p, x, w, wpk, b, act, y, ws);
     direct_job jb = {&p->win, &ctx->k, p->cout, 0, 0, p->win.c * p->win.kh * p->win.kw, 0, x, NULL, b, act, y};
     int rc = cnnc_window2d_output(&p->win, &jb.oh, &jb.ow);
     if (rc) return rc;

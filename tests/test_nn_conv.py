@@ -493,6 +493,53 @@ def test_conv2d_direct_fused_activation(activation, bias, rng):
         assert np.array_equal(y.view(np.uint32), want.view(np.uint32))
 
 
+# NHWC: the output pixels are the GEMM's rows; their panels of A are packed straight from x, K (at most
+# one k block) multiplied with the packed weights' column panels, bias and ReLU in the registers:
+# bit for bit the im2col GEMM (nn.im2col + nn.matmul, then + b and ReLU in float32).
+def _nhwc_inputs(rng, case, bias=True):
+    x, w, b, kw = _direct_inputs(rng, case, bias)
+    kw["data_format"] = "NHWC"
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1)), np.ascontiguousarray(w.transpose(2, 3, 1, 0)), b, kw
+
+
+def _gemm_twin_nhwc(x, w, b, relu, **kw):
+    col = nn.im2col(x, w.shape[:2], strides=kw["strides"], padding=kw["padding"], dilations=kw["dilations"],
+                    data_format="NHWC")
+    y = nn.matmul(col, w.reshape(-1, w.shape[3]))
+    if b is not None:
+        y = y + b
+    if relu:
+        y = np.where(y > 0, y, np.float32(0.0))
+    return y.astype(np.float32)
+
+
+@pytest.mark.parametrize("case", DIRECT_CASES, ids=DIRECT_IDS)
+def test_conv2d_direct_nhwc_vs_twin_and_gemm(case, threads, rng):
+    x, w, b, kw = _nhwc_inputs(rng, case)
+    assert nn.conv2d_algorithm(x, w, **kw) == "direct"
+    out = {}
+    for t in (1, 2):
+        threads(t)
+        out[t] = [nn.conv2d(x, w, bb, activation=act, **kw) for bb in (None, b) for act in (None, "relu")]
+    for a, c in zip(out[1], out[2]):
+        assert np.array_equal(a, c), "the thread count changed the result"
+    y_shape = ref.conv_output_shape(x.shape, w.shape, **kw)
+    for (bb, act), y in zip([(bb, act) for bb in (None, b) for act in (None, "relu")], out[1]):
+        assert y.shape == y_shape and y.dtype == np.float32
+        want = _gemm_twin_nhwc(x, w, bb, act == "relu", **kw).reshape(y_shape)
+        assert np.array_equal(y.view(np.uint32), want.view(np.uint32)), f"bias {bb is not None}, {act}"
+        ref.assert_close(y, ref.conv2d(x, w, bb, activation=act, **kw), mag=ref.conv2d_mag(x, w, bb, **kw))
+
+
+@pytest.mark.parametrize("activation", ref.FUSED_ACTIVATIONS)
+def test_conv2d_direct_nhwc_fused_activation(activation, rng):
+    x, w, b, kw = _nhwc_inputs(rng, ("act", 2, 21, 19, 3, 20, (3, 3), 2, 1, 1))
+    assert nn.conv2d_algorithm(x, w, **kw) == "direct"
+    y = nn.conv2d(x, w, b, activation=activation, **kw)
+    ref.assert_close(y, ref.conv2d(x, w, b, activation=activation, **kw), mag=ref.conv2d_mag(x, w, b, **kw),
+                     atol=1e-6, lipschitz=ref.activation_lipschitz(activation))
+
+
 def test_conv2d_direct_non_finite(rng):
     """inf and NaN inputs propagate as through im2col + GEMM (same arithmetic)."""
     x, w, b, kw = _direct_inputs(rng, ("nf", 1, 9, 10, 3, 7, (3, 3), 1, 1, 1))
@@ -512,7 +559,8 @@ def test_conv2d_direct_rule():
     assert rule((1, 4, 20, 20), (5, 4, 8, 8), data_format="NCHW") == "direct"        # K = 256
     assert rule((1, 4, 20, 20), (5, 4, 9, 8), data_format="NCHW") == "im2col"        # K = 288
     assert rule((1, 5, 20, 20), (5, 5, 3, 3), data_format="NCHW") == "im2col"        # 5 channels
-    assert rule((1, 20, 20, 3), (3, 3, 3, 64), strides=2) == "im2col"                 # NHWC
+    assert rule((1, 20, 20, 3), (3, 3, 3, 64), strides=2) == "direct"                 # NHWC
+    assert rule((1, 20, 20, 5), (3, 3, 5, 64)) == "im2col"                            # NHWC, 5 channels
     assert rule((1, 4, 20, 20), (6, 2, 3, 3), groups=2, data_format="NCHW") == "im2col"
     assert rule((1, 3, 20, 20), (6, 3, 1, 1), data_format="NCHW") == "im2col"        # x is the col
     assert rule((1, 3, 20, 20), (6, 3, 1, 1), strides=2, data_format="NCHW") == "direct"
