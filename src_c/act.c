@@ -293,10 +293,12 @@ void cnnc_gemm_epilogue_block(const cnnc_gemm_epilogue *ep, float *c, int64_t ld
     const float *b = ep->bias;
     const int per_row = ep->bias_per_row;
     const int kind = ep->act.kind;
-    if (ep->res) { /* bias, residual, activation: three roundings, as three passes would round */
+    if (ep->res || kind == CNNC_ACT_NONE || kind == CNNC_ACT_RELU) {
+        /* the common cases inline (a call per row of a micro-tile costs more than the arithmetic): the
+         * bias, the residual, then the activation, each rounded as a pass of its own would round it (for
+         * relu, the operations of act_range) */
         for (int64_t i = i0; i < i0 + rows; ++i) {
             float *restrict y = c + i * ldc + j0;
-            const float *restrict r = ep->res + i * ep->ldr + j0;
             if (b && per_row) {
                 const float bv = b[i];
                 for (int64_t j = 0; j < cols; ++j) y[j] += bv;
@@ -304,28 +306,14 @@ void cnnc_gemm_epilogue_block(const cnnc_gemm_epilogue *ep, float *c, int64_t ld
                 const float *restrict bj = b + j0;
                 for (int64_t j = 0; j < cols; ++j) y[j] += bj[j];
             }
-            for (int64_t j = 0; j < cols; ++j) y[j] += r[j];
+            if (ep->res) {
+                const float *restrict r = ep->res + i * ep->ldr + j0;
+                for (int64_t j = 0; j < cols; ++j) y[j] += r[j];
+            }
             if (kind == CNNC_ACT_RELU)
                 for (int64_t j = 0; j < cols; ++j) y[j] = y[j] > 0.0f ? y[j] : 0.0f;
             else if (kind != CNNC_ACT_NONE)
                 act_range(ep->act, y, y, 0, cols);
-        }
-        return;
-    }
-    if (kind == CNNC_ACT_NONE || kind == CNNC_ACT_RELU) {
-        /* the common cases inline (a call per row of a micro-tile costs more than the arithmetic);
-         * the same operations as act_range after the bias */
-        for (int64_t i = i0; i < i0 + rows; ++i) {
-            float *restrict y = c + i * ldc + j0;
-            if (b && per_row) {
-                const float bv = b[i];
-                for (int64_t j = 0; j < cols; ++j) y[j] += bv;
-            } else if (b) {
-                const float *restrict bj = b + j0;
-                for (int64_t j = 0; j < cols; ++j) y[j] += bj[j];
-            }
-            if (kind == CNNC_ACT_RELU)
-                for (int64_t j = 0; j < cols; ++j) y[j] = y[j] > 0.0f ? y[j] : 0.0f;
         }
         return;
     }
