@@ -56,6 +56,26 @@ def copy(a):
     return track(np.array(a, copy=True, order="C"))
 
 
+_held = weakref.WeakKeyDictionary()  # owner -> [bytes C code holds for it]
+
+
+def hold(owner, nbytes):
+    """Count `nbytes` that the C core allocated for `owner` (a runner's packed weights) in place of
+    what it held before; they leave the count when the owner is freed."""
+    global _current, _peak
+    nbytes = int(nbytes)
+    with _lock:
+        cell = _held.get(owner)
+        if cell is None:
+            cell = _held[owner] = [0]
+            f = weakref.finalize(owner, lambda c: _release(c[0]), cell)
+            f.atexit = False
+        _current += nbytes - cell[0]
+        cell[0] = nbytes
+        if _current > _peak:
+            _peak = _current
+
+
 def current_bytes():
     """Bytes of cnnc buffers alive now."""
     return _current

@@ -192,3 +192,27 @@ def test_winograd_weights_packed_at_one_batch_are_not_used_where_im2col_runs(tmp
     assert run._m.prepack() > 0
     y1 = run.run(x[:1])
     assert np.array_equal(y3, model.predict(x)) and np.array_equal(y1, model.predict(x[:1]))
+
+
+def test_packed_weights_are_in_cnncs_memory_accounting(monkeypatch):
+    import gc
+    from cnnc import _alloc
+    data = _conv_model(64, 96, 12, 3)
+    x = RNG.standard_normal((1, 64, 12, 12)).astype(np.float32)
+
+    def held_by_a_session():
+        gc.collect()
+        before = _alloc.current_bytes()
+        sess = InferenceSession(data)
+        _c_run(sess, x)
+        packed = _runner(sess)._m.prepack()
+        grown = _alloc.current_bytes() - before
+        del sess
+        gc.collect()
+        assert _alloc.current_bytes() == before  # all of it released with the session
+        return grown, packed
+
+    grown, packed = held_by_a_session()
+    monkeypatch.setattr(_alloc, "hold", lambda owner, nbytes: None)
+    grown_untracked, _ = held_by_a_session()
+    assert packed >= 96 * 64 * 9 * 4 and grown - grown_untracked == packed

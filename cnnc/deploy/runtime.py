@@ -166,7 +166,7 @@ class Runtime:
         dummy = np.zeros(1, np.float32)
         with self._lock:
             need = int(self._m.prepare(batch)[0])
-            self._m.prepack()  # the bundle's weights never change: packed for the GEMMs once
+            _alloc.hold(self, self._m.prepack())  # the bundle's weights never change: packed once
             if self._arena is None or self._arena.shape[0] < need:
                 self._arena = None
                 self._arena = _alloc.empty(max(need, 1), np.uint8)
@@ -202,7 +202,7 @@ class _ExternalConstsRunner:
                 self._arena = arena = None
                 arena = _alloc.empty(max(need, 1), np.uint8)
             if fixed:
-                self._m.prepack(consts, self._sizes)
+                _alloc.hold(self, self._m.prepack(consts, self._sizes))
                 self._arena = arena
             self._m.run([a if a.size else dummy for a in inputs], [o if o.size else dummy for o in outputs],
                         arena, consts, self._sizes)
