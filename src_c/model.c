@@ -69,6 +69,9 @@ struct cnnc_model {
     int64_t *offsets;        /* arena offset per value (arena roots only) */
     int32_t *first, *last;   /* lifetimes (op indices) of arena roots; scratch for planning */
     int32_t *order;          /* planning scratch */
+    int32_t *into;           /* a concatenation's input computed in place: the concatenation's output, or -1 */
+    int64_t *into_off;       /* ... at this byte offset in it */
+    int32_t *reads;          /* planning scratch: reads of each value */
     int64_t *sizes;          /* bytes per value at the prepared batch */
     int64_t batch;           /* 0: not prepared */
     int64_t plan_bytes, ws_bytes;
@@ -238,9 +241,13 @@ static int parse(cnnc_model *m, char *msg, int64_t msg_size) {
     m->first = calloc(nv, sizeof(int32_t));
     m->last = calloc(nv, sizeof(int32_t));
     m->order = calloc(nv, sizeof(int32_t));
+    m->into = calloc(nv, sizeof(int32_t));
+    m->into_off = calloc(nv, sizeof(int64_t));
+    m->reads = calloc(nv, sizeof(int32_t));
     m->names = malloc((size_t)(ni + nout) * (MAX_NAME + 1));
     if (!m->values || !m->ops || !m->input_ids || !m->output_ids || !m->input_names || !m->output_names ||
-        !m->offsets || !m->sizes || !m->first || !m->last || !m->order || !m->names)
+        !m->offsets || !m->sizes || !m->first || !m->last || !m->order || !m->into || !m->into_off ||
+        !m->reads || !m->names)
         return fail(msg, msg_size, CNNC_ENOMEM, "out of memory");
 
     cursor c = {b, HEADER_SIZE, woff};  /* everything but the weights lies before them */
@@ -427,6 +434,7 @@ void cnnc_model_free(cnnc_model *m) {
     free(m->values); free(m->ops); free(m->input_ids); free(m->output_ids);
     free((void *)m->input_names); free((void *)m->output_names); free(m->names);
     free(m->offsets); free(m->sizes); free(m->first); free(m->last); free(m->order);
+    free(m->into); free(m->into_off); free(m->reads);
     free(m->buf_raw);
     cnnc_pool_free(m->own_pool);
     drop_packed(m);
@@ -757,6 +765,48 @@ static int check_op(const cnnc_model *m, int32_t k, int64_t b, int64_t *ws, char
 /* Greedy by size: arena tensors, largest first (ties: lower value id first), each at the lowest
  * 64-byte aligned offset where it overlaps no already placed tensor whose lifetime overlaps its own.
  * cnnc/deploy/_plan.py runs the same algorithm. */
+/* Concatenations computed in place (cnnc/deploy/_format.py, "the plan"): when a concatenation's output
+ * is one block per input (nothing before its axis: outer size 1 at this batch), an input that is an
+ * arena tensor of its own (no alias of it or to it), read by nothing else, and written by an op other
+ * than a concatenation, is computed straight into its block: into[v] = the output, into_off[v] = the
+ * block's byte offset. The concatenation then has nothing to copy for it. */
+static void place_concat_inputs(cnnc_model *m, int64_t batch) {
+    const int32_t nv = m->n_values;
+    for (int32_t i = 0; i < nv; ++i) {
+        m->into[i] = -1;
+        m->into_off[i] = 0;
+        m->reads[i] = 0;
+        m->order[i] = -1; /* the op writing value i */
+    }
+    for (int32_t i = 0; i < nv; ++i) /* a value an alias reads through counts as read twice */
+        if (m->values[i].kind == V_ALIAS) m->reads[m->values[i].root] += 2;
+    for (int32_t k = 0; k < m->n_ops; ++k) {
+        const op_t *o = &m->ops[k];
+        m->order[o->out[0]] = k;
+        for (int j = 0; j < o->n_in; ++j)
+            if (o->in[j] >= 0) m->reads[o->in[j]] += 1;
+    }
+    for (int32_t k = 0; k < m->n_ops; ++k) {
+        const op_t *o = &m->ops[k];
+        const int32_t out = o->out[0];
+        if (o->code != OP_CONCAT || m->values[out].kind != V_ARENA) continue;
+        int64_t dims[MAX_RANK];
+        value_dims(&m->values[out], batch, dims);
+        if (numel_of(dims, (int)o->ia[0]) != 1) continue;
+        int64_t at = 0;
+        for (int j = 0; j < o->n_in; ++j) {
+            const int32_t v = o->in[j];
+            const int32_t w = m->order[v];
+            if (m->values[v].kind == V_ARENA && m->values[v].root == v && m->reads[v] == 1 && w >= 0 &&
+                m->ops[w].code != OP_CONCAT && m->into[v] < 0) {
+                m->into[v] = out;
+                m->into_off[v] = at;
+            }
+            at += m->sizes[v];
+        }
+    }
+}
+
 static int plan_batch(cnnc_model *m, int64_t batch, char *msg, int64_t msg_size) {
     const int32_t nv = m->n_values;
     if (batch < 1 || (m->fixed_batch && batch != m->fixed_batch))
@@ -783,17 +833,25 @@ static int plan_batch(cnnc_model *m, int64_t batch, char *msg, int64_t msg_size)
         int rc = check_op(m, k, batch, &w, msg, msg_size);
         if (rc != CNNC_OK) return rc;
         if (w > ws) ws = w;
+    }
+    place_concat_inputs(m, batch);
+    /* lifetimes, a tensor computed in place counting as its concatenation's (which it then starts) */
+    for (int32_t k = 0; k < m->n_ops; ++k) {
         const op_t *o = &m->ops[k];
         int32_t r = m->values[o->out[0]].root;
-        m->first[r] = k;
+        if (m->into[r] >= 0) r = m->into[r];
+        if (m->first[r] < 0) m->first[r] = k;
         m->last[r] = k;
-        for (int j = 0; j < o->n_in; ++j)
-            if (o->in[j] >= 0) m->last[m->values[o->in[j]].root] = k;
+        for (int j = 0; j < o->n_in; ++j) {
+            if (o->in[j] < 0) continue;
+            int32_t u = m->values[o->in[j]].root;
+            m->last[m->into[u] >= 0 ? m->into[u] : u] = k;
+        }
     }
     /* graph outputs that alias an arena tensor cannot exist (the writer gives them their own) */
     int32_t n = 0;
     for (int32_t i = 0; i < nv; ++i)
-        if (m->values[i].kind == V_ARENA) m->order[n++] = i;
+        if (m->values[i].kind == V_ARENA && m->into[i] < 0) m->order[n++] = i;
     /* insertion sort by (size desc, id asc): n is at most a few thousand */
     for (int32_t i = 1; i < n; ++i) {
         int32_t v = m->order[i], j = i - 1;
@@ -828,6 +886,8 @@ static int plan_batch(cnnc_model *m, int64_t batch, char *msg, int64_t msg_size)
         m->offsets[v] = off;
         if (off + size > total) total = off + size;
     }
+    for (int32_t i = 0; i < nv; ++i)
+        if (m->into[i] >= 0) m->offsets[i] = m->offsets[m->into[i]] + m->into_off[i];
     m->plan_bytes = total;
     m->ws_bytes = ws;
     m->batch = batch;
@@ -1230,7 +1290,7 @@ int cnnc_model_run_consts(const cnnc_model *m, void *arena, int64_t arena_size, 
                 get_shape(m, o->in[j], b, &st);
                 const float *xj = ptr_of(&e, o->in[j]);
                 const int64_t row = outer > 0 ? st.n / outer : 0;
-                copy_rows(ctx, outer, row, xj, row, y + at, yrow);
+                if (xj != y + at) copy_rows(ctx, outer, row, xj, row, y + at, yrow); /* else computed in place */
                 at += row;
             }
             break;

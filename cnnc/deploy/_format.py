@@ -38,6 +38,13 @@ share their source's memory. The plan is greedy by size: tensors sorted by size 
 by value id) each take the lowest 64-byte aligned offset where they overlap no placed tensor whose
 lifetime (from the op that writes it to the last op that reads it) overlaps theirs. The C runtime
 recomputes it for each batch size and rejects a bundle whose stored plan differs.
+
+Concatenations computed in place: when a concatenation's output is one block per input (the product
+of its dims before the axis is 1 at the batch), each input that is an arena tensor read by that
+concatenation only (once, and through no alias) and written by an op that is not a concatenation is not
+placed: it lives in its block of the output (the output's offset plus the sizes of the inputs before
+it), and the output's lifetime starts at the first op writing such an input. The concatenation copies
+only the other inputs.
 """
 import struct
 import zlib
@@ -252,18 +259,57 @@ class Graph:
 
     # ---- the plan ----------------------------------------------------------------------------
 
+    def concat_inputs_in_place(self, batch, sizes):
+        """{value id: (concatenation output id, byte offset)}: the inputs a concatenation's producers
+        compute straight into its output (model.c's place_concat_inputs; the module docstring)."""
+        reads = [0] * len(self.values)
+        for i, v in enumerate(self.values):
+            if v.kind == V_ALIAS:
+                reads[self.root(i)] += 2
+        writer = {}
+        for k, op in enumerate(self.ops):
+            writer[op.output] = k
+            for i in op.inputs:
+                if i >= 0:
+                    reads[i] += 1
+        into = {}
+        for op in self.ops:
+            out = self.values[op.output]
+            if op.code != OP_CONCAT or out.kind != V_ARENA:
+                continue
+            dims = [d * batch if a == out.bdim else d for a, d in enumerate(out.dims)]
+            if int(np.prod(dims[:op.ints[0]], dtype=np.int64)) != 1:
+                continue
+            at = 0
+            for v in op.inputs:
+                w = writer.get(v)
+                if (self.values[v].kind == V_ARENA and reads[v] == 1 and w is not None
+                        and self.ops[w].code != OP_CONCAT and v not in into):
+                    into[v] = (op.output, at)
+                at += sizes[v]
+        return into
+
     def plan(self, batch):
         """(offsets {value id: arena offset}, tensor bytes) at this batch: the algorithm of model.c."""
         n = len(self.values)
         sizes = [4 * v.size_at(batch) for v in self.values]
+        into = self.concat_inputs_in_place(batch, sizes)
+
+        def owner(i):  # the tensor whose memory value i lives in
+            r = self.root(i)
+            return into[r][0] if r in into else r
+
         first, last = [-1] * n, [-1] * n
         for k, op in enumerate(self.ops):
-            r = self.root(op.output)
-            first[r] = last[r] = k
+            r = owner(op.output)
+            if first[r] < 0:
+                first[r] = k
+            last[r] = k
             for i in op.inputs:
                 if i >= 0:
-                    last[self.root(i)] = k
-        order = sorted((i for i, v in enumerate(self.values) if v.kind == V_ARENA), key=lambda i: (-sizes[i], i))
+                    last[owner(i)] = k
+        order = sorted((i for i, v in enumerate(self.values) if v.kind == V_ARENA and i not in into),
+                       key=lambda i: (-sizes[i], i))
         offsets, placed, total = {}, [], 0
         for v in order:
             size = _round_up(sizes[v])
@@ -282,6 +328,8 @@ class Graph:
             offsets[v] = off
             placed.append(v)
             total = max(total, off + size)
+        for v, (out, at) in into.items():
+            offsets[v] = offsets[out] + at
         return offsets, total
 
     # ---- serialisation -----------------------------------------------------------------------
