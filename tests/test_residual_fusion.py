@@ -2,7 +2,8 @@
 
 The lowering (Graph.fuse_residual_adds) gives the conv the residual as a 4th input; the C runtime adds
 it after the bias and before the activation: in the micro-kernel's registers on the NCHW GEMM paths,
-in a pass after the convolution for Winograd, the direct path and NHWC. Each case compares an
+while transposing the output on the transposed GEMM (few output pixels), in a pass after the
+convolution for Winograd, the direct path and NHWC. Each case compares an
 InferenceSession's C runs with fusion against one lowered without it (bit for bit) and against the
 session's own first run (the step-by-step plan)."""
 import numpy as np
@@ -88,6 +89,8 @@ CASES = {
     "few output channels (few-row GEMM)": (16, 4, 9, 3, "Relu", 1),
     "winograd (a pass after)": (32, 32, 16, 3, "Relu", 1),
     "direct, 3 channels (a pass after)": (3, 8, 15, 3, "Sigmoid", 1),
+    "1x1 on 7x7, transposed GEMM, relu": (32, 32, 7, 1, "Relu", 1),
+    "3x3 on 7x7, transposed GEMM, sigmoid": (32, 48, 7, 3, "Sigmoid", 1),
 }
 
 
