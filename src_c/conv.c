@@ -309,14 +309,9 @@ static void transpose_task(void *arg, int64_t lo, int64_t hi, int slot) {
             for (int64_t co = cb; co < ce; ++co) j->y[co * ohw + q] = tq[co];
         }
     }
-    for (int64_t co = c0; co < c1 && j->res; ++co) {
-        float *restrict yr = j->y + co * ohw;
-        const float *restrict rr = j->res + co * ohw;
-        for (int64_t q = 0; q < np; ++q) yr[q] += rr[q];
-        if (j->act.kind == CNNC_ACT_RELU)
-            for (int64_t q = 0; q < np; ++q) yr[q] = yr[q] > 0.0f ? yr[q] : 0.0f;
-        else if (j->act.kind != CNNC_ACT_NONE)
-            cnnc_bias_act_span(j->act, NULL, yr, np);
+    if (j->res) { /* the residual and the activation, as the GEMM epilogue applies them */
+        const cnnc_gemm_epilogue ep = {NULL, 0, j->act, j->res, ohw};
+        cnnc_gemm_epilogue_block(&ep, j->y, ohw, c0, c1 - c0, 0, np);
     }
 }
 

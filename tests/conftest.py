@@ -27,6 +27,23 @@ def threads():
 
 
 @pytest.fixture
+def isa():
+    """use(name) switches cnnc's ISA path ('generic', 'avx2', ...) for the test, skipping the test when
+    this machine cannot run that path; the previous path is restored afterwards."""
+    from cnnc import _core
+
+    before = _core.arch_name()
+
+    def use(name):
+        if _core._init_arch(name) != name:
+            _core._init_arch(before)
+            pytest.skip(f"{name} is not available here")
+
+    yield use
+    _core._init_arch(before)
+
+
+@pytest.fixture
 def run_py():
     """run(code, env=None, timeout=120) -> CompletedProcess of `python -c code` in a fresh process
     that imports the same cnnc as this one (so a crash fails the test instead of killing pytest)."""

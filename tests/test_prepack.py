@@ -73,49 +73,39 @@ CASES = {
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("arch", ["generic", "avx2"])
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_packed_weights_give_the_same_bits(name, arch, threads, monkeypatch):
-    before = _core.arch_name()
-    if _core._init_arch(arch) != arch:
-        _core._init_arch(before)
-        pytest.skip(f"{arch} is not available here")
-    try:
-        c, cout, hw, k, group, stride, pad = CASES[name]
-        data = _conv_model(c, cout, hw, k, group, stride, pad)
-        x = RNG.standard_normal((1, c, hw, hw)).astype(np.float32)
-        packed = InferenceSession(data, _Options(threads))
-        y_packed = _c_run(packed, x)
-        assert _runner(packed)._m.prepack() > 0, "the session did not pack its convolution's weights"
-        call = rt._ExternalConstsRunner._call
-        monkeypatch.setattr(rt._ExternalConstsRunner, "_call",
-                            lambda self, b, i, o, consts, fixed=False: call(self, b, i, o, consts, False))
-        plain = InferenceSession(data, _Options(threads))
-        y_plain = _c_run(plain, x)
-        assert np.array_equal(y_packed, y_plain)
-        assert np.abs(y_plain).max() > 0
-    finally:
-        _core._init_arch(before)
+def test_packed_weights_give_the_same_bits(name, arch, threads, monkeypatch, isa):
+    isa(arch)
+    c, cout, hw, k, group, stride, pad = CASES[name]
+    data = _conv_model(c, cout, hw, k, group, stride, pad)
+    x = RNG.standard_normal((1, c, hw, hw)).astype(np.float32)
+    packed = InferenceSession(data, _Options(threads))
+    y_packed = _c_run(packed, x)
+    assert _runner(packed)._m.prepack() > 0, "the session did not pack its convolution's weights"
+    call = rt._ExternalConstsRunner._call
+    monkeypatch.setattr(rt._ExternalConstsRunner, "_call",
+                        lambda self, b, i, o, consts, fixed=False: call(self, b, i, o, consts, False))
+    plain = InferenceSession(data, _Options(threads))
+    y_plain = _c_run(plain, x)
+    assert np.array_equal(y_packed, y_plain)
+    assert np.abs(y_plain).max() > 0
 
 
-def test_a_change_of_isa_repacks_for_the_new_micro_kernel():
-    before = _core.arch_name()
-    if before == "generic":
+def test_a_change_of_isa_repacks_for_the_new_micro_kernel(isa):
+    if _core.arch_name() == "generic":
         pytest.skip("one ISA path only")
-    try:
-        data = _conv_model(16, 32, 12, 3)
-        x = RNG.standard_normal((1, 16, 12, 12)).astype(np.float32)
-        sess = InferenceSession(data)
-        y_best = _c_run(sess, x)
-        packed_best = _runner(sess)._m.prepack()
-        _core._init_arch("generic")  # another tile width (NR): the old panels must not be used
-        y_generic = sess.run(None, {"x": x})[0]
-        ref = InferenceSession(data)
-        _c_run(ref, x)
-        sess_generic_fresh = ref.run(None, {"x": x})[0]
-        assert np.array_equal(y_generic, sess_generic_fresh)
-        np.testing.assert_allclose(y_generic, y_best, rtol=1e-5, atol=1e-5)
-        assert _runner(sess)._m.prepack() > 0 and packed_best > 0
-    finally:
-        _core._init_arch(before)
+    data = _conv_model(16, 32, 12, 3)
+    x = RNG.standard_normal((1, 16, 12, 12)).astype(np.float32)
+    sess = InferenceSession(data)
+    y_best = _c_run(sess, x)
+    packed_best = _runner(sess)._m.prepack()
+    isa("generic")  # another tile width (NR): the old panels must not be used
+    y_generic = sess.run(None, {"x": x})[0]
+    ref = InferenceSession(data)
+    _c_run(ref, x)
+    sess_generic_fresh = ref.run(None, {"x": x})[0]
+    assert np.array_equal(y_generic, sess_generic_fresh)
+    np.testing.assert_allclose(y_generic, y_best, rtol=1e-5, atol=1e-5)
+    assert _runner(sess)._m.prepack() > 0 and packed_best > 0
 
 
 def test_what_is_not_packed():

@@ -97,25 +97,19 @@ CASES = {
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("arch", ["generic", "avx2"])
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_fused_residual_gives_the_unfused_bits(name, arch, threads, monkeypatch):
-    before = _core.arch_name()
-    if _core._init_arch(arch) != arch:
-        _core._init_arch(before)
-        pytest.skip(f"{arch} is not available here")
-    try:
-        c, cout, hw, k, act, group = CASES[name]
-        data = _model(c, cout, hw, k, act, group=group)
-        x = RNG.standard_normal((1, c, hw, hw)).astype(np.float32)
-        plan, fused, n = _runs(data, x, threads)
-        assert n == 1
-        _, unfused, n0 = _runs(data, x, threads, fuse=False, monkeypatch=monkeypatch)
-        assert n0 == 0
-        assert np.array_equal(fused[0], unfused[0])
-        np.testing.assert_allclose(fused[0], plan[0], rtol=1e-5, atol=1e-5)
-        if act == "Relu":
-            assert (fused[0] == 0).any() and (fused[0] > 0).any()
-    finally:
-        _core._init_arch(before)
+def test_fused_residual_gives_the_unfused_bits(name, arch, threads, monkeypatch, isa):
+    isa(arch)
+    c, cout, hw, k, act, group = CASES[name]
+    data = _model(c, cout, hw, k, act, group=group)
+    x = RNG.standard_normal((1, c, hw, hw)).astype(np.float32)
+    plan, fused, n = _runs(data, x, threads)
+    assert n == 1
+    _, unfused, n0 = _runs(data, x, threads, fuse=False, monkeypatch=monkeypatch)
+    assert n0 == 0
+    assert np.array_equal(fused[0], unfused[0])
+    np.testing.assert_allclose(fused[0], plan[0], rtol=1e-5, atol=1e-5)
+    if act == "Relu":
+        assert (fused[0] == 0).any() and (fused[0] > 0).any()
 
 
 def test_what_is_not_fused():

@@ -175,25 +175,25 @@ class Graph:
             self.values[vid].name = name
             self.outputs.append((name, vid))
 
-    def fuse_residual_adds(self):
-        """conv -> add of a same-shape tensor -> (activation): one conv op that adds the residual
-        before its activation (its 4th input), when the conv's result (and the sum) has no other reader
-        and the residual exists before the conv runs. The result is the same, bit for bit (the C
-        runtime rounds as the separate ops do), with two passes over the tensor fewer."""
+    def _sole_readers(self):
+        """{value id: op index} for the arena tensors read exactly once (by one op, once, through no
+        alias): the tensors a fusion may compute into, or remove, for their reader."""
         readers = {}
         for k, op in enumerate(self.ops):
             for i in op.inputs:
                 if i >= 0:
                     readers.setdefault(i, []).append(k)
-        aliased = {v.alias_of for v in self.values if v.kind == V_ALIAS}
-        outputs = {v for _, v in self.outputs}
+        aliased = {self.root(i) for i, v in enumerate(self.values) if v.kind == V_ALIAS}
+        return {v: r[0] for v, r in readers.items()
+                if len(r) == 1 and v not in aliased and self.values[v].kind == V_ARENA}
+
+    def fuse_residual_adds(self):
+        """conv -> add of a same-shape tensor -> (activation): one conv op that adds the residual
+        before its activation (its 4th input), when the conv's result (and the sum) has no other reader
+        and the residual exists before the conv runs. The result is the same, bit for bit (the C
+        runtime rounds as the separate ops do), with two passes over the tensor fewer."""
+        sole_reader = self._sole_readers().get  # graph outputs are not arena tensors: excluded too
         made = {op.output: k for k, op in enumerate(self.ops)}
-
-        def sole_reader(vid):
-            r = readers.get(vid, [])
-            ok = len(r) == 1 and vid not in aliased and vid not in outputs and self.values[vid].kind == V_ARENA
-            return r[0] if ok else None
-
         dead = set()
         for k, conv in enumerate(self.ops):
             if conv.code != OP_CONV or len(conv.inputs) != 3 or conv.ints[9] != ACT_NONE or k in dead:
@@ -262,16 +262,8 @@ class Graph:
     def concat_inputs_in_place(self, batch, sizes):
         """{value id: (concatenation output id, byte offset)}: the inputs a concatenation's producers
         compute straight into its output (model.c's place_concat_inputs; the module docstring)."""
-        reads = [0] * len(self.values)
-        for i, v in enumerate(self.values):
-            if v.kind == V_ALIAS:
-                reads[self.root(i)] += 2
-        writer = {}
-        for k, op in enumerate(self.ops):
-            writer[op.output] = k
-            for i in op.inputs:
-                if i >= 0:
-                    reads[i] += 1
+        sole = self._sole_readers()
+        writer = {op.output: k for k, op in enumerate(self.ops)}
         into = {}
         for op in self.ops:
             out = self.values[op.output]
@@ -283,8 +275,7 @@ class Graph:
             at = 0
             for v in op.inputs:
                 w = writer.get(v)
-                if (self.values[v].kind == V_ARENA and reads[v] == 1 and w is not None
-                        and self.ops[w].code != OP_CONCAT and v not in into):
+                if v in sole and w is not None and self.ops[w].code != OP_CONCAT and v not in into:
                     into[v] = (op.output, at)
                 at += sizes[v]
         return into

@@ -183,6 +183,7 @@ class _ExternalConstsRunner:
         self._m = _core.BundleModel(np.frombuffer(g.to_bytes(plan_batch, external_consts=True), dtype=np.uint8))
         self._sizes = [int(np.prod(s, dtype=np.int64)) for s in self._m.const_shapes()]
         self._lock = threading.Lock()
+        self._arena = None  # kept between runs when the constants are fixed (_call)
 
     def arena_parts(self, batch_size):
         """(tensor plan bytes, workspace bytes) of a run of this batch size."""
@@ -197,9 +198,9 @@ class _ExternalConstsRunner:
         dummy = np.zeros(1, np.float32)  # the binding wants a buffer even for an empty tensor
         with self._lock:
             need = int(self._m.prepare(batch)[0])
-            arena = getattr(self, "_arena", None) if fixed else None
+            arena = self._arena if fixed else None
             if arena is None or arena.shape[0] < need:
-                self._arena = arena = None
+                self._arena = arena = None  # a smaller kept arena is freed before the new one is made
                 arena = _alloc.empty(max(need, 1), np.uint8)
             if fixed:
                 _alloc.hold(self, self._m.prepack(consts, self._sizes))
