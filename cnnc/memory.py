@@ -5,7 +5,9 @@ moment and the peak during a call are known exactly; `measure(fn)` reports that 
 describes, layer by layer, the buffers the layers' forward and backward passes allocate (workspaces
 sized by the same C `*_workspace_size` functions the kernels use) and replays them on the real
 schedule of a training step (forward keeping what backward needs, loss, backward releasing each
-layer's buffers once it is done, update) and of inference. Inference runs as one call into the C
+layer's buffers once it is done, update) and of inference. From a model's second training step on,
+those buffers are views of one block planned to the step's peak (cnnc._alloc.StepArena), held between
+steps: the peak is the same, the memory stays with the model. Inference runs as one call into the C
 runtime when every layer has a lowering there (its arena, planned by the runtime itself, holds the
 intermediate tensors and the kernel workspace); otherwise layer by layer, each buffer released as soon
 as the next layer has consumed it.

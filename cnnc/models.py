@@ -9,7 +9,7 @@ import zipfile
 
 import numpy as np
 
-from . import __version__, _alloc, utils
+from . import __version__, _alloc, _core, utils
 from . import layers as layers_mod
 from .layers.base import Layer, _format_shape, unique_name
 from .layers.core import InputLayer
@@ -351,6 +351,21 @@ class Sequential:
         return sum(l.regularization_loss() for l in self._layers if l.trainable)
 
     def _train_step(self, x, y):
+        arena = self.__dict__.get("_step_arena")
+        if arena is None:
+            arena = self._step_arena = _alloc.StepArena()
+        with arena.step(_core.effective_threads()):  # workspaces depend on the thread count
+            return self._train_step_body(x, y)
+
+    def release_training_memory(self):
+        """Free the memory block the training steps reuse (cnnc._alloc.StepArena). Training keeps
+        it between steps, so that each step does not fault in its buffers again; the next step
+        after this call allocates afresh and plans a new block."""
+        arena = self.__dict__.get("_step_arena")
+        if arena is not None:
+            arena.release()
+
+    def _train_step_body(self, x, y):
         out = self._forward(x, training=True)
         loss = float(self.loss(y, out)) + self._regularization_loss()
         self._backward(*self._loss_gradient(y, out), release=True)

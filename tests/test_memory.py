@@ -74,7 +74,8 @@ def _memory_table():
 @pytest.mark.parametrize("name,b", CASES)
 def test_estimate_matches_resident_memory_and_tracemalloc(name, b, mode, tmp_path):
     """Independent of cnnc's accounting: tracemalloc sees every NumPy buffer; the resident set's
-    growth over a step sees what the process really touched.
+    growth over a step sees what the process really touched. In training this is checked on a step
+    that allocates afresh and on the step that first uses the block the training steps then reuse.
 
     The resident-set peak is exact, not VmHWM: the kernel records VmHWM when memory is unmapped, from
     an RSS count kept in per-CPU batches, so it lags the true peak by tens of pages per CPU (up to
@@ -91,9 +92,23 @@ def test_estimate_matches_resident_memory_and_tracemalloc(name, b, mode, tmp_pat
     out = _memory_table().measure_case(name, b, mode, cwd=tmp_path)
     est = out["estimate"] - out["alive_before"]
     assert abs(est - out["traced"]) <= 0.10 * out["traced"], out
+    if mode == "train":
+        # training steps reuse one block (cnnc._alloc.StepArena) planned to the step's peak: the step
+        # that takes its buffers from it is still counted as estimated, and the block is the step
+        est_reused = out["estimate"] - out["alive_before_reused"]
+        assert abs(est_reused - est) <= 0.01 * est, out
+        assert abs(out["estimate"] - out["accounting_reused"]) <= 0.10 * out["accounting_reused"], out
+        assert abs(out["arena_bytes"] - est) <= 0.10 * est, out
     if not out["statm_exact"]:
         pytest.skip("this kernel's /proc/self/statm batches the resident count per CPU: no exact peak")
     assert abs(est - out["rss_growth"]) <= 0.10 * out["rss_growth"], out
+    if mode == "train":
+        # the step that first touches the block grows by the estimate plus what every step touches
+        # besides (Python's objects, the buffers that outlive the step: a steady step's growth); the
+        # step after it touches no block page again
+        reused = out["rss_growth_reused"] - out["rss_growth_steady"]
+        assert abs(est - reused) <= 0.10 * reused, out
+        assert out["rss_growth_steady"] <= out["rss_growth_reused"] / 4, out
 
 
 def test_report_rows_table_and_dict():

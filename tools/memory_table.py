@@ -93,16 +93,28 @@ def resident_growth(n):
     sys.setprofile(None)
     return (max(peak, resident_pages()) - base) * PAGE, hwm() - base * PAGE, acct
 resident_growth(1)
+if mode == "train":
+    m.release_training_memory()  # the measured step allocates afresh, as a first step does
 alive = memory.current_bytes()
 rss, hwm_growth, acct = resident_growth(b)
+extra = {}
+if mode == "train":
+    # the next step takes its buffers from the block the training steps reuse, allocated in this step
+    # and planned from the last one; the step after it touches no new memory
+    extra["alive_before_reused"] = memory.current_bytes()
+    extra["rss_growth_reused"], _, extra["accounting_reused"] = resident_growth(b)
+    extra["arena_bytes"] = m._step_arena.nbytes()
+    extra["rss_growth_steady"] = resident_growth(b)[0]
 print(json.dumps(dict(estimate=est, accounting=acct, alive_before=alive, rss_growth=rss, hwm_growth=hwm_growth,
-                      traced=traced, statm_exact=statm_is_exact())))
+                      traced=traced, statm_exact=statm_is_exact(), **extra)))
 """
 
 
 def measure_case(name, b, mode, cwd=None, threads=1):
     """Run the child for one case in a fresh process (importing the same cnnc as this one) and return
-    its figures: estimate, accounting, alive_before, rss_growth, hwm_growth, traced, statm_exact.
+    its figures: estimate, accounting, alive_before, rss_growth, hwm_growth, traced, statm_exact; in
+    training also the step that reuses the arena's block (alive_before_reused, rss_growth_reused,
+    accounting_reused, arena_bytes) and the step after it (rss_growth_steady).
 
     One thread by default: with more, each thread has its own scratch (e.g. a GEMM's packed A block),
     but a thread touches its scratch only when it claims part of a loop, and at small sizes the caller
