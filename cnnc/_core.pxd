@@ -115,6 +115,11 @@ cdef extern from "cnnc.h" nogil:
                                 float *y, int64_t *argmax)
     int cnnc_max_pool2d_backward(const cnnc_ctx *ctx, const cnnc_pool2d_params *p, const float *dy,
                                  const int64_t *argmax, float *dx)
+    int CNNC_POOL_MAX_TAPS
+    int cnnc_max_pool2d_forward_taps(const cnnc_ctx *ctx, const cnnc_pool2d_params *p, const float *x,
+                                     float *y, uint8_t *taps)
+    int cnnc_max_pool2d_backward_taps(const cnnc_ctx *ctx, const cnnc_pool2d_params *p, const float *dy,
+                                      const uint8_t *taps, float *dx)
     int cnnc_avg_pool2d_forward(const cnnc_ctx *ctx, const cnnc_pool2d_params *p,
                                 int count_include_pad, const float *x, float *y)
     int cnnc_avg_pool2d_backward(const cnnc_ctx *ctx, const cnnc_pool2d_params *p,

@@ -10,7 +10,7 @@ from ._checks import (as_float32, as_int, as_layout, as_pair, check_nonempty, ch
                       check_total, resolve_padding, window_output)
 
 __all__ = [
-    "max_pool2d", "max_pool2d_with_argmax", "max_pool2d_grad",
+    "max_pool2d", "max_pool2d_with_argmax", "max_pool2d_with_taps", "max_pool2d_grad",
     "avg_pool2d", "avg_pool2d_grad",
     "global_avg_pool2d", "global_max_pool2d", "global_avg_pool2d_grad", "global_max_pool2d_grad",
     "max_pool", "max_pool_grad",
@@ -39,9 +39,11 @@ def _join(n, h, w, c, layout):
 
 
 def _geometry(what, x, pool_size, strides, padding, data_format, dilations, ceil_mode):
-    """Validate a 2-D pooling call -> (x float32, geom tuple for _core, output shape)."""
-    x = as_float32(x, "x", ndim=4)
-    check_nonempty(x, "x")
+    """Validate a 2-D pooling call -> (x float32, geom tuple for _core, output shape). x may be
+    an _XShape (the backward from taps needs x's shape only)."""
+    if not isinstance(x, _XShape):
+        x = as_float32(x, "x", ndim=4)
+        check_nonempty(x, "x")
     layout = as_layout(data_format)
     kh, kw = as_pair(pool_size, "pool_size", 1)
     sh, sw = (kh, kw) if strides is None else as_pair(strides, "strides", 1)
@@ -63,6 +65,16 @@ def _geometry(what, x, pool_size, strides, padding, data_format, dilations, ceil
     check_total(out_shape, f"{what} output")
     geom = (n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pb, pl, pr, layout, ceil_mode)
     return x, geom, out_shape
+
+
+class _XShape:
+    """The shape of a 4-D x that is not at hand (max_pool2d_grad from taps)."""
+
+    def __init__(self, shape, what):
+        shape = tuple(shape)
+        if len(shape) != 4 or not all(isinstance(d, (int, np.integer)) and d > 0 for d in shape):
+            raise ValueError(f"{what}: x's shape must be 4 positive ints, received {shape!r}")
+        self.shape = tuple(int(d) for d in shape)
 
 
 def _check_dy(dy, expected, what):
@@ -95,6 +107,22 @@ def max_pool2d_with_argmax(x, pool_size, strides=None, padding="valid", data_for
     return y, argmax
 
 
+def max_pool2d_with_taps(x, pool_size, strides=None, padding="valid", data_format="NHWC",
+                         dilations=1, ceil_mode=False):
+    """(y, taps): taps (uint8, y's shape) is the position i * kw + j of each chosen element in its
+    window (ties pick the first in (kh, kw) order; 255 for a window holding padding only): what
+    training keeps for max_pool2d_grad, an eighth of an int64 argmax. Windows of at most 255 taps."""
+    x, geom, out_shape = _geometry("max_pool2d_with_taps", x, pool_size, strides, padding,
+                                   data_format, dilations, ceil_mode)
+    if geom[4] * geom[5] > _core.POOL_MAX_TAPS:
+        raise ValueError(f"max_pool2d_with_taps: a window of {geom[4]} x {geom[5]} has more than "
+                         f"{_core.POOL_MAX_TAPS} taps; use max_pool2d_with_argmax")
+    y = _alloc.empty(out_shape, dtype=np.float32)
+    taps = _alloc.empty(out_shape, dtype=np.uint8)
+    _core.max_pool2d_forward_taps(geom, x, y, taps)
+    return y, taps
+
+
 def _check_argmax(argmax, out_shape, what):
     """argmax as a C-contiguous int64 array of out_shape (its entries are checked by the C backward,
     which refuses an index outside the matching image or plane; _stray_argmax says which)."""
@@ -123,13 +151,27 @@ def _stray_argmax(a, x_shape, layout, what):
 
 
 def max_pool2d_grad(x, dy, pool_size, strides=None, padding="valid", data_format="NHWC",
-                    dilations=1, ceil_mode=False, argmax=None):
-    """dx of max_pool2d: dy routed to the chosen element of each window (argmax recomputed from x
-    unless given)."""
+                    dilations=1, ceil_mode=False, argmax=None, taps=None):
+    """dx of max_pool2d: dy routed to the chosen element of each window, given by `taps`
+    (max_pool2d_with_taps) or `argmax` (max_pool2d_with_argmax), else recomputed from x. x may be
+    given by its shape alone (a tuple) when taps are."""
     what = "max_pool2d_grad"
+    if taps is not None and isinstance(x, tuple):
+        x = _XShape(x, what)
     x, geom, out_shape = _geometry(what, x, pool_size, strides, padding, data_format, dilations,
                                    ceil_mode)
     dy = _check_dy(dy, out_shape, what)
+    if taps is not None:
+        t = np.asarray(taps)
+        if t.dtype != np.uint8 or t.shape != tuple(out_shape):
+            raise ValueError(f"{what}: taps must be uint8 of the forward output shape {tuple(out_shape)}, "
+                             f"received {t.dtype} {t.shape}")
+        dx = _alloc.empty(x.shape, dtype=np.float32)
+        try:
+            _core.max_pool2d_backward_taps(geom, dy, np.ascontiguousarray(t), dx)
+        except ValueError:
+            raise ValueError(f"{what}: taps holds a position outside its window or the input") from None
+        return dx
     if argmax is None:
         argmax = _alloc.empty(out_shape, dtype=np.int64)
         _core.max_pool2d_forward(geom, x, _alloc.empty(out_shape, dtype=np.float32), argmax)

@@ -76,6 +76,35 @@ def max_pool2d_backward(tuple geom, dy, argmax, dx):
     _check(rc, "max_pool2d_grad")
 
 
+POOL_MAX_TAPS = CNNC_POOL_MAX_TAPS
+
+
+def max_pool2d_forward_taps(tuple geom, x, y, taps):
+    cdef cnnc_pool2d_params p
+    _pool_sizes(&p, geom, ("x", x), ("y", y), taps)
+    cdef cnnc_ctx ctx = _ctx()
+    cdef const float *xp = _cf(x, "x")
+    cdef float *yp = _wf(y, "y")
+    cdef uint8_t *tp = _wu8(taps, "taps")
+    cdef int rc
+    with nogil:
+        rc = cnnc_max_pool2d_forward_taps(&ctx, &p, xp, yp, tp)
+    _check(rc, "max_pool2d")
+
+
+def max_pool2d_backward_taps(tuple geom, dy, taps, dx):
+    cdef cnnc_pool2d_params p
+    _pool_sizes(&p, geom, ("dx", dx), ("dy", dy), taps)
+    cdef cnnc_ctx ctx = _ctx()
+    cdef const float *dyp = _cf(dy, "dy")
+    cdef const uint8_t *tp = _cu8(taps, "taps")
+    cdef float *dxp = _wf(dx, "dx")
+    cdef int rc
+    with nogil:
+        rc = cnnc_max_pool2d_backward_taps(&ctx, &p, dyp, tp, dxp)
+    _check(rc, "max_pool2d_grad")
+
+
 def avg_pool2d_forward(tuple geom, bint count_include_pad, x, y):
     cdef cnnc_pool2d_params p
     _pool_sizes(&p, geom, ("x", x), ("y", y), None)

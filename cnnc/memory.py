@@ -163,9 +163,10 @@ def _profile(layer, in_shape, out_shape, training, first):
             keep, tmp, dz = _activation_parts(act, b_out, training)
         return _Profile(out=b_out, fwd_temp=ws + tmp, saved=keep, holds_out=True, holds_in=True, bwd_temp=ws_b,
                         dz=dz, dx=dx, grads=gbytes, macs=(m // in_shape[0]) * k * n, params=pbytes)
-    if isinstance(layer, L.MaxPooling2D):
-        argmax = _nbytes(out_shape, 8) if training else 0
-        return _Profile(out=b_out, saved=argmax, holds_in=True, dx=dx, params=pbytes)
+    if isinstance(layer, L.MaxPooling2D):  # training keeps a one-byte tap per output (else argmax + x)
+        taps = layer.pool_size[0] * layer.pool_size[1] <= _core.POOL_MAX_TAPS
+        saved = (_nbytes(out_shape, 1) if taps else _nbytes(out_shape, 8)) if training else 0
+        return _Profile(out=b_out, saved=saved, holds_in=training and not taps, dx=dx, params=pbytes)
     if isinstance(layer, (L.AveragePooling2D, L.GlobalAveragePooling2D)):
         return _Profile(out=b_out, holds_in=training, dx=dx, params=pbytes)
     if isinstance(layer, L.GlobalMaxPooling2D):

@@ -230,6 +230,18 @@ int cnnc_max_pool2d_forward(const cnnc_ctx *ctx, const cnnc_pool2d_params *p, co
 /* dx = 0, then dx[argmax[i]] += dy[i]. */
 int cnnc_max_pool2d_backward(const cnnc_ctx *ctx, const cnnc_pool2d_params *p, const float *dy,
                              const int64_t *argmax, float *dx);
+/* Max pooling for training: y as cnnc_max_pool2d_forward, and for each output the position of the
+ * chosen element in its window, i * kw + j (taps in (kh, kw) order, padding included), as one byte;
+ * CNNC_POOL_NO_TAP where the window holds padding only. Windows of at most CNNC_POOL_MAX_TAPS taps
+ * (CNNC_EINVAL otherwise: use the argmax). The backward computes dx = 0, then adds each dy to its chosen
+ * element in output order: the bits of cnnc_max_pool2d_backward with the argmax of the same forward.
+ * A tap outside its window or the input gives CNNC_EINVAL. */
+#define CNNC_POOL_NO_TAP 255
+#define CNNC_POOL_MAX_TAPS 255
+int cnnc_max_pool2d_forward_taps(const cnnc_ctx *ctx, const cnnc_pool2d_params *p, const float *x, float *y,
+                                 uint8_t *taps);
+int cnnc_max_pool2d_backward_taps(const cnnc_ctx *ctx, const cnnc_pool2d_params *p, const float *dy,
+                                  const uint8_t *taps, float *dx);
 /* Average pooling. count_include_pad = 1: divide by the number of window positions inside the padded
  * input; 0: by the number of real input elements (0 -> output 0). */
 int cnnc_avg_pool2d_forward(const cnnc_ctx *ctx, const cnnc_pool2d_params *p, int count_include_pad,

@@ -90,6 +90,7 @@ typedef struct {
     const float *x; /* forward: x; backward: dy */
     float *y;       /* forward: y; backward: dx */
     int64_t *am;    /* argmax (may be NULL) */
+    uint8_t *tap;   /* tap indices (cnnc_max_pool2d_forward_taps) */
 } window_job;
 
 /* NHWC output row r = (n, oh) of x[N, H, W, C] -> y[N, OH, OW, C] (+ argmax[N, OH, OW, C]), taps
@@ -469,6 +470,232 @@ int cnnc_max_pool2d_backward(const cnnc_ctx *ctx, const cnnc_pool2d_params *p, c
     if (q->layout == CNNC_NHWC)
         return scatter_groups(ctx, q->n, oh * ow * q->c, q->h * q->w * q->c, dy, argmax, dx);
     return scatter_groups(ctx, q->n * q->c, oh * ow, q->h * q->w, dy, argmax, dx);
+}
+
+/* ---- max pooling with tap indices (training) ---------------------------------------------------------
+ * What training keeps for the backward pass: for each output, the position of its chosen element in
+ * its window, i * KW + j, as one byte (CNNC_POOL_NO_TAP for a window of padding only), instead of an
+ * int64 index into x: an eighth of the memory, and the forward keeps the inference kernel's shape
+ * (one vectorisable pass over the channels). The choice is the argmax's: taps folded in (kh, kw) order
+ * with max_takes. The backward adds dy in output order per image (NHWC) or plane (NCHW), as
+ * scatter_task does: the same bits as the argmax backward. */
+#define TAP_CBLOCK 64
+
+static inline int32_t select_i32(int t, int32_t a, int32_t b) {
+    const int32_t m = -(int32_t)t;
+    return (a & m) | (b & ~m);
+}
+
+static void max_taps_nhwc_task(void *arg, int64_t begin, int64_t end, int slot) {
+    const window_job *jb = (const window_job *)arg;
+    (void)slot;
+    const cnnc_window2d *q = jb->q;
+    const int64_t oh = jb->oh, ow = jb->ow, C = q->c;
+    uint8_t *taps = jb->tap;
+    for (int64_t r = begin; r < end; r++) {
+        const int64_t ni = r / oh, yo = r % oh;
+        int64_t ilo, ihi;
+        window_taps(yo, q->sh, q->dh, q->kh, q->pt, 0, q->h, &ilo, &ihi);
+        for (int64_t xo = 0; xo < ow; xo++) {
+            int64_t jlo, jhi;
+            window_taps(xo, q->sw, q->dw, q->kw, q->pl, 0, q->w, &jlo, &jhi);
+            float *restrict yr = jb->y + (r * ow + xo) * C;
+            uint8_t *restrict tr = taps + (r * ow + xo) * C;
+            if (ilo >= ihi || jlo >= jhi) { /* the window holds padding only */
+                for (int64_t ch = 0; ch < C; ch++) yr[ch] = -INFINITY;
+                memset(tr, CNNC_POOL_NO_TAP, (size_t)C);
+                continue;
+            }
+            for (int64_t c0 = 0; c0 < C; c0 += TAP_CBLOCK) {
+                const int64_t cn = CNNC_MIN(TAP_CBLOCK, C - c0);
+                float m[TAP_CBLOCK];
+                int32_t t[TAP_CBLOCK];
+                int first = 1;
+                for (int64_t i = ilo; i < ihi; i++) {
+                    const int64_t ih = yo * q->sh - q->pt + i * q->dh;
+                    for (int64_t j = jlo; j < jhi; j++) {
+                        const int64_t iw = xo * q->sw - q->pl + j * q->dw;
+                        const float *restrict xr = jb->x + ((ni * q->h + ih) * q->w + iw) * C + c0;
+                        const int32_t tap = (int32_t)(i * q->kw + j);
+                        if (first) {
+                            for (int64_t ch = 0; ch < cn; ch++) {
+                                m[ch] = xr[ch];
+                                t[ch] = tap;
+                            }
+                            first = 0;
+                            continue;
+                        }
+                        for (int64_t ch = 0; ch < cn; ch++) { /* branch-free, vectorisable */
+                            const float v = xr[ch], b = m[ch];
+                            const int take = max_takes(v, b);
+                            m[ch] = select_f(take, v, b);
+                            t[ch] = select_i32(take, tap, t[ch]);
+                        }
+                    }
+                }
+                for (int64_t ch = 0; ch < cn; ch++) {
+                    yr[c0 + ch] = m[ch];
+                    tr[c0 + ch] = (uint8_t)t[ch];
+                }
+            }
+        }
+    }
+}
+
+static void max_taps_nchw_task(void *arg, int64_t begin, int64_t end, int slot) {
+    const window_job *jb = (const window_job *)arg;
+    (void)slot;
+    const cnnc_window2d *q = jb->q;
+    const int64_t oh = jb->oh, ow = jb->ow, hw = q->h * q->w;
+    uint8_t *taps = jb->tap;
+    for (int64_t pl = begin; pl < end; pl++) {
+        const float *restrict xp = jb->x + pl * hw;
+        for (int64_t yo = 0; yo < oh; yo++) {
+            int64_t ilo, ihi;
+            window_taps(yo, q->sh, q->dh, q->kh, q->pt, 0, q->h, &ilo, &ihi);
+            for (int64_t xo = 0; xo < ow; xo++) {
+                int64_t jlo, jhi;
+                window_taps(xo, q->sw, q->dw, q->kw, q->pl, 0, q->w, &jlo, &jhi);
+                float m = -INFINITY;
+                int32_t t = CNNC_POOL_NO_TAP;
+                for (int64_t i = ilo; i < ihi; i++) {
+                    const int64_t ih = yo * q->sh - q->pt + i * q->dh;
+                    for (int64_t j = jlo; j < jhi; j++) {
+                        const float v = xp[ih * q->w + xo * q->sw - q->pl + j * q->dw];
+                        if (t == CNNC_POOL_NO_TAP || max_takes(v, m)) {
+                            m = v;
+                            t = (int32_t)(i * q->kw + j);
+                        }
+                    }
+                }
+                const int64_t o = (pl * oh + yo) * ow + xo;
+                jb->y[o] = m;
+                taps[o] = (uint8_t)t;
+            }
+        }
+    }
+}
+
+int cnnc_max_pool2d_forward_taps(const cnnc_ctx *ctx, const cnnc_pool2d_params *p, const float *x, float *y,
+                                 uint8_t *taps) {
+    int64_t oh, ow;
+    if (!ctx || !x || !y || !taps) return CNNC_EINVAL;
+    int rc = cnnc_pool2d_output(p, &oh, &ow);
+    if (rc != CNNC_OK) return rc;
+    const cnnc_window2d *q = &p->win;
+    if (q->kh * q->kw > CNNC_POOL_MAX_TAPS) return CNNC_EINVAL;
+    window_job jb = {q, 0, oh, ow, x, y, NULL, taps};
+    const int64_t rows = q->layout == CNNC_NHWC ? q->n * oh : q->n * q->c;
+    const int nt = cnnc_threads(ctx, rows);
+    cnnc_parallel_for(ctx, nt, rows, cnnc_grain(rows, nt, 1),
+                      q->layout == CNNC_NHWC ? max_taps_nhwc_task : max_taps_nchw_task, &jb);
+    return CNNC_OK;
+}
+
+typedef struct {
+    const cnnc_window2d *q;
+    int64_t oh, ow;
+    const float *dy;
+    const uint8_t *taps;
+    float *dx;
+    atomic_int bad; /* set by any task that met a tap outside its window or the input */
+} taps_bwd_job;
+
+/* The input element (offset within the image or plane, in units of C) of tap t of output (yo, xo);
+ * -1 when t is not a tap of the window inside the input. off[t]: tap t's offset from the window's
+ * origin (-1 past the window), so a window inside the input needs no division. */
+static inline int64_t tap_at(const cnnc_window2d *q, const int64_t *off, int64_t yo, int64_t xo, int32_t t) {
+    if (off[t] < 0) return -1;
+    const int64_t ih0 = yo * q->sh - q->pt, iw0 = xo * q->sw - q->pl;
+    if (ih0 >= 0 && ih0 + (q->kh - 1) * q->dh < q->h && iw0 >= 0 && iw0 + (q->kw - 1) * q->dw < q->w)
+        return ih0 * q->w + iw0 + off[t];
+    const int64_t ih = ih0 + (t / q->kw) * q->dh, iw = iw0 + (t % q->kw) * q->dw;
+    return ih >= 0 && ih < q->h && iw >= 0 && iw < q->w ? ih * q->w + iw : -1;
+}
+
+/* NHWC windows that do not overlap and lie inside the input: each input element of a window takes dy
+ * where it is the chosen tap, else 0 (+ 0, as dx = 0 then dx += dy gives), one vectorisable pass per
+ * tap; the elements no window covers are zeroed. Returns 0 when a tap byte is invalid. */
+static int taps_bwd_nhwc_disjoint(const cnnc_window2d *q, int64_t oh, int64_t ow, const float *restrict dy,
+                                  const uint8_t *restrict tp, float *restrict dx) {
+    const int64_t C = q->c, W = q->w, nt = q->kh * q->kw;
+    int bad = 0;
+    memset(dx, 0, (size_t)(q->h * W * C) * sizeof(float));
+    for (int64_t yo = 0; yo < oh; yo++)
+        for (int64_t xo = 0; xo < ow; xo++) {
+            const int64_t o = (yo * ow + xo) * C;
+            const float *restrict d = dy + o;
+            const uint8_t *restrict t = tp + o;
+            unsigned hi = 0; /* 1 + the largest tap other than CNNC_POOL_NO_TAP (255 + 1 wraps to 0) */
+            for (int64_t ch = 0; ch < C; ch++) {
+                const unsigned v = (uint8_t)(t[ch] + 1u);
+                hi = v > hi ? v : hi;
+            }
+            bad |= hi > (unsigned)nt;
+            for (int64_t i = 0; i < q->kh; i++)
+                for (int64_t j = 0; j < q->kw; j++) {
+                    const int32_t tap = (int32_t)(i * q->kw + j);
+                    float *restrict dr = dx + ((yo * q->sh + i * q->dh) * W + xo * q->sw + j * q->dw) * C;
+                    for (int64_t ch = 0; ch < C; ch++) dr[ch] = select_f(t[ch] == tap, 0.0f + d[ch], 0.0f);
+                }
+        }
+    return !bad;
+}
+
+static void taps_bwd_task(void *arg, int64_t begin, int64_t end, int slot) {
+    taps_bwd_job *jb = (taps_bwd_job *)arg;
+    (void)slot;
+    const cnnc_window2d *q = jb->q;
+    const int64_t oh = jb->oh, ow = jb->ow, hw = q->h * q->w, nhwc = q->layout == CNNC_NHWC;
+    const int64_t C = nhwc ? q->c : 1;
+    int64_t off[256];
+    for (int32_t t = 0; t < 256; t++)
+        off[t] = t < q->kh * q->kw ? (t / q->kw) * q->dh * q->w + (t % q->kw) * q->dw : -1;
+    /* no padding, windows disjoint: every window inside the input */
+    const int disjoint = nhwc && q->pt == 0 && q->pl == 0 && (q->kh - 1) * q->dh + 1 <= q->sh &&
+                         (q->kw - 1) * q->dw + 1 <= q->sw && (oh - 1) * q->sh + (q->kh - 1) * q->dh < q->h &&
+                         (ow - 1) * q->sw + (q->kw - 1) * q->dw < q->w;
+    int bad = 0;
+    for (int64_t g = begin; g < end; g++) { /* an image (NHWC) or a plane (NCHW) */
+        float *restrict dx = jb->dx + g * hw * C;
+        const float *restrict dy = jb->dy + g * oh * ow * C;
+        const uint8_t *restrict tp = jb->taps + g * oh * ow * C;
+        if (disjoint) {
+            bad |= !taps_bwd_nhwc_disjoint(q, oh, ow, dy, tp, dx);
+            continue;
+        }
+        memset(dx, 0, (size_t)(hw * C) * sizeof(float));
+        for (int64_t yo = 0; yo < oh; yo++)
+            for (int64_t xo = 0; xo < ow; xo++) {
+                const int64_t o = (yo * ow + xo) * C;
+                for (int64_t ch = 0; ch < C; ch++) {
+                    const int32_t t = tp[o + ch];
+                    if (t == CNNC_POOL_NO_TAP) continue;
+                    const int64_t at = tap_at(q, off, yo, xo, t);
+                    if (at < 0) {
+                        bad = 1;
+                        continue;
+                    }
+                    dx[at * C + ch] += dy[o + ch];
+                }
+            }
+    }
+    if (bad) atomic_store_explicit(&jb->bad, 1, memory_order_relaxed);
+}
+
+int cnnc_max_pool2d_backward_taps(const cnnc_ctx *ctx, const cnnc_pool2d_params *p, const float *dy,
+                                  const uint8_t *taps, float *dx) {
+    int64_t oh, ow;
+    if (!ctx || !dy || !taps || !dx) return CNNC_EINVAL;
+    int rc = cnnc_pool2d_output(p, &oh, &ow);
+    if (rc != CNNC_OK) return rc;
+    const cnnc_window2d *q = &p->win;
+    if (q->kh * q->kw > CNNC_POOL_MAX_TAPS) return CNNC_EINVAL;
+    taps_bwd_job jb = {q, oh, ow, dy, taps, dx, 0};
+    const int64_t groups = q->layout == CNNC_NHWC ? q->n : q->n * q->c;
+    const int nt = cnnc_threads(ctx, groups);
+    cnnc_parallel_for(ctx, nt, groups, cnnc_grain(groups, nt, 1), taps_bwd_task, &jb);
+    return atomic_load_explicit(&jb.bad, memory_order_relaxed) ? CNNC_EINVAL : CNNC_OK;
 }
 
 /* ---- average pooling ------------------------------------------------------------------------------ */

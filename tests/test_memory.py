@@ -49,10 +49,10 @@ def test_estimate_matches_cnnc_accounting(name, b):
     assert abs(est_train - measured_train) <= 0.10 * measured_train, (est_train, measured_train)
     if (name, b) == ("geron", 256):
         # inference needs a small fraction of the training peak, and report and measurement agree on it
-        # (about 31%: the activations of two layers, plus the largest workspace, Winograd's transformed
-        # weights of the last 256-channel convolution)
+        # (about 36%: the activations of two layers, plus the largest workspace, Winograd's transformed
+        # weights of the last 256-channel convolution; training's max pooling keeps one byte per output)
         est_ratio, measured_ratio = est_inf / est_train, measured_inf / measured_train
-        assert est_ratio < 1 / 3
+        assert est_ratio < 0.4
         assert abs(est_ratio - measured_ratio) <= 0.10 * measured_ratio, (est_ratio, measured_ratio)
     del model
     gc.collect()
@@ -122,7 +122,7 @@ def test_report_rows_table_and_dict():
     conv = r.rows[0]
     assert conv["output_bytes"] == 64 * 28 * 28 * 64 * 4
     assert conv["optimizer_bytes"] == 2 * conv["grad_bytes"]  # Adam: two slots
-    assert r.rows[1]["saved_bytes"] == 64 * 14 * 14 * 64 * 8  # max pooling keeps int64 argmax
+    assert r.rows[1]["saved_bytes"] == 64 * 14 * 14 * 64  # max pooling keeps a one-byte tap per output
     assert all(row["grad_bytes"] == 0 for row in r.rows if row["params"] == 0)
     text = str(r)
     assert "Training peak" in text and "Inference peak" in text and " *" in text and "MB" in text

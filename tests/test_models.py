@@ -275,12 +275,12 @@ def test_only_training_keeps_activations(rng):
     model = _small_cnn(dropout=True)
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
     model._forward(x, training=True)
-    assert model.layers[0]._x is not None and model.layers[1]._argmax is not None
+    assert model.layers[0]._x is not None and model.layers[1]._taps is not None
 
     def assert_released():
         for layer in model.layers:
             assert not layer.grads, layer.name
-            for attr in ("_x", "_y", "_z", "_argmax", "_mask"):
+            for attr in ("_x", "_y", "_z", "_argmax", "_taps", "_mask"):
                 assert getattr(layer, attr, None) is None, (layer.name, attr)
 
     model.train_on_batch(x, y)

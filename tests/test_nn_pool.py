@@ -112,6 +112,96 @@ def test_max_pool2d_grad_vs_twin(case, rng):
     np.testing.assert_array_equal(nn.max_pool2d_grad(x, dy, k, argmax=arg, **kw), dx)
 
 
+def _taps_of_argmax(arg, x_shape, out_shape, k, s, d, pad, ceil, layout):
+    """The tap positions i * kw + j an argmax stands for (255 where it is -1): the twin of taps."""
+    n, h, w, c = (x_shape if layout == "NHWC" else (x_shape[0], x_shape[2], x_shape[3], x_shape[1]))
+    (kh, kw), (sh, sw), (dh, dw) = _pair(k), _pair(s if s is not None else k), _pair(d)
+    pt, _, pl, _ = ref.pads_of(pad, (h, w), k, s if s is not None else k, d)
+    idx = np.indices(out_shape)
+    yo, xo = (idx[1], idx[2]) if layout == "NHWC" else (idx[2], idx[3])
+    a = arg.astype(np.int64)
+    flat = a % (h * w * c) // c if layout == "NHWC" else a % (h * w)
+    ih, iw = flat // w, flat % w
+    i, j = (ih - (yo * sh - pt)) // dh, (iw - (xo * sw - pl)) // dw
+    return np.where(a < 0, 255, i * kw + j).astype(np.uint8)
+
+
+@pytest.mark.parametrize("case", MAX_CASES, ids=_case_id)
+def test_max_pool2d_taps_are_the_argmax(case, rng):
+    """Training's one-byte taps: the argmax's choices (ties, zeros of both signs, NaN, infinities,
+    windows of padding only), and a backward with the argmax backward's bits."""
+    shape, k, s, d, pad, ceil, layout = case
+    x = np.round(_x(rng, shape, layout) * 2).astype(np.float32)  # few values: many ties
+    flat = x.reshape(-1)
+    flat[rng.random(flat.size) < 0.1] = -0.0
+    flat[rng.random(flat.size) < 0.03] = np.nan
+    flat[rng.random(flat.size) < 0.03] = -np.inf
+    flat[rng.random(flat.size) < 0.02] = np.inf
+    kw = dict(strides=s, padding=pad, data_format=layout, dilations=d, ceil_mode=ceil)
+    y, arg = nn.max_pool2d_with_argmax(x, k, **kw)
+    yt, taps = nn.max_pool2d_with_taps(x, k, **kw)
+    assert taps.dtype == np.uint8 and taps.shape == y.shape
+    assert _same_bits(yt, y)
+    np.testing.assert_array_equal(taps, _taps_of_argmax(arg, x.shape, y.shape, k, s, d, pad, ceil, layout))
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dy.reshape(-1)[::7] = -0.0
+    dx = nn.max_pool2d_grad(x.shape, dy, k, taps=taps, **kw)
+    assert _same_bits(dx, nn.max_pool2d_grad(x, dy, k, argmax=arg, **kw))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_max_pool2d_taps_threads_and_first_nan_zero(layout, threads, rng):
+    x = _first_nan_and_zero_planes()  # NCHW
+    if layout == "NHWC":
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    for k, s, pad in [(2, 2, "valid"), (3, 2, 1), ((2, 3), (1, 2), "valid"), (3, 1, "same")]:
+        kw = dict(strides=s, padding=pad, data_format=layout)
+        y, arg = nn.max_pool2d_with_argmax(x, k, **kw)
+        yt, taps = nn.max_pool2d_with_taps(x, k, **kw)
+        assert _same_bits(yt, y)
+        dy = np.arange(1, y.size + 1, dtype=np.float32).reshape(y.shape)
+        assert _same_bits(nn.max_pool2d_grad(x.shape, dy, k, taps=taps, **kw),
+                          nn.max_pool2d_grad(x, dy, k, argmax=arg, **kw))
+    # disjoint windows (the backward's store-only path), overlapping ones: any thread count, same bits
+    shape = (5, 26, 26, 70) if layout == "NHWC" else (5, 70, 26, 26)
+    xb = np.round(rng.standard_normal(shape) * 3).astype(np.float32)
+    for k, s in [(2, 2), (3, 2)]:
+        out = []
+        for t in (1, 2):
+            threads(t)
+            yb, tb = nn.max_pool2d_with_taps(xb, k, s, data_format=layout)
+            dyb = np.linspace(-1, 1, yb.size, dtype=np.float32).reshape(yb.shape)
+            out.append((yb, tb, nn.max_pool2d_grad(xb.shape, dyb, k, s, data_format=layout, taps=tb)))
+        for a, b in zip(*out):
+            assert np.array_equal(a.view(np.uint8), b.view(np.uint8))
+
+
+def test_max_pool2d_taps_bad_input():
+    x = np.zeros((2, 4, 4, 3), np.float32)
+    y, taps = nn.max_pool2d_with_taps(x, 2)
+    dy = np.ones_like(y)
+    with pytest.raises(ValueError, match="taps must be uint8"):
+        nn.max_pool2d_grad(x.shape, dy, 2, taps=taps.astype(np.int64))
+    with pytest.raises(ValueError, match="taps must be uint8"):
+        nn.max_pool2d_grad(x.shape, dy, 2, taps=taps[:1])
+    for bad in (4, 254):  # a 2x2 window has taps 0..3 (and 255: none)
+        t = taps.copy()
+        t[1, 1, 0, 2] = bad
+        with pytest.raises(ValueError, match="outside its window"):
+            nn.max_pool2d_grad(x.shape, dy, 2, taps=t)
+    # overlapping windows with padding (the general path): a tap past the window, a tap in the padding
+    y3, t3 = nn.max_pool2d_with_taps(x, 3, 1, "same")
+    for at, bad in (((0, 2, 2, 1), 9), ((0, 0, 0, 1), 0)):  # window (0, 0): tap 0 lies in the padding
+        t = t3.copy()
+        t[at] = bad
+        with pytest.raises(ValueError, match="outside its window"):
+            nn.max_pool2d_grad(x.shape, np.ones_like(y3), 3, 1, "same", taps=t)
+    with pytest.raises(ValueError, match="shape must be 4 positive ints"):
+        nn.max_pool2d_grad((2, 4, 4), dy, 2, taps=taps)
+    with pytest.raises(ValueError, match="more than 255 taps"):
+        nn.max_pool2d_with_taps(np.zeros((1, 20, 20, 1), np.float32), 16)
+
+
 FD_CASES = [
     ((2, 5, 6, 3), 2, None, 1, "valid", False, "NHWC"),
     ((1, 7, 5, 2), 3, 2, 1, "same", True, "NCHW"),

@@ -1,7 +1,7 @@
 """Pooling layers: MaxPooling2D, AveragePooling2D (thin subclasses of one base) and global pooling."""
 import numpy as np
 
-from .. import nn
+from .. import _core, nn
 from .._checks import as_pair
 from .base import Layer, _format_shape
 from .conv import _padding_mode, window_length
@@ -60,17 +60,27 @@ class _Pooling2D(_PoolBase):
 
 
 class MaxPooling2D(_Pooling2D):
-    """Max pooling; keeps the argmax of each window for the backward pass when training."""
+    """Max pooling. Training keeps, for each output, the position of the chosen element in its
+    window (one byte; an int64 argmax and the input for windows of more than 255 taps)."""
+
+    _CACHE_ATTRS = _Pooling2D._CACHE_ATTRS + ("_taps", "_xshape")
 
     def forward(self, x, training=False):
-        if training:
+        if not training:
+            self._keep(False, _x=None, _argmax=None, _taps=None)
+            return nn.max_pool2d(x, **self._kw())
+        kh, kw = self.pool_size
+        if kh * kw <= _core.POOL_MAX_TAPS:
+            y, taps = nn.max_pool2d_with_taps(x, **self._kw())
+            self._keep(True, _x=None, _argmax=None, _taps=taps, _xshape=x.shape)
+        else:
             y, argmax = nn.max_pool2d_with_argmax(x, **self._kw())
-            self._keep(True, _x=x, _argmax=argmax)
-            return y
-        self._keep(False, _x=None, _argmax=None)
-        return nn.max_pool2d(x, **self._kw())
+            self._keep(True, _x=x, _argmax=argmax, _taps=None)
+        return y
 
     def backward(self, dy, need_dx=True):
+        if self._taps is not None:
+            return nn.max_pool2d_grad(self._xshape, dy, taps=self._taps, **self._kw())
         return nn.max_pool2d_grad(self._x, dy, argmax=self._argmax, **self._kw())
 
 
