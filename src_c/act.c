@@ -85,15 +85,7 @@ static void act_range(cnnc_act act, const float *x, float *y, int64_t lo, int64_
 /* dx[i] = dy[i] * act'(x[i]) over [lo, hi): the same products as act_deriv (bit for bit), with one
  * branch-free loop per common kind so they vectorise (a data-dependent branch per element cost ~6 ns
  * an element on random signs). */
-/* a if cond else b, as bit operations: compilers vectorise this where a conditional on a float
- * comparison stays a branch */
-static inline float select_f(int cond, float a, float b) {
-    const int32_t m = -(int32_t)(cond & 1);
-    union { float f; int32_t u; } pa = {a}, pb = {b}, r;
-    r.u = (pa.u & m) | (pb.u & ~m);
-    return r.f;
-}
-
+/* select_f (internal.h): a if cond else b as bit operations, which compilers vectorise */
 static void act_backward_range(cnnc_act act, const float *restrict x, const float *restrict y,
                                const float *restrict dy, float *restrict dx, int64_t lo, int64_t hi) {
     switch (act.kind) {

@@ -336,6 +336,56 @@ int cnnc_conv2d_forward_pk(const cnnc_ctx *caller, const cnnc_conv2d_params *p, 
     return cnnc_conv2d_forward_res(caller, p, x, w, wpk, b, NULL, act, y, ws, ws_size);
 }
 
+/* y = max_pool(act(conv(x, w) + b)) over pkh x pkw windows (stride = window, no padding, floor): the
+ * NHWC direct path computes the pooled rows straight from x; otherwise the convolution goes to the
+ * workspace and is pooled from there. The same bits as the two ops. */
+static int64_t pool_conv_bytes(const cnnc_conv2d_params *p) {
+    int64_t oh, ow;
+    if (cnnc_window2d_output(&p->win, &oh, &ow) != CNNC_OK) return -1;
+    const int64_t n = cnnc_mul_ok(cnnc_mul_ok(cnnc_mul_ok(p->win.n, oh), ow), p->cout);
+    return n < 0 || n > (INT64_MAX - 2 * CNNC_ALIGN) / (int64_t)sizeof(float) ? -1
+                                                                             : n * (int64_t)sizeof(float) + CNNC_ALIGN;
+}
+
+int64_t cnnc_conv2d_pool_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, int64_t pkh, int64_t pkw) {
+    if (!ctx || !p) return -1;
+    if (cnnc_conv_direct_pool_runs(ctx, p, pkh, pkw)) return cnnc_conv_direct_workspace_size(ctx, p);
+    const int64_t y = pool_conv_bytes(p), w = cnnc_conv2d_workspace_size(ctx, p);
+    return y < 0 || w < 0 ? -1 : add_ok(y, w);
+}
+
+int cnnc_conv2d_forward_pool(const cnnc_ctx *caller, const cnnc_conv2d_params *p, int64_t pkh, int64_t pkw,
+                             const float *x, const float *w, const float *wpk, const float *b, cnnc_act act,
+                             float *y, void *ws, int64_t ws_size) {
+    conv_shape s;
+    if (!caller || !p || !x || !w || !y || !cnnc_act_valid(act) || pkh < 1 || pkw < 1) return CNNC_EINVAL;
+    int rc = conv_shape_of(p, &s);
+    if (rc) return rc;
+    const int64_t need = cnnc_conv2d_pool_workspace_size(caller, p, pkh, pkw);
+    if (need < 0) return CNNC_EOVERFLOW;
+    if (!ws || ws_size < need) return CNNC_EWORKSPACE;
+    const cnnc_ctx cc = conv_ctx(caller, p, &s);
+    if (cnnc_conv_direct_pool_runs(&cc, p, pkh, pkw))
+        return cnnc_conv_direct_pool_forward_pk(&cc, p, pkh, pkw, x, w, wpk, b, act, y, ws, ws_size);
+    const int64_t yb = pool_conv_bytes(p);
+    float *conv = (float *)cnnc_align_ptr(ws);
+    rc = cnnc_conv2d_forward_res(caller, p, x, w, wpk, b, NULL, act, conv, (char *)ws + yb, ws_size - yb);
+    if (rc) return rc;
+    cnnc_pool2d_params q = {{0}};
+    q.win = p->win;
+    q.win.h = s.oh;
+    q.win.w = s.ow;
+    q.win.c = p->cout;
+    q.win.kh = pkh;
+    q.win.kw = pkw;
+    q.win.sh = pkh;
+    q.win.sw = pkw;
+    q.win.dh = q.win.dw = 1;
+    q.win.pt = q.win.pb = q.win.pl = q.win.pr = 0;
+    q.ceil_mode = 0;
+    return cnnc_max_pool2d_forward(caller, &q, conv, y, NULL);
+}
+
 /* y = act(y + res) over n elements: the residual add and the activation as the separate ops do them. */
 static int add_res_act(const cnnc_ctx *ctx, int64_t n, const float *res, cnnc_act act, float *y) {
     for (int64_t i = 0; i < n; ++i) y[i] += res[i];

@@ -256,6 +256,11 @@ static void nhwc_pack_a(const nhwc_job *jb, int64_t q0, int64_t m, float *restri
                     continue;
                 }
                 const float *src = xn + (ih * q->w + iw0) * C;
+                if (st == 1 && mr == 6) { /* one channel, stride 1: a run of 6 (a constant-size copy) */
+                    memcpy(d, src, 6 * sizeof(float));
+                    d += 6;
+                    continue;
+                }
                 for (int64_t c = 0; c < C; ++c, d += mr)
                     for (int64_t i = 0; i < mr; ++i) d[i] = src[i * st + c];
             }
@@ -282,33 +287,131 @@ static void nhwc_pack_a(const nhwc_job *jb, int64_t q0, int64_t m, float *restri
     }
 }
 
+/* Output pixels [p0, p1) into out (pixel p0's row; ldc = Cout), ap: a work item's packed A. */
+static void nhwc_range(const nhwc_job *jb, int64_t p0, int64_t p1, float *out, float *ap) {
+    const cnnc_kernels *kt = jb->kt;
+    const int64_t mr = kt->mr, nr = kt->nr, K = jb->k, co = jb->cout;
+    const int in_kernel = jb->act.kind == CNNC_ACT_NONE || jb->act.kind == CNNC_ACT_RELU;
+    const cnnc_gemm_epilogue ep = {jb->b, 0, jb->act}; /* per output channel: a column */
+    for (int64_t q0 = p0; q0 < p1; q0 += mr)
+        nhwc_pack_a(jb, q0, CNNC_MIN(mr, p1 - q0), ap + (q0 - p0) * K);
+    for (int64_t j = 0; j < co; j += nr) {
+        const int64_t n = CNNC_MIN(nr, co - j);
+        cnnc_gemm_params params = {1.0f, 0.0f};
+        if (in_kernel) {
+            params.bias_col = jb->b ? jb->b + j : NULL;
+            params.relu = jb->act.kind == CNNC_ACT_RELU;
+        }
+        for (int64_t q0 = p0; q0 < p1; q0 += mr) {
+            const int64_t m = CNNC_MIN(mr, p1 - q0);
+            kt->gemm_ukernel(K, ap + (q0 - p0) * K, jb->bp + j * K, out + (q0 - p0) * co + j, co, m, n, &params);
+            if (!in_kernel) cnnc_gemm_epilogue_block(&ep, out, co, q0 - p0, m, j, n);
+        }
+    }
+}
+
 static void nhwc_task(void *arg, int64_t t0, int64_t t1, int slot) {
     const nhwc_job *jb = (const nhwc_job *)arg;
     (void)slot;
-    const cnnc_kernels *kt = jb->kt;
-    const int64_t mr = kt->mr, nr = kt->nr, K = jb->k, co = jb->cout;
     const int64_t total = jb->win->n * jb->oh * jb->ow;
-    const int in_kernel = jb->act.kind == CNNC_ACT_NONE || jb->act.kind == CNNC_ACT_RELU;
-    const cnnc_gemm_epilogue ep = {jb->b, 0, jb->act}; /* per output channel: a column */
     float ap[DIRECT_BUF];
     for (int64_t t = t0; t < t1; ++t) {
         const int64_t p0 = t * jb->pix, p1 = CNNC_MIN(total, p0 + jb->pix);
-        for (int64_t q0 = p0; q0 < p1; q0 += mr)
-            nhwc_pack_a(jb, q0, CNNC_MIN(mr, p1 - q0), ap + (q0 - p0) * K);
-        for (int64_t j = 0; j < co; j += nr) {
-            const int64_t n = CNNC_MIN(nr, co - j);
-            cnnc_gemm_params params = {1.0f, 0.0f};
-            if (in_kernel) {
-                params.bias_col = jb->b ? jb->b + j : NULL;
-                params.relu = jb->act.kind == CNNC_ACT_RELU;
+        nhwc_range(jb, p0, p1, jb->y + p0 * jb->cout, ap);
+    }
+}
+
+/* ---- NHWC with a max pool fused: the pool's windows (pkh x pkw, stride = window, no padding) over the
+ * convolution's output, which is never written out. A work item is one pooled row (n, po): the pkh
+ * convolution rows under it are computed into a buffer on the stack (nhwc_range: the bits of the
+ * unfused convolution) and pooled from there, taps in (kh, kw) order with max_takes (the max pool's
+ * choice, the first NaN, the first of equal values). Output rows and columns no window covers are not
+ * computed at all. */
+#define POOL_BAND 16384 /* floats of convolution output per work item at most */
+
+typedef struct {
+    nhwc_job c;
+    int64_t pkh, pkw, ph, pw;
+    float *y; /* pooled [N, PH, PW, Cout] */
+} nhwc_pool_job;
+
+int cnnc_conv_direct_pool_runs(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, int64_t pkh, int64_t pkw) {
+    int64_t oh, ow;
+    return p->win.layout == CNNC_NHWC && pkh >= 1 && pkw >= 1 && cnnc_conv_direct_runs(ctx, p) &&
+           cnnc_window2d_output(&p->win, &oh, &ow) == CNNC_OK && pkh <= oh && pkw <= ow &&
+           pkh * ow <= POOL_BAND / p->cout;
+}
+
+static void nhwc_pool_task(void *arg, int64_t t0, int64_t t1, int slot) {
+    const nhwc_pool_job *jb = (const nhwc_pool_job *)arg;
+    (void)slot;
+    const int64_t co = jb->c.cout, ow = jb->c.ow, oh = jb->c.oh, pix = jb->c.pix;
+    const int64_t pkh = jb->pkh, pkw = jb->pkw, ph = jb->ph, pw = jb->pw;
+    float ap[DIRECT_BUF], band[POOL_BAND];
+    for (int64_t t = t0; t < t1; ++t) {
+        const int64_t ni = t / ph, po = t % ph;
+        const int64_t b0 = (ni * oh + po * pkh) * ow, b1 = b0 + pkh * ow;
+        for (int64_t p0 = b0; p0 < b1; p0 += pix)
+            nhwc_range(&jb->c, p0, CNNC_MIN(b1, p0 + pix), band + (p0 - b0) * co, ap);
+        float *yr = jb->y + (ni * ph + po) * pw * co;
+        /* v > m ? v : m (one max instruction) while no NaN is met; a band holding a NaN is pooled
+         * again with max_takes, whose first NaN wins */
+        int nan = 0;
+        for (int64_t pc = 0; pc < pw && pkh == 2 && pkw == 2; ++pc) {
+            const float *t = band + pc * 2 * co;
+            nan |= pool2x2_fast(t, t + co, t + ow * co, t + (ow + 1) * co, yr + pc * co, co);
+        }
+        for (int64_t pc = 0; pc < pw && !(pkh == 2 && pkw == 2); ++pc) {
+            float *restrict yo = yr + pc * co;
+            const float *restrict v0 = band + pc * pkw * co;
+            for (int64_t c = 0; c < co; ++c) {
+                yo[c] = v0[c];
+                nan |= v0[c] != v0[c];
             }
-            for (int64_t q0 = p0; q0 < p1; q0 += mr) {
-                const int64_t m = CNNC_MIN(mr, p1 - q0);
-                kt->gemm_ukernel(K, ap + (q0 - p0) * K, jb->bp + j * K, jb->y + q0 * co + j, co, m, n, &params);
-                if (!in_kernel) cnnc_gemm_epilogue_block(&ep, jb->y, co, q0, m, j, n);
-            }
+            for (int64_t i = 0; i < pkh; ++i)
+                for (int64_t j = i == 0; j < pkw; ++j) {
+                    const float *restrict v = band + (i * ow + pc * pkw + j) * co;
+                    for (int64_t c = 0; c < co; ++c) {
+                        nan |= v[c] != v[c];
+                        yo[c] = v[c] > yo[c] ? v[c] : yo[c];
+                    }
+                }
+        }
+        for (int64_t pc = 0; pc < pw && nan; ++pc) {
+            float *restrict yo = yr + pc * co;
+            memcpy(yo, band + pc * pkw * co, (size_t)co * sizeof(float));
+            for (int64_t i = 0; i < pkh; ++i)
+                for (int64_t j = i == 0; j < pkw; ++j) {
+                    const float *restrict v = band + (i * ow + pc * pkw + j) * co;
+                    for (int64_t c = 0; c < co; ++c) yo[c] = select_f(max_takes(v[c], yo[c]), v[c], yo[c]);
+                }
         }
     }
+}
+
+int cnnc_conv_direct_pool_forward_pk(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, int64_t pkh, int64_t pkw,
+                                     const float *x, const float *w, const float *wpk, const float *b,
+                                     cnnc_act act, float *y, void *ws, int64_t ws_size) {
+    if (!ctx || !p || !x || !w || !y || !cnnc_act_valid(act) || !cnnc_conv_direct_pool_runs(ctx, p, pkh, pkw))
+        return CNNC_EINVAL;
+    const int64_t need = cnnc_conv_direct_workspace_size(ctx, p);
+    if (need < 0) return CNNC_EOVERFLOW;
+    if (!ws || ws_size < need) return CNNC_EWORKSPACE;
+    nhwc_pool_job jb = {{&p->win, &ctx->k, p->cout, 0, 0, p->win.c * p->win.kh * p->win.kw, 0, x, NULL, b, act, NULL},
+                        pkh, pkw, 0, 0, y};
+    int rc = cnnc_window2d_output(&p->win, &jb.c.oh, &jb.c.ow);
+    if (rc) return rc;
+    jb.ph = jb.c.oh / pkh;
+    jb.pw = jb.c.ow / pkw;
+    const int64_t mr = ctx->k.mr;
+    jb.c.pix = CNNC_MAX(mr, CNNC_MIN(NHWC_PIXELS, DIRECT_BUF / jb.c.k) / mr * mr);
+    float *bp = (float *)cnnc_align_ptr(ws);
+    if (!wpk) cnnc_gemm_pack_b_all(&ctx->k, 0, jb.c.k, p->cout, w, p->cout, bp);
+    jb.c.bp = wpk ? wpk : bp;
+    const int64_t items = p->win.n * jb.ph;
+    const int nt = cnnc_threads(ctx, items);
+    cnnc_parallel_for(ctx, nt, items, cnnc_grain(items, nt, 1), nhwc_pool_task, &jb);
+    return CNNC_OK;
 }
 
 static int nhwc_forward(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x, const float *w,

@@ -109,6 +109,13 @@ int cnnc_conv_direct_forward(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, c
 int cnnc_conv_direct_forward_pk(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x, const float *w,
                                 const float *wpk, const float *b, cnnc_act act, float *y, void *ws,
                                 int64_t ws_size);
+/* The NHWC direct path with a max pool of pkh x pkw windows (stride = window, no padding, floor) fused:
+ * y = max_pool(act(conv(x, w) + b)), the convolution's output never written (conv_direct.c); runs when
+ * the direct path does and pkh output rows fit its stack buffer. Its workspace is the direct path's. */
+int cnnc_conv_direct_pool_runs(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, int64_t pkh, int64_t pkw);
+int cnnc_conv_direct_pool_forward_pk(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, int64_t pkh, int64_t pkw,
+                                     const float *x, const float *w, const float *wpk, const float *b,
+                                     cnnc_act act, float *y, void *ws, int64_t ws_size);
 
 /* A convolution's forward weights packed once (conv.c): per group, the GEMM operand w_g as
  * cnnc_gemm_pack_a_all (NCHW: w_g[Cout_g, K] is A; B when the GEMM runs transposed) or
@@ -131,6 +138,14 @@ int cnnc_conv2d_forward_res(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, co
                             const float *wpk, const float *b, const float *res, cnnc_act act, float *y, void *ws,
                             int64_t ws_size);
 
+/* y = max_pool(act(conv(x, w) + b)) with pkh x pkw windows, stride = window, no padding, floor (the
+ * model runtime's conv op with a pool fused): the bits of the two ops; the NHWC direct path never
+ * writes the convolution out, others do so in the workspace. wpk as cnnc_conv2d_forward_pk. */
+int64_t cnnc_conv2d_pool_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, int64_t pkh, int64_t pkw);
+int cnnc_conv2d_forward_pool(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, int64_t pkh, int64_t pkw,
+                             const float *x, const float *w, const float *wpk, const float *b, cnnc_act act,
+                             float *y, void *ws, int64_t ws_size);
+
 /* act(v) for one value: the scalar definition every vector path must agree with. */
 float cnnc_act_scalar(cnnc_act act, float v);
 int cnnc_act_valid(cnnc_act act);
@@ -150,6 +165,38 @@ typedef struct {
     const float *res; /* NULL, or a residual added after the bias, before the activation: res[i * ldr + j] */
     int64_t ldr;
 } cnnc_gemm_epilogue;
+/* Max pooling's rule, NaN-propagating: v replaces the current best b when larger, or the first NaN
+ * (pool.c, and the pools fused into convolutions in conv_direct.c). */
+static inline int max_takes(float v, float b) { return (v > b) | ((v != v) & (b == b)); }
+
+/* y[c] = the max of a 2x2 window's taps t00, t01, t10, t11 (in scan order) over n channels by the fast
+ * rule v > m ? v : m, which is max_takes's choice when no tap is NaN; returns whether one was (the
+ * caller then pools the window again with max_takes). One vectorisable loop. */
+static inline int pool2x2_fast(const float *restrict t00, const float *restrict t01, const float *restrict t10,
+                               const float *restrict t11, float *restrict y, int64_t n) {
+    int nan = 0;
+    for (int64_t c = 0; c < n; ++c) {
+        const float a = t00[c], b = t01[c], d = t10[c], e = t11[c];
+        nan |= (a != a) | (b != b) | (d != d) | (e != e);
+        float m = a;
+        m = b > m ? b : m;
+        m = d > m ? d : m;
+        y[c] = e > m ? e : m;
+    }
+    return nan;
+}
+
+/* Branch-free t ? a : b (t is 0 or 1). Max-pool updates are data dependent and mispredict badly as
+ * branches, which the compiler otherwise tends to emit when an int64 argmax is updated too. */
+static inline float select_f(int t, float a, float b) {
+    uint32_t ua, ub, m = 0u - (uint32_t)t;
+    memcpy(&ua, &a, sizeof ua);
+    memcpy(&ub, &b, sizeof ub);
+    ua = (ua & m) | (ub & ~m);
+    memcpy(&a, &ua, sizeof a);
+    return a;
+}
+
 static inline int cnnc_epilogue_active(const cnnc_gemm_epilogue *ep) {
     return ep && (ep->bias || ep->act.kind != CNNC_ACT_NONE || ep->res);
 }

@@ -165,7 +165,9 @@ static int same_dims(const int64_t *a, const int64_t *b, int rank) {
 
 static int op_arity_ok(const op_t *o) {
     switch (o->code) {
-    case OP_CONV: return (o->n_in == 3 || o->n_in == 4) && o->n_out == 1 && o->n_i == 11 && o->n_f == 2;
+    case OP_CONV: /* 13 ints: a max pool fused (pool kh, kw), no residual */
+        return (o->n_in == 3 || o->n_in == 4) && o->n_out == 1 && (o->n_i == 11 || (o->n_i == 13 && o->n_in == 3)) &&
+               o->n_f == 2;
     case OP_MAXPOOL: return o->n_in == 1 && o->n_out == 1 && o->n_i == 12 && o->n_f == 0;
     case OP_AVGPOOL: return o->n_in == 1 && o->n_out == 1 && o->n_i == 13 && o->n_f == 0;
     case OP_GAVGPOOL:
@@ -606,6 +608,12 @@ static int check_op(const cnnc_model *m, int32_t k, int64_t b, int64_t *ws, char
         if (!cnnc_act_valid(a)) BAD("bad activation");
         int64_t yn, yc, yh, yw;
         nchw_of(&y, layout, &yn, &yc, &yh, &yw);
+        if (o->n_i == 13) { /* max pool fused: pkh x pkw windows, stride = window, no padding */
+            const int64_t pkh = o->ia[11], pkw = o->ia[12];
+            if (!nhwc || pkh < 1 || pkw < 1 || pkh > oh || pkw > ow) BAD("fused pool window");
+            oh /= pkh;
+            ow /= pkw;
+        }
         if (yn != p.win.n || yc != cout || yh != oh || yw != ow) BAD("output shape");
         if (o->n_in == 4) { /* a residual added before the activation: y's shape, not y's memory */
             shape_t r;
@@ -613,7 +621,8 @@ static int check_op(const cnnc_model *m, int32_t k, int64_t b, int64_t *ws, char
             if (r.rank != 4 || !same_dims(r.d, y.d, 4)) BAD("residual shape");
             if (m->values[o->in[3]].root == m->values[o->out[0]].root) BAD("residual is the output");
         }
-        *ws = cnnc_conv2d_workspace_size(&m->ctx, &p);
+        *ws = o->n_i == 13 ? cnnc_conv2d_pool_workspace_size(&m->ctx, &p, o->ia[11], o->ia[12])
+                           : cnnc_conv2d_workspace_size(&m->ctx, &p);
         if (*ws < 0) BAD("workspace size");
         return CNNC_OK;
     }
@@ -1220,9 +1229,13 @@ int cnnc_model_run_consts(const cnnc_model *m, void *arena, int64_t arena_size, 
             /* packed weights serve only the kernel table they were packed for */
             const float *wpk = m->packed && ctx->k.mr == m->packed_mr && ctx->k.nr == m->packed_nr &&
                                m->packed_wg[k] == cnnc_winograd_applies(&p) ? m->packed[k] : NULL;
-            rc = cnnc_conv2d_forward_res(ctx, &p, x, ptr_of(&e, o->in[1]), wpk,
-                                         o->in[2] >= 0 ? ptr_of(&e, o->in[2]) : NULL,
-                                         o->n_in == 4 ? ptr_of(&e, o->in[3]) : NULL, op_act(o, 9), y, ws, ws_size);
+            const float *bias = o->in[2] >= 0 ? ptr_of(&e, o->in[2]) : NULL;
+            if (o->n_i == 13)
+                rc = cnnc_conv2d_forward_pool(ctx, &p, o->ia[11], o->ia[12], x, ptr_of(&e, o->in[1]), wpk, bias,
+                                              op_act(o, 9), y, ws, ws_size);
+            else
+                rc = cnnc_conv2d_forward_res(ctx, &p, x, ptr_of(&e, o->in[1]), wpk, bias,
+                                             o->n_in == 4 ? ptr_of(&e, o->in[3]) : NULL, op_act(o, 9), y, ws, ws_size);
             break;
         }
         case OP_MAXPOOL:

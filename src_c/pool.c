@@ -13,20 +13,6 @@
 
 static int valid_layout(int layout) { return layout == CNNC_NHWC || layout == CNNC_NCHW; }
 
-/* NaN-propagating "v replaces the current best b": larger, or the first NaN. */
-static inline int max_takes(float v, float b) { return (v > b) | ((v != v) & (b == b)); }
-
-/* Branch-free t ? a : b (t is 0 or 1). Max-pool updates are data dependent and mispredict badly as
- * branches, which the compiler otherwise tends to emit when an int64 argmax is updated too. */
-static inline float select_f(int t, float a, float b) {
-    uint32_t ua, ub, m = 0u - (uint32_t)t;
-    memcpy(&ua, &a, sizeof ua);
-    memcpy(&ub, &b, sizeof ub);
-    ua = (ua & m) | (ub & ~m);
-    memcpy(&a, &ua, sizeof a);
-    return a;
-}
-
 static inline int64_t select_i64(int t, int64_t a, int64_t b) {
     int64_t m = -(int64_t)t;
     return (a & m) | (b & ~m);
@@ -154,6 +140,12 @@ static int max_nhwc_row_fast(const cnnc_window2d *q, int64_t oh, int64_t ow, con
         float *restrict yr = y + (r * ow + xo) * C;
         if (ilo >= ihi || jlo >= jhi) { /* the window holds padding only */
             for (int64_t ch = 0; ch < C; ch++) yr[ch] = -INFINITY;
+            continue;
+        }
+        if (ihi - ilo == 2 && jhi - jlo == 2 && q->kh == 2 && q->kw == 2) { /* a whole 2x2 window */
+            const int64_t ih = yo * q->sh - q->pt, iw = xo * q->sw - q->pl;
+            const float *t = x + ((ni * q->h + ih) * q->w + iw) * C;
+            nan |= pool2x2_fast(t, t + q->dw * C, t + q->dh * q->w * C, t + (q->dh * q->w + q->dw) * C, yr, C);
             continue;
         }
         int first = 1;

@@ -27,6 +27,10 @@ A bundle is one little-endian binary file read by src_c/model.c (the reader, whi
 
 A conv op has 3 inputs (x, weights, bias or -1) or 4: the 4th a residual of the output's shape, added
 after the bias and before the activation (what fuse_residual_adds makes of conv -> add -> activation).
+Its ints are [sh, sw, dh, dw, pad top, bottom, left, right, groups, activation, layout], or those and
+two more, [pool kh, pool kw], for an NHWC conv with 3 inputs whose output is max-pooled by windows of
+that size, stride = window, no padding, floor (what fuse_conv_pools makes of conv -> max pool): the
+op's output is then the pooled tensor.
 
 Op codes, binary kinds and unary kinds are the constants below (src_c/model.c has the same enums); the
 reader rejects a code or kind it does not know, so a bundle using ops added later fails to load in an
@@ -219,6 +223,31 @@ class Graph:
             conv.floats = floats
             conv.output = self.ops[last].output
             conv.label += " + residual" + ("" if act == ACT_NONE else " + activation")
+        self.ops = [op for k, op in enumerate(self.ops) if k not in dead]
+
+    def fuse_conv_pools(self):
+        """NHWC conv -> max pool with windows = strides, no padding, no dilation, floor: one conv op
+        that pools its own output (two more ints), when the conv's result has no other reader. The C
+        runtime's direct path then never writes the convolution out (a first layer's output is the
+        largest tensor of a small CNN); the result is the two ops', bit for bit."""
+        sole_reader = self._sole_readers().get
+        dead = set()
+        for conv in self.ops:
+            if conv.code != OP_CONV or len(conv.inputs) != 3 or len(conv.ints) != 11 or conv.ints[10] != NHWC:
+                continue
+            k = sole_reader(conv.output)
+            if k is None or k in dead:
+                continue
+            pool = self.ops[k]
+            if pool.code != OP_MAXPOOL or pool.ints[11] != NHWC:
+                continue
+            kh, kw, sh, sw, dh, dw = pool.ints[:6]
+            if (sh, sw, dh, dw) != (kh, kw, 1, 1) or any(pool.ints[6:11]):  # pads 0, ceil_mode 0
+                continue
+            conv.ints = list(conv.ints) + [kh, kw]
+            conv.output = pool.output
+            conv.label += f" + max pool {kh}x{kw}"
+            dead.add(k)
         self.ops = [op for k, op in enumerate(self.ops) if k not in dead]
 
     def prune(self):

@@ -147,6 +147,7 @@ def from_sequential(model, input_name="input", output_name="output"):
         raise BundleError("cannot bundle this model: unsupported " + "; ".join(problems) +
                           ". Export it to ONNX and bundle the .onnx file if InferenceSession runs it.")
     g.set_outputs([(output_name, x)])
+    g.fuse_conv_pools()
     g.prune()
     return g
 
