@@ -30,8 +30,14 @@ static inline void tap_range(int64_t size, int64_t t, int64_t s, int64_t pad, in
 }
 
 static inline void copy_floats(float *restrict dst, const float *restrict src, int64_t n) {
-    if (n == 1) *dst = *src;
-    else memcpy(dst, src, (size_t)n * sizeof(float));
+    switch (n) { /* short runs (one-channel windows: 3 or so) inline, not a library call each */
+    case 4: dst[3] = src[3]; /* fall through */
+    case 3: dst[2] = src[2]; /* fall through */
+    case 2: dst[1] = src[1]; /* fall through */
+    case 1: dst[0] = src[0]; /* fall through */
+    case 0: return;
+    default: memcpy(dst, src, (size_t)n * sizeof(float));
+    }
 }
 
 /* The output row o whose tap t reads input row i (o*s - pad + t*d == i), if there is one. */
