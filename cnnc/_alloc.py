@@ -117,6 +117,28 @@ def reset_peak():
 _ALIGN = 64
 
 
+def greedy_offsets(order, sizes, overlap):
+    """Offsets for items placed one by one in `order`: each at the lowest offset where it overlaps no
+    placed item whose lifetime overlaps its own (`overlap(u, v)`); sizes[i] already rounded to the
+    alignment. The plan of the C runtime's arena (src_c/model.c, cnnc.deploy's Graph.plan) and of
+    the training steps' block. Returns ({item: offset}, total bytes)."""
+    offsets, placed, total = {}, [], 0
+    for v in order:
+        off = 0
+        while True:
+            moved = False
+            for u in placed:
+                if overlap(u, v) and off < offsets[u] + sizes[u] and offsets[u] < off + sizes[v]:
+                    off = offsets[u] + sizes[u]
+                    moved = True
+            if not moved:
+                break
+        offsets[v] = off
+        placed.append(v)
+        total = max(total, off + sizes[v])
+    return offsets, total
+
+
 class StepArena:
     """The memory of a model's training steps, reused from one step to the next.
 
@@ -218,23 +240,10 @@ class StepArena:
         rounded = [-(-s // _ALIGN) * _ALIGN for s in sizes]
         order = sorted((i for i in range(n) if free[i] is not None and sizes[i] > 0),
                        key=lambda i: (-sizes[i], i))
-        offsets, placed, total = [None] * n, [], 0
-        for v in order:
-            off = 0
-            while True:
-                moved = False
-                for u in placed:
-                    if free[u] <= v or free[v] <= u:  # lifetimes [i, free[i]) do not overlap
-                        continue
-                    if off < offsets[u] + rounded[u] and offsets[u] < off + rounded[v]:
-                        off = offsets[u] + rounded[u]
-                        moved = True
-                if not moved:
-                    break
-            offsets[v] = off
-            placed.append(v)
-            total = max(total, off + rounded[v])
-        placed.sort()
+        # lifetimes [i, free[i]) in allocation counts
+        placed_at, total = greedy_offsets(order, rounded, lambda u, v: free[u] > v and free[v] > u)
+        offsets = [placed_at.get(i) for i in range(n)]
+        placed = sorted(placed_at)
         conflicts = [()] * n  # the earlier buffers that held v's memory: all freed before v is handed out
         for v in placed:
             conflicts[v] = tuple(u for u in placed if u < v and offsets[u] < offsets[v] + rounded[v]

@@ -354,30 +354,15 @@ static void nhwc_pool_task(void *arg, int64_t t0, int64_t t1, int slot) {
         for (int64_t p0 = b0; p0 < b1; p0 += pix)
             nhwc_range(&jb->c, p0, CNNC_MIN(b1, p0 + pix), band + (p0 - b0) * co, ap);
         float *yr = jb->y + (ni * ph + po) * pw * co;
-        /* v > m ? v : m (one max instruction) while no NaN is met; a band holding a NaN is pooled
-         * again with max_takes, whose first NaN wins */
+        /* whole 2x2 windows by the fast rule, v > m ? v : m (one max instruction), while no NaN is met;
+         * other windows, and a band holding a NaN, with max_takes, whose first NaN wins */
+        const int two = pkh == 2 && pkw == 2;
         int nan = 0;
-        for (int64_t pc = 0; pc < pw && pkh == 2 && pkw == 2; ++pc) {
+        for (int64_t pc = 0; pc < pw && two; ++pc) {
             const float *t = band + pc * 2 * co;
             nan |= pool2x2_fast(t, t + co, t + ow * co, t + (ow + 1) * co, yr + pc * co, co);
         }
-        for (int64_t pc = 0; pc < pw && !(pkh == 2 && pkw == 2); ++pc) {
-            float *restrict yo = yr + pc * co;
-            const float *restrict v0 = band + pc * pkw * co;
-            for (int64_t c = 0; c < co; ++c) {
-                yo[c] = v0[c];
-                nan |= v0[c] != v0[c];
-            }
-            for (int64_t i = 0; i < pkh; ++i)
-                for (int64_t j = i == 0; j < pkw; ++j) {
-                    const float *restrict v = band + (i * ow + pc * pkw + j) * co;
-                    for (int64_t c = 0; c < co; ++c) {
-                        nan |= v[c] != v[c];
-                        yo[c] = v[c] > yo[c] ? v[c] : yo[c];
-                    }
-                }
-        }
-        for (int64_t pc = 0; pc < pw && nan; ++pc) {
+        for (int64_t pc = 0; pc < pw && (nan || !two); ++pc) {
             float *restrict yo = yr + pc * co;
             memcpy(yo, band + pc * pkw * co, (size_t)co * sizeof(float));
             for (int64_t i = 0; i < pkh; ++i)

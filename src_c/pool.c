@@ -473,7 +473,6 @@ int cnnc_max_pool2d_backward(const cnnc_ctx *ctx, const cnnc_pool2d_params *p, c
  * scatter_task does: the same bits as the argmax backward. */
 #define TAP_CBLOCK 64
 
-
 static inline int32_t select_i32(int t, int32_t a, int32_t b) {
     const int32_t m = -(int32_t)t;
     return (a & m) | (b & ~m);

@@ -55,6 +55,8 @@ import zlib
 
 import numpy as np
 
+from .._alloc import greedy_offsets
+
 MAGIC = b"CNNCBNDL"
 VERSION = 1
 HEADER_SIZE = 80
@@ -330,24 +332,8 @@ class Graph:
                     last[owner(i)] = k
         order = sorted((i for i, v in enumerate(self.values) if v.kind == V_ARENA and i not in into),
                        key=lambda i: (-sizes[i], i))
-        offsets, placed, total = {}, [], 0
-        for v in order:
-            size = _round_up(sizes[v])
-            off = 0
-            while True:
-                moved = False
-                for u in placed:
-                    if last[u] < first[v] or last[v] < first[u]:
-                        continue
-                    usize = _round_up(sizes[u])
-                    if off < offsets[u] + usize and offsets[u] < off + size:
-                        off = offsets[u] + usize
-                        moved = True
-                if not moved:
-                    break
-            offsets[v] = off
-            placed.append(v)
-            total = max(total, off + size)
+        rounded = [_round_up(s) for s in sizes]
+        offsets, total = greedy_offsets(order, rounded, lambda u, v: last[u] >= first[v] and last[v] >= first[u])
         for v, (out, at) in into.items():
             offsets[v] = offsets[out] + at
         return offsets, total
