@@ -233,58 +233,59 @@ typedef struct {
     float *y;
 } nhwc_job;
 
-/* ap[t * MR + i] = tap t of output pixel q0 + i (i < m; zero rows past m and for taps in the padding). */
+/* d[t * MR + i] = tap t of output pixel (oy, ox0 + i) of image xn, i < len (a run within one output row);
+ * zero for taps in the padding. Per tap, the len pixels' values lie sw * C apart: a run when C == 1 and
+ * sw == 1 (a constant-size copy for a whole 6-row panel). */
+static void nhwc_pack_run(const nhwc_job *jb, const float *restrict xn, int64_t oy, int64_t ox0, int64_t len,
+                          float *restrict d) {
+    const cnnc_window2d *q = jb->win;
+    const int64_t mr = jb->kt->mr, C = q->c, st = q->sw * C;
+    for (int64_t kh = 0; kh < q->kh; ++kh) {
+        const int64_t ih = oy * q->sh - q->pt + kh * q->dh;
+        for (int64_t kw = 0; kw < q->kw; ++kw) {
+            const int64_t iw0 = ox0 * q->sw - q->pl + kw * q->dw, iw1 = iw0 + (len - 1) * q->sw;
+            if (ih < 0 || ih >= q->h || iw0 < 0 || iw1 >= q->w) { /* some of it in the padding */
+                for (int64_t c = 0; c < C; ++c, d += mr)
+                    for (int64_t i = 0; i < len; ++i) {
+                        const int64_t iw = iw0 + i * q->sw;
+                        d[i] = ih >= 0 && ih < q->h && iw >= 0 && iw < q->w ? xn[(ih * q->w + iw) * C + c] : 0.0f;
+                    }
+                continue;
+            }
+            const float *src = xn + (ih * q->w + iw0) * C;
+            if (st == 1) { /* one channel, stride 1 */
+                if (len == 6)
+                    memcpy(d, src, 6 * sizeof(float));
+                else
+                    for (int64_t i = 0; i < len; ++i) d[i] = src[i];
+                d += mr;
+                continue;
+            }
+            for (int64_t c = 0; c < C; ++c, d += mr)
+                for (int64_t i = 0; i < len; ++i) d[i] = src[i * st + c];
+        }
+    }
+}
+
+/* ap[t * MR + i] = tap t of output pixel q0 + i (i < m; zero rows past m): one run per output row the
+ * panel touches. */
 static void nhwc_pack_a(const nhwc_job *jb, int64_t q0, int64_t m, float *restrict ap) {
     const cnnc_window2d *q = jb->win;
-    const int64_t mr = jb->kt->mr, C = q->c, ohw = jb->oh * jb->ow;
-    /* a full panel within one output row: per tap, MR values sw * C apart (runs when C == 1, sw == 1) */
-    const int64_t ox0 = q0 % jb->ow;
-    if (m == mr && ox0 + mr <= jb->ow) {
-        const int64_t n = q0 / ohw, oy = q0 % ohw / jb->ow, st = q->sw * C;
-        const float *xn = jb->x + n * q->h * q->w * C;
-        float *d = ap;
-        for (int64_t kh = 0; kh < q->kh; ++kh) {
-            const int64_t ih = oy * q->sh - q->pt + kh * q->dh;
-            for (int64_t kw = 0; kw < q->kw; ++kw) {
-                const int64_t iw0 = ox0 * q->sw - q->pl + kw * q->dw, iw1 = iw0 + (mr - 1) * q->sw;
-                if (ih < 0 || ih >= q->h || iw0 < 0 || iw1 >= q->w) { /* some of it in the padding */
-                    for (int64_t c = 0; c < C; ++c, d += mr)
-                        for (int64_t i = 0; i < mr; ++i) {
-                            const int64_t iw = iw0 + i * q->sw;
-                            d[i] = ih >= 0 && ih < q->h && iw >= 0 && iw < q->w ? xn[(ih * q->w + iw) * C + c] : 0.0f;
-                        }
-                    continue;
-                }
-                const float *src = xn + (ih * q->w + iw0) * C;
-                if (st == 1 && mr == 6) { /* one channel, stride 1: a run of 6 (a constant-size copy) */
-                    memcpy(d, src, 6 * sizeof(float));
-                    d += 6;
-                    continue;
-                }
-                for (int64_t c = 0; c < C; ++c, d += mr)
-                    for (int64_t i = 0; i < mr; ++i) d[i] = src[i * st + c];
-            }
-        }
-        return;
-    }
-    for (int64_t i = 0; i < mr; ++i) {
-        if (i >= m) {
-            for (int64_t t = 0; t < jb->k; ++t) ap[t * mr + i] = 0.0f;
-            continue;
-        }
-        const int64_t pix = q0 + i, n = pix / ohw, oy = pix % ohw / jb->ow, ox = pix % jb->ow;
-        const float *xn = jb->x + n * q->h * q->w * C;
-        int64_t t = 0;
-        for (int64_t kh = 0; kh < q->kh; ++kh) {
-            const int64_t ih = oy * q->sh - q->pt + kh * q->dh;
-            for (int64_t kw = 0; kw < q->kw; ++kw) {
-                const int64_t iw = ox * q->sw - q->pl + kw * q->dw;
-                const int inside = ih >= 0 && ih < q->h && iw >= 0 && iw < q->w;
-                const float *xs = inside ? xn + (ih * q->w + iw) * C : NULL;
-                for (int64_t c = 0; c < C; ++c, ++t) ap[t * mr + i] = inside ? xs[c] : 0.0f;
-            }
+    const int64_t mr = jb->kt->mr, ohw = jb->oh * jb->ow;
+    int64_t n = q0 / ohw, oy = (q0 - n * ohw) / jb->ow, ox = q0 - n * ohw - oy * jb->ow;
+    for (int64_t i0 = 0; i0 < m;) {
+        const int64_t len = CNNC_MIN(m - i0, jb->ow - ox);
+        nhwc_pack_run(jb, jb->x + n * q->h * q->w * q->c, oy, ox, len, ap + i0);
+        i0 += len;
+        ox = 0;
+        if (++oy == jb->oh) {
+            oy = 0;
+            ++n;
         }
     }
+    if (m < mr)
+        for (int64_t t = 0; t < jb->k; ++t)
+            for (int64_t i = m; i < mr; ++i) ap[t * mr + i] = 0.0f;
 }
 
 /* Output pixels [p0, p1) into out (pixel p0's row; ldc = Cout), ap: a work item's packed A. */
