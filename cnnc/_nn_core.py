@@ -235,9 +235,9 @@ def conv2d(x, w, b=None, strides=1, padding="valid", dilations=1, groups=1, data
 def conv2d_algorithm(x, w, strides=1, padding="valid", dilations=1, groups=1, data_format="NHWC",
                      data_grad=False):
     """How conv2d computes this convolution: 'winograd' (F(2x2, 3x3): 3x3 kernels, stride 1, no
-    dilation, one group, >= 16 input and output channels, >= 64 2x2 output tiles), 'direct' (NCHW, one
-    group, <= 4 input channels, C*KH*KW <= 256, not 1x1 stride 1 unpadded: the GEMM's panels packed
-    straight from x, the same results as im2col) or 'im2col' (+ GEMM).
+    dilation, one group, >= 32 input and 16 output channels, >= 64 2x2 output tiles filled at least
+    70%), 'direct' (one group, <= 4 input channels, C*KH*KW <= 256, not 1x1 stride 1 unpadded: the
+    GEMM's panels packed straight from x, the same results as im2col) or 'im2col' (+ GEMM).
     data_grad: how conv2d_grad computes dx instead (Winograd when the stride-1 convolution of dy that
     gives it passes the same rule, paddings <= 2; dw always goes through im2col). x and w may be
     arrays or shapes."""

@@ -337,7 +337,8 @@ int cnnc_conv2d_forward_pk(const cnnc_ctx *caller, const cnnc_conv2d_params *p, 
 }
 
 /* y = max_pool(act(conv(x, w) + b)) over pkh x pkw windows (stride = window, no padding, floor): the
- * NHWC direct path computes the pooled rows straight from x; otherwise the convolution goes to the
+ * NHWC direct path computes the pooled rows straight from x, Winograd with 2x2 windows pools each tile
+ * in its output transform; otherwise the convolution goes to the
  * workspace and is pooled from there. The same bits as the two ops. */
 static int64_t pool_conv_bytes(const cnnc_conv2d_params *p) {
     int64_t oh, ow;
@@ -349,6 +350,7 @@ static int64_t pool_conv_bytes(const cnnc_conv2d_params *p) {
 
 int64_t cnnc_conv2d_pool_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, int64_t pkh, int64_t pkw) {
     if (!ctx || !p) return -1;
+    if (cnnc_winograd_pool_applies(p, pkh, pkw)) return cnnc_winograd_pool_workspace_size(ctx, p, pkh, pkw);
     if (cnnc_conv_direct_pool_runs(ctx, p, pkh, pkw)) return cnnc_conv_direct_workspace_size(ctx, p);
     const int64_t y = pool_conv_bytes(p), w = cnnc_conv2d_workspace_size(ctx, p);
     return y < 0 || w < 0 ? -1 : add_ok(y, w);
@@ -364,6 +366,8 @@ int cnnc_conv2d_forward_pool(const cnnc_ctx *caller, const cnnc_conv2d_params *p
     const int64_t need = cnnc_conv2d_pool_workspace_size(caller, p, pkh, pkw);
     if (need < 0) return CNNC_EOVERFLOW;
     if (!ws || ws_size < need) return CNNC_EWORKSPACE;
+    if (cnnc_winograd_pool_applies(p, pkh, pkw))
+        return cnnc_winograd_forward_pool_pk(caller, p, pkh, pkw, x, w, wpk, b, act, y, ws, ws_size);
     const cnnc_ctx cc = conv_ctx(caller, p, &s);
     if (cnnc_conv_direct_pool_runs(&cc, p, pkh, pkw))
         return cnnc_conv_direct_pool_forward_pk(&cc, p, pkh, pkw, x, w, wpk, b, act, y, ws, ws_size);

@@ -59,6 +59,19 @@ cnnc_gemm_packers cnnc_gemm_packers_for(const cnnc_kernels *k) {
     return pk;
 }
 
+cnnc_winograd_fns cnnc_winograd_fns_for(const cnnc_kernels *k) {
+    cnnc_winograd_fns f = {cnnc_f32_wg_in_block__generic, cnnc_f32_wg_out_block__generic};
+#ifdef CNNC_X86
+    if (k->arch == CNNC_ARCH_AVX2) {
+        f.in_block = cnnc_f32_wg_in_block__avx2;
+        f.out_block = cnnc_f32_wg_out_block__avx2;
+    }
+#else
+    (void)k;
+#endif
+    return f;
+}
+
 cnnc_gemm_small_fns cnnc_gemm_small_for(const cnnc_kernels *k) {
     cnnc_gemm_small_fns f = {4, cnnc_f32_gemm_rows__generic, cnnc_f32_gemm_dots__generic};
 #ifdef CNNC_X86

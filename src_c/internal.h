@@ -72,6 +72,14 @@ typedef struct {
 } cnnc_gemm_packers;
 cnnc_gemm_packers cnnc_gemm_packers_for(const cnnc_kernels *k);
 
+/* Winograd's per-tile transforms over a block of <= 32 channels (contracts: arch/winograd_tx.h), built
+ * for the context's ISA; dispatch.c picks them. */
+typedef struct {
+    int (*in_block)(const float *const *dp, int64_t cn, float *dst, int64_t stride);
+    void (*out_block)(const float *src, int64_t stride, int64_t cn, float o[4][32]);
+} cnnc_winograd_fns;
+cnnc_winograd_fns cnnc_winograd_fns_for(const cnnc_kernels *k);
+
 /* GEMMs with few rows (m <= max_m) skip packing: B is read once, in place.
  * rows: c[m x w] = alpha * a[m x k] * b[k x w] + beta * c, a[i, p] = a[i * lda + p], b[p, j] =
  *       b[p * ldb + j]; acc is m * w floats of scratch. For B stored k x n (no transpose).
@@ -195,6 +203,18 @@ static inline float select_f(int t, float a, float b) {
     ua = (ua & m) | (ub & ~m);
     memcpy(&a, &ua, sizeof a);
     return a;
+}
+
+/* y[c] = the max pool of one 2x2 window (taps t00, t01, t10, t11 in scan order) over n channels, as the
+ * max pool chooses: pool2x2_fast, and when a tap is NaN the window again with max_takes (the first NaN,
+ * else the first of equal values). */
+static inline void pool2x2_window(const float *restrict t00, const float *restrict t01, const float *restrict t10,
+                                  const float *restrict t11, float *restrict y, int64_t n) {
+    if (!pool2x2_fast(t00, t01, t10, t11, y, n)) return;
+    const float *taps[3] = {t01, t10, t11};
+    memcpy(y, t00, (size_t)n * sizeof(float));
+    for (int k = 0; k < 3; ++k)
+        for (int64_t c = 0; c < n; ++c) y[c] = select_f(max_takes(taps[k][c], y[c]), taps[k][c], y[c]);
 }
 
 static inline int cnnc_epilogue_active(const cnnc_gemm_epilogue *ep) {

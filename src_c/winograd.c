@@ -14,12 +14,17 @@
  * thread count; they differ from im2col + GEMM by rounding: the error is a few float32 ulps of the
  * largest |input| x |weight| products of the tile's 4x4 input block (not only of each output's own 3x3
  * window). The transforms would spread an infinity or NaN of the block to all four outputs of the tile
- * (inf - inf): a tile whose block holds one is recomputed directly, so non-finite values propagate
- * exactly as in a direct convolution.
+ * (inf - inf): a tile whose block holds one (seen as a non-finite sum of its transformed values, which
+ * also catches the rare block whose transform overflows) is recomputed directly, so non-finite values
+ * propagate exactly as in a direct convolution.
+ * With a 2x2 max pool fused (cnnc_winograd_forward_pool_pk), each tile is one of the pool's windows:
+ * the output transform pools its four outputs, and the tiles no window covers are not computed.
+ * The per-tile transforms are arch/winograd_tx.h's, built per ISA.
  *
  * G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1], B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],
  * A^T = [1 1 1 0; 0 1 -1 -1]. */
 #include "winograd.h"
+#include "arch/winograd_tx.h" /* WG_CB */
 
 #include <stdatomic.h>
 
@@ -31,11 +36,20 @@
                                         than im2col, 32 -> 128 on 27x27 1.15-1.3x faster */
 #define WG_MIN_GRAD_CHANNELS 64       /* the data gradient: below, im2col was as fast or faster */
 #define WG_MIN_FILL 0.7               /* outputs / (4 x tiles): below, too much of each tile is wasted */
-#define CB 32 /* channels per block in the transforms: the inner loops run over them and vectorise */
+#define CB WG_CB /* channels per block in the transforms (arch/winograd_tx.h) */
 
 typedef struct {
     int64_t oh, ow, th, tw, tiles, cin, cout, chunk;
+    int pool; /* 1: a 2x2 max pool follows, fused (tiles over the pooled windows only; NHWC) */
 } wg_shape;
+
+/* Tiles per chunk: V and M within the budget, but at least WG_MIN_CHUNK tiles (the GEMMs repack U per
+ * chunk), balanced over the chunks. */
+static void wg_set_chunk(wg_shape *s) {
+    const int64_t per_tile = 16 * 4 * (s->cin + s->cout), tiles = CNNC_MAX(s->tiles, 1);
+    s->chunk = CNNC_MIN(tiles, CNNC_MAX(WG_MIN_CHUNK, WG_BUDGET / per_tile));
+    s->chunk = CNNC_CEIL_DIV(tiles, CNNC_CEIL_DIV(tiles, s->chunk)); /* even chunks */
+}
 
 /* The shape of a convolution Winograd runs, or 0 when it does not apply. */
 static int wg_shape_of(const cnnc_conv2d_params *p, wg_shape *s) {
@@ -56,11 +70,28 @@ static int wg_shape_of(const cnnc_conv2d_params *p, wg_shape *s) {
     if ((double)s->oh * (double)s->ow < WG_MIN_FILL * 4.0 * (double)s->th * (double)s->tw) return 0;
     /* bytes checked for overflow: U, and one tile's V + M */
     if (cnnc_mul_ok(cnnc_mul_ok(16 * 4, s->cin), s->cout) < 0 || s->cin + s->cout > INT64_MAX / 64) return 0;
-    const int64_t per_tile = 16 * 4 * (s->cin + s->cout);
-    /* within the budget, but at least WG_MIN_CHUNK tiles: the GEMMs repack U per chunk */
-    s->chunk = CNNC_MIN(s->tiles, CNNC_MAX(WG_MIN_CHUNK, WG_BUDGET / per_tile));
-    s->chunk = CNNC_CEIL_DIV(s->tiles, CNNC_CEIL_DIV(s->tiles, s->chunk)); /* even chunks */
+    s->pool = 0;
+    wg_set_chunk(s);
     return 1;
+}
+
+/* The shape of convolution p with a 2x2 max pool (stride 2, no padding, floor) fused: the convolution
+ * is Winograd's (the rule above, on the convolution alone, so the fused op runs exactly when the
+ * separate convolution would), NHWC. F(2x2, 3x3)'s tiles are the pool's windows; the tiles of the
+ * last row or column of an odd-sized output lie outside every window and are not computed. */
+static int wg_pool_shape_of(const cnnc_conv2d_params *p, int64_t pkh, int64_t pkw, wg_shape *s) {
+    if (p->win.layout != CNNC_NHWC || pkh != 2 || pkw != 2 || !wg_shape_of(p, s)) return 0;
+    s->th = s->oh / 2;
+    s->tw = s->ow / 2;
+    s->tiles = p->win.n * s->th * s->tw;
+    s->pool = 1;
+    wg_set_chunk(s);
+    return 1;
+}
+
+int cnnc_winograd_pool_applies(const cnnc_conv2d_params *p, int64_t pkh, int64_t pkw) {
+    wg_shape s;
+    return p && wg_pool_shape_of(p, pkh, pkw, &s);
 }
 
 int cnnc_winograd_applies(const cnnc_conv2d_params *p) {
@@ -104,14 +135,25 @@ static int64_t gemm_ws(const cnnc_ctx *ctx, const wg_shape *s) {
     return slot < 0 ? -1 : slot * xi_threads(ctx);
 }
 
+static int64_t wg_workspace(const cnnc_ctx *ctx, const wg_shape *s) {
+    int64_t u, v, m, f;
+    wg_parts(s, &u, &v, &m, &f);
+    const int64_t g = gemm_ws(ctx, s);
+    if (g < 0 || g > INT64_MAX - u - v - m - f - CNNC_ALIGN) return -1;
+    return CNNC_ALIGN + u + v + m + f + g;
+}
+
 int64_t cnnc_winograd_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params *p) {
     wg_shape s;
     if (!ctx || !p || !wg_shape_of(p, &s)) return -1;
-    int64_t u, v, m, f;
-    wg_parts(&s, &u, &v, &m, &f);
-    const int64_t g = gemm_ws(ctx, &s);
-    if (g < 0 || g > INT64_MAX - u - v - m - f - CNNC_ALIGN) return -1;
-    return CNNC_ALIGN + u + v + m + f + g;
+    return wg_workspace(ctx, &s);
+}
+
+int64_t cnnc_winograd_pool_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, int64_t pkh,
+                                          int64_t pkw) {
+    wg_shape s;
+    if (!ctx || !p || !wg_pool_shape_of(p, pkh, pkw, &s)) return -1;
+    return wg_workspace(ctx, &s);
 }
 
 /* Tap (i, j) of the 3x3 filter from input channel ci to output channel co of the convolution being
@@ -199,6 +241,7 @@ typedef struct {
     int64_t t0;
     float *v;
     unsigned char *bad;
+    cnnc_winograd_fns fns;
 } it_job;
 
 static void input_transform_task(void *arg, int64_t lo, int64_t hi, int slot) {
@@ -213,6 +256,7 @@ static void input_transform_task(void *arg, int64_t lo, int64_t hi, int slot) {
     const int64_t CI = s->cin, H = win->h, W = win->w, stride = s->chunk * CI;
     const int nchw = win->layout == CNNC_NCHW;
     const int64_t cstep = nchw ? H * W : 1;
+    static const float zeros[CB];
     for (int64_t k = lo; k < hi; ++k) {
         int64_t n, oy, ox;
         tile_pos(s, t0 + k, &n, &oy, &ox);
@@ -225,93 +269,88 @@ static void input_transform_task(void *arg, int64_t lo, int64_t hi, int slot) {
                                  : nchw ? (n * CI * H + iy) * W + ix
                                         : ((n * H + iy) * W + ix) * CI;
             }
-        float *dst = v + k * CI;
-        uint32_t nonfinite = 0; /* an all-ones exponent: infinity or NaN */
+        int nonfinite = 0;
         for (int64_t c0 = 0; c0 < CI; c0 += CB) {
             const int64_t cn = CNNC_MIN(CB, CI - c0);
             /* the block's 16 inputs, cn channels each: NHWC reads them in place (a channel run), NCHW
              * gathers them; padding reads zeros */
-            static const float zeros[CB];
-            float d[16][CB], t[16][CB];
+            float d[16][CB];
             const float *dp[16];
             for (int e = 0; e < 16; ++e) {
                 if (off[e] < 0) {
                     dp[e] = zeros;
-                    continue;
-                }
-                if (!nchw) {
+                } else if (!nchw) {
                     dp[e] = x + off[e] + c0;
                 } else {
                     for (int64_t c = 0; c < cn; ++c) d[e][c] = x[off[e] + (c0 + c) * cstep];
                     dp[e] = d[e];
                 }
-                const float *de = dp[e];
-                for (int64_t c = 0; c < cn; ++c) {
-                    uint32_t bits;
-                    memcpy(&bits, &de[c], sizeof bits);
-                    nonfinite |= (bits & 0x7f800000u) == 0x7f800000u;
-                }
             }
-            for (int j = 0; j < 4; ++j) /* t = B^T d */
-                for (int64_t c = 0; c < cn; ++c) {
-                    const float d0 = dp[j][c], d1 = dp[4 + j][c], d2 = dp[8 + j][c], d3 = dp[12 + j][c];
-                    t[j][c] = d0 - d2;
-                    t[4 + j][c] = d1 + d2;
-                    t[8 + j][c] = d2 - d1;
-                    t[12 + j][c] = d1 - d3;
-                }
-            for (int i = 0; i < 4; ++i) { /* V = t B */
-                float *o0 = dst + (i * 4 + 0) * stride + c0, *o1 = dst + (i * 4 + 1) * stride + c0;
-                float *o2 = dst + (i * 4 + 2) * stride + c0, *o3 = dst + (i * 4 + 3) * stride + c0;
-                const float *r = t[i * 4];
-                for (int64_t c = 0; c < cn; ++c) {
-                    const float a0 = r[c], a1 = r[CB + c], a2 = r[2 * CB + c], a3 = r[3 * CB + c];
-                    o0[c] = a0 - a2;
-                    o1[c] = a1 + a2;
-                    o2[c] = a2 - a1;
-                    o3[c] = a1 - a3;
-                }
-            }
+            nonfinite |= jb->fns.in_block(dp, cn, v + k * CI + c0, stride);
         }
-        bad[k] = nonfinite != 0;
+        bad[k] = (unsigned char)nonfinite;
     }
 }
 
 static void input_transform(const cnnc_ctx *ctx, const wg_shape *s, const cnnc_window2d *win,
                             const float *restrict x, int64_t t0, int64_t nt_tiles, float *restrict v,
                             unsigned char *restrict bad) {
-    it_job jb = {s, win, x, t0, v, bad};
+    it_job jb = {s, win, x, t0, v, bad, cnnc_winograd_fns_for(&ctx->k)};
     const int nt = cnnc_threads(ctx, nt_tiles);
     cnnc_parallel_for(ctx, nt, nt_tiles, cnnc_grain(nt_tiles, nt, 1), input_transform_task, &jb);
 }
 
-/* The outputs of tile t computed directly (sum over the 3x3 window and the input channels), for a tile
- * whose input block holds an infinity or NaN. */
+/* Output (oy, ox) of image n, channel co, computed directly (the sum over the 3x3 window and the input
+ * channels), for a tile whose input block holds an infinity or NaN. */
+static float direct_out(const wg_shape *s, const cnnc_window2d *win, const float *restrict x,
+                        const float *restrict w, int transposed, int64_t n, int64_t oy, int64_t ox, int64_t co) {
+    const int64_t CI = s->cin, CO = s->cout, H = win->h, W = win->w;
+    const int nchw = win->layout == CNNC_NCHW;
+    float acc = 0.0f;
+    for (int kh = 0; kh < 3; ++kh) {
+        const int64_t iy = oy - win->pt + kh;
+        if (iy < 0 || iy >= H) continue;
+        for (int kw = 0; kw < 3; ++kw) {
+            const int64_t ix = ox - win->pl + kw;
+            if (ix < 0 || ix >= W) continue;
+            for (int64_t ci = 0; ci < CI; ++ci) {
+                const float xv = nchw ? x[((n * CI + ci) * H + iy) * W + ix] : x[((n * H + iy) * W + ix) * CI + ci];
+                const float wv = wtap(w, nchw, transposed, CI, CO, ci, co, kh, kw);
+                acc += xv * wv;
+            }
+        }
+    }
+    return acc;
+}
+
+/* The outputs of tile t computed directly (direct_out). */
 static void direct_tile(const wg_shape *s, const cnnc_window2d *win, const float *restrict x,
                         const float *restrict w, int transposed, int64_t t, float *restrict y) {
-    const int64_t CI = s->cin, CO = s->cout, H = win->h, W = win->w, OH = s->oh, OW = s->ow;
+    const int64_t CO = s->cout, OH = s->oh, OW = s->ow;
     const int nchw = win->layout == CNNC_NCHW;
     int64_t n, oy, ox;
     tile_pos(s, t, &n, &oy, &ox);
     for (int64_t i = 0; i < 2 && oy + i < OH; ++i)
         for (int64_t j = 0; j < 2 && ox + j < OW; ++j)
-            for (int64_t co = 0; co < CO; ++co) {
-                float acc = 0.0f;
-                for (int kh = 0; kh < 3; ++kh) {
-                    const int64_t iy = oy + i - win->pt + kh;
-                    if (iy < 0 || iy >= H) continue;
-                    for (int kw = 0; kw < 3; ++kw) {
-                        const int64_t ix = ox + j - win->pl + kw;
-                        if (ix < 0 || ix >= W) continue;
-                        for (int64_t ci = 0; ci < CI; ++ci) {
-                            const float xv = nchw ? x[((n * CI + ci) * H + iy) * W + ix] : x[((n * H + iy) * W + ix) * CI + ci];
-                            const float wv = wtap(w, nchw, transposed, CI, CO, ci, co, kh, kw);
-                            acc += xv * wv;
-                        }
-                    }
-                }
-                y[nchw ? ((n * CO + co) * OH + oy + i) * OW + ox + j : ((n * OH + oy + i) * OW + ox + j) * CO + co] = acc;
-            }
+            for (int64_t co = 0; co < CO; ++co)
+                y[nchw ? ((n * CO + co) * OH + oy + i) * OW + ox + j : ((n * OH + oy + i) * OW + ox + j) * CO + co] =
+                    direct_out(s, win, x, w, transposed, n, oy + i, ox + j, co);
+}
+
+/* Pooled (s->pool): tile t's four outputs computed directly into buf [4][Cout], given their bias and
+ * activation, and max pooled into y's pixel t. */
+static void direct_tile_pool(const wg_shape *s, const cnnc_window2d *win, const float *restrict x,
+                             const float *restrict w, const float *b, cnnc_act act, int64_t t, float *restrict buf,
+                             float *restrict y) {
+    const int64_t CO = s->cout;
+    int64_t n, oy, ox;
+    tile_pos(s, t, &n, &oy, &ox);
+    for (int q = 0; q < 4; ++q) {
+        for (int64_t co = 0; co < CO; ++co)
+            buf[q * CO + co] = direct_out(s, win, x, w, 0, n, oy + q / 2, ox + q % 2, co);
+        if (b || act.kind != CNNC_ACT_NONE) cnnc_bias_act_span(act, b, buf + q * CO, CO);
+    }
+    pool2x2_window(buf, buf + CO, buf + 2 * CO, buf + 3 * CO, y + t * CO, CO);
 }
 
 /* NHWC: bias and activation on the output pixels of tile t (while they are in cache). */
@@ -332,7 +371,21 @@ typedef struct {
     cnnc_act act;
     int64_t t0;
     float *y;
+    cnnc_winograd_fns fns;
 } ot_job;
+
+/* cnnc_bias_act_span's operations on y[0, n), the common kinds inline (a call per block of channels
+ * costs more than their arithmetic). */
+static inline void wg_bias_act(cnnc_act act, const float *b, float *restrict y, int64_t n) {
+    if (act.kind != CNNC_ACT_NONE && act.kind != CNNC_ACT_RELU) {
+        cnnc_bias_act_span(act, b, y, n);
+        return;
+    }
+    if (b)
+        for (int64_t c = 0; c < n; ++c) y[c] += b[c];
+    if (act.kind == CNNC_ACT_RELU)
+        for (int64_t c = 0; c < n; ++c) y[c] = y[c] > 0.0f ? y[c] : 0.0f;
+}
 
 static void output_transform_task(void *arg, int64_t lo, int64_t hi, int slot) {
     const ot_job *jb = (const ot_job *)arg;
@@ -345,6 +398,19 @@ static void output_transform_task(void *arg, int64_t lo, int64_t hi, int slot) {
     float *restrict y = jb->y;
     const int epilogue = !nchw && (b || act.kind != CNNC_ACT_NONE);
     const int64_t CO = s->cout, OH = s->oh, OW = s->ow, stride = s->chunk * CO;
+    if (s->pool) { /* NHWC: bias and activation on each output, then the 2x2 max into pixel t0 + k */
+        for (int64_t k = lo; k < hi; ++k) {
+            const float *src = m + k * CO;
+            for (int64_t c0 = 0; c0 < CO; c0 += CB) {
+                const int64_t cn = CNNC_MIN(CB, CO - c0);
+                float o[4][CB];
+                jb->fns.out_block(src + c0, stride, cn, o);
+                for (int q = 0; q < 4 && epilogue; ++q) wg_bias_act(act, b ? b + c0 : NULL, o[q], cn);
+                pool2x2_window(o[0], o[1], o[2], o[3], y + (t0 + k) * CO + c0, cn);
+            }
+        }
+        return;
+    }
     for (int64_t k = lo; k < hi; ++k) {
         int64_t n, oy, ox;
         tile_pos(s, t0 + k, &n, &oy, &ox);
@@ -352,21 +418,8 @@ static void output_transform_task(void *arg, int64_t lo, int64_t hi, int slot) {
         const float *src = m + k * CO;
         for (int64_t c0 = 0; c0 < CO; c0 += CB) {
             const int64_t cn = CNNC_MIN(CB, CO - c0);
-            float r[8][CB], o[4][CB];
-            for (int j = 0; j < 4; ++j) { /* r = A^T a */
-                const float *a0 = src + j * stride + c0, *a1 = src + (4 + j) * stride + c0;
-                const float *a2 = src + (8 + j) * stride + c0, *a3 = src + (12 + j) * stride + c0;
-                for (int64_t c = 0; c < cn; ++c) {
-                    r[j][c] = a0[c] + a1[c] + a2[c];
-                    r[4 + j][c] = a1[c] - a2[c] - a3[c];
-                }
-            }
-            for (int i = 0; i < 2; ++i) /* o = r A */
-                for (int64_t c = 0; c < cn; ++c) {
-                    const float b0 = r[4 * i][c], b1 = r[4 * i + 1][c], b2 = r[4 * i + 2][c], b3 = r[4 * i + 3][c];
-                    o[2 * i][c] = b0 + b1 + b2;
-                    o[2 * i + 1][c] = b1 - b2 - b3;
-                }
+            float o[4][CB];
+            jb->fns.out_block(src + c0, stride, cn, o);
             for (int i = 0; i < rows; ++i)
                 for (int j = 0; j < cols; ++j) {
                     if (nchw) {
@@ -383,7 +436,7 @@ static void output_transform_task(void *arg, int64_t lo, int64_t hi, int slot) {
 
 static void output_transform(const cnnc_ctx *ctx, const wg_shape *s, int nchw, const float *restrict m,
                              const float *b, cnnc_act act, int64_t t0, int64_t nt_tiles, float *restrict y) {
-    ot_job jb = {s, nchw, m, b, act, t0, y};
+    ot_job jb = {s, nchw, m, b, act, t0, y, cnnc_winograd_fns_for(&ctx->k)};
     const int nt = cnnc_threads(ctx, nt_tiles);
     cnnc_parallel_for(ctx, nt, nt_tiles, cnnc_grain(nt_tiles, nt, 1), output_transform_task, &jb);
 }
@@ -412,14 +465,15 @@ static void xi_task(void *arg, int64_t lo, int64_t hi, int slot) {
     }
 }
 
-/* The convolution p (shapes: wg_shape_of) of x with the filters wtap(w, .., transposed, ..). */
-static int wg_run(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x, const float *w, int transposed,
-                  const float *upk, const float *b, cnnc_act act, float *y, void *ws, int64_t ws_size) {
-    wg_shape s;
-    if (!wg_shape_of(p, &s)) return CNNC_EINVAL;
-    const int64_t need = cnnc_winograd_workspace_size(ctx, p);
+/* The convolution p (shape s: wg_shape_of or wg_pool_shape_of) of x with the filters
+ * wtap(w, .., transposed, ..); pooled when s.pool. */
+static int wg_run(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, wg_shape s, const float *x, const float *w,
+                  int transposed, const float *upk, const float *b, cnnc_act act, float *y, void *ws,
+                  int64_t ws_size) {
+    const int64_t need = wg_workspace(ctx, &s);
     if (need < 0) return CNNC_EOVERFLOW;
     if (!ws || ws_size < need) return CNNC_EWORKSPACE;
+    if (!s.tiles) return CNNC_OK; /* pooled to nothing */
     int64_t ub, vb, mb, fb;
     wg_parts(&s, &ub, &vb, &mb, &fb);
     float *u = (float *)cnnc_align_ptr(ws);
@@ -446,7 +500,9 @@ static int wg_run(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float 
         if (rc) break;
         output_transform(ctx, &s, nchw, m, b, act, t0, nt_tiles, y);
         for (int64_t k = 0; k < nt_tiles; ++k)
-            if (bad[k]) {
+            if (bad[k] && s.pool) { /* M is free now: the scratch of the tile's four outputs */
+                direct_tile_pool(&s, &p->win, x, w, b, act, t0 + k, m, y);
+            } else if (bad[k]) {
                 direct_tile(&s, &p->win, x, w, transposed, t0 + k, y);
                 if (!nchw && (b || act.kind != CNNC_ACT_NONE)) tile_epilogue(&s, b, act, t0 + k, y);
             }
@@ -463,8 +519,18 @@ int cnnc_winograd_forward(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, cons
 
 int cnnc_winograd_forward_pk(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x, const float *w,
                              const float *upk, const float *b, cnnc_act act, float *y, void *ws, int64_t ws_size) {
-    if (!ctx || !p || !x || !w || !y || !cnnc_act_valid(act)) return CNNC_EINVAL;
-    return wg_run(ctx, p, x, w, 0, upk, b, act, y, ws, ws_size);
+    wg_shape s;
+    if (!ctx || !p || !x || !w || !y || !cnnc_act_valid(act) || !wg_shape_of(p, &s)) return CNNC_EINVAL;
+    return wg_run(ctx, p, s, x, w, 0, upk, b, act, y, ws, ws_size);
+}
+
+int cnnc_winograd_forward_pool_pk(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, int64_t pkh, int64_t pkw,
+                                  const float *x, const float *w, const float *upk, const float *b, cnnc_act act,
+                                  float *y, void *ws, int64_t ws_size) {
+    wg_shape s;
+    if (!ctx || !p || !x || !w || !y || !cnnc_act_valid(act) || !wg_pool_shape_of(p, pkh, pkw, &s))
+        return CNNC_EINVAL;
+    return wg_run(ctx, p, s, x, w, 0, upk, b, act, y, ws, ws_size);
 }
 
 /* U packed once: the 16 matrices U_xi [Cin, Cout] as B panels (cnnc_gemm_pack_b_all), one after another. */
@@ -533,7 +599,8 @@ int64_t cnnc_winograd_data_grad_workspace_size(const cnnc_ctx *ctx, const cnnc_c
 int cnnc_winograd_data_grad(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *w, const float *dy,
                             float *dx, void *ws, int64_t ws_size) {
     cnnc_conv2d_params t;
-    if (!ctx || !p || !w || !dy || !dx || !data_grad_params(p, &t)) return CNNC_EINVAL;
+    wg_shape s;
+    if (!ctx || !p || !w || !dy || !dx || !data_grad_params(p, &t) || !wg_shape_of(&t, &s)) return CNNC_EINVAL;
     const cnnc_act none = {CNNC_ACT_NONE, 0.0f, 0.0f};
-    return wg_run(ctx, &t, dy, w, 1, NULL, NULL, none, dx, ws, ws_size);
+    return wg_run(ctx, &t, s, dy, w, 1, NULL, NULL, none, dx, ws, ws_size);
 }

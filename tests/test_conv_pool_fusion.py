@@ -51,6 +51,10 @@ CASES = {
     "strided conv": (1, 16, 21, 3, 2, "tanh", "same", 2),
     "8 channels: not direct, pooled from the workspace": (8, 16, 12, 3, 2, "relu", "valid", 1),
     "a wide band: pooled from the workspace": (1, 256, 40, 3, 2, "relu", "same", 1),
+    "chollet's second layer (Winograd: each tile is a window)": (32, 64, 13, 3, 2, "relu", "valid", 1),
+    "Winograd, same padding, 40 channels, linear": (32, 40, 12, 3, 2, "linear", "same", 1),
+    "Winograd, odd width, sigmoid": (48, 16, 15, 3, 2, "sigmoid", "same", 1),
+    "Winograd with a 3x3 pool: pooled from the workspace": (32, 16, 14, 3, 3, "tanh", "same", 1),
 }
 
 
@@ -65,6 +69,7 @@ def test_fused_conv_pool_gives_the_unfused_bits(name, arch, threads, monkeypatch
     x = RNG.standard_normal((3, hw, hw, c)).astype(np.float32)
     x[1, 2:5, 3:6, :] = -0.0
     x[2, 4, 4, 0] = np.nan  # NaN wins its windows, wherever it lies in them
+    x[0, hw - 3, 1, 0] = np.inf  # Winograd computes the tiles that read it directly
     with cnnc._config.thread_limit(threads):
         fused = _predict(model, x, True, monkeypatch)
         unfused = _predict(model, x, False, monkeypatch)
@@ -92,6 +97,23 @@ def test_the_fused_op_saves_the_convolutions_output():
     rt = deploy.Runtime(g.to_bytes(plan_batch=64))
     plan, _ = rt.arena_parts(64)
     assert plan < 64 * 26 * 26 * 32 * 4
+
+
+def test_winograd_computes_only_the_pooled_tiles():
+    """With a 2x2 pool after a Winograd convolution, the fused op's tiles are the pool's windows: 2 x 5 x 5
+    tiles instead of 2 x 6 x 6 for an 11 x 11 output, so it needs less workspace than the convolution
+    alone, and no tensor for the convolution's output."""
+    model = _net(32, 64, 13, 3, 2)
+    assert cnnc.nn.conv2d_algorithm((2, 13, 13, 32), (3, 3, 32, 64)) == "winograd"
+    fused = deploy.Runtime(_lower.from_sequential(model).to_bytes(plan_batch=2)).arena_parts(2)
+    mp = pytest.MonkeyPatch()
+    mp.setattr(_format.Graph, "fuse_conv_pools", lambda self: None)
+    try:
+        unfused = deploy.Runtime(_lower.from_sequential(model).to_bytes(plan_batch=2)).arena_parts(2)
+    finally:
+        mp.undo()
+    assert fused[1] < unfused[1]  # workspace: 50 tiles' V and M instead of 72 tiles'
+    assert fused[0] < unfused[0]  # tensors: the convolution's output is not one
 
 
 def test_prepacked_bundle_runs_the_fused_op(tmp_path):

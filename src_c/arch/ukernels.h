@@ -25,4 +25,10 @@ void cnnc_f32_gemm_rows__avx2(int64_t m, int64_t w, int64_t k, const float *a, i
 void cnnc_f32_gemm_dots__avx2(int64_t m, int64_t w, int64_t k, const float *a, int64_t lda,
                               const float *b, int64_t ldb, float *c, int64_t ldc,
                               const cnnc_gemm_params *params);
+/* Winograd F(2x2, 3x3)'s per-tile transforms over a block of <= 32 channels (arch/winograd_tx.h's
+ * wg_in_block and wg_out_block; the contracts are there). */
+int cnnc_f32_wg_in_block__generic(const float *const *dp, int64_t cn, float *dst, int64_t stride);
+void cnnc_f32_wg_out_block__generic(const float *src, int64_t stride, int64_t cn, float o[4][32]);
+int cnnc_f32_wg_in_block__avx2(const float *const *dp, int64_t cn, float *dst, int64_t stride);
+void cnnc_f32_wg_out_block__avx2(const float *src, int64_t stride, int64_t cn, float o[4][32]);
 #endif
