@@ -153,3 +153,40 @@ def test_data_gradient_nonfinite_dy_propagates_exactly():
     assert np.array_equal(np.isinf(dx), np.isinf(rdx))
     fin = np.isfinite(rdx)
     assert fin.sum() > 0.9 * fin.size
+
+
+def test_a_block_whose_transform_overflows_is_computed_directly():
+    """Finite inputs near the float32 maximum overflow in the input transform (d1 + d2); such tiles are
+    recomputed directly, so the outputs are the direct convolution's finite values."""
+    x, k, _ = _case("NHWC", 2, 16, 16, 32, 16, seed=4)
+    x[0, 4:8, 4:8, :] = 3e38  # rows and columns 4 and 5 sit at positions 1 and 2 of a tile's block
+    k *= 1e-3
+    assert nn.conv2d_algorithm(x, k, padding="same") == "winograd"
+    y = nn.conv2d(x, k, padding="same")
+    want = ref.conv2d(x, k, padding="same")
+    assert np.isfinite(want).all() and np.isfinite(y).all()
+    ref.assert_close(y, want, mag=ref.conv2d_mag(x, k, None, padding="same"))
+
+
+@pytest.mark.parametrize("pool", [False, True])
+def test_the_isa_builds_of_the_transforms_agree(isa, pool):
+    """The portable and AVX2 builds of the per-tile transforms compute the same sums: with small
+    integers (and weights whose transform is exact) every product and sum is exact, so the outputs are
+    the same bits whatever the GEMM kernel. 36 and 20 channels: the AVX2 loops' scalar tails too."""
+    rng = np.random.default_rng(9)
+    x = rng.integers(-3, 4, (2, 13, 13, 36)).astype(np.float32)
+    k = (2 * rng.integers(-2, 3, (3, 3, 36, 20))).astype(np.float32)
+    b = rng.integers(-4, 5, 20).astype(np.float32)
+    x[1, 4, 6, 3] = np.nan
+    model = cnnc.models.Sequential([cnnc.layers.Input((13, 13, 36)),
+                                    cnnc.layers.Conv2D(20, 3, activation="relu", padding="same")] +
+                                   ([cnnc.layers.MaxPooling2D(2)] if pool else []))
+    model.layers[0].set_weights([k, b])
+    assert nn.conv2d_algorithm(x, k, padding="same") == "winograd"
+    outs = []
+    for arch in ("generic", "avx2"):
+        isa(arch)
+        model._runner_cache = None
+        outs.append(model.predict(x, batch_size=2, verbose=0))
+    assert np.array_equal(outs[0].view(np.uint32), outs[1].view(np.uint32))
+    assert not np.isnan(outs[0]).any()  # the NaN's outputs went through relu: NaN > 0 is false, so 0
