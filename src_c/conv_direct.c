@@ -355,15 +355,16 @@ static void nhwc_pool_task(void *arg, int64_t t0, int64_t t1, int slot) {
         for (int64_t p0 = b0; p0 < b1; p0 += pix)
             nhwc_range(&jb->c, p0, CNNC_MIN(b1, p0 + pix), band + (p0 - b0) * co, ap);
         float *yr = jb->y + (ni * ph + po) * pw * co;
-        /* whole 2x2 windows by the fast rule, v > m ? v : m (one max instruction), while no NaN is met;
-         * other windows, and a band holding a NaN, with max_takes, whose first NaN wins */
-        const int two = pkh == 2 && pkw == 2;
-        int nan = 0;
-        for (int64_t pc = 0; pc < pw && two; ++pc) {
-            const float *t = band + pc * 2 * co;
-            nan |= pool2x2_fast(t, t + co, t + ow * co, t + (ow + 1) * co, yr + pc * co, co);
+        /* 2x2 windows by pool2x2_window (one max instruction per tap unless a NaN is met); other
+         * windows with max_takes, whose first NaN wins */
+        if (pkh == 2 && pkw == 2) {
+            for (int64_t pc = 0; pc < pw; ++pc) {
+                const float *t = band + pc * 2 * co;
+                pool2x2_window(t, t + co, t + ow * co, t + (ow + 1) * co, yr + pc * co, co);
+            }
+            continue;
         }
-        for (int64_t pc = 0; pc < pw && (nan || !two); ++pc) {
+        for (int64_t pc = 0; pc < pw; ++pc) {
             float *restrict yo = yr + pc * co;
             memcpy(yo, band + pc * pkw * co, (size_t)co * sizeof(float));
             for (int64_t i = 0; i < pkh; ++i)
