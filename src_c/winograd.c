@@ -301,7 +301,7 @@ static void input_transform(const cnnc_ctx *ctx, const wg_shape *s, const cnnc_w
 }
 
 /* Output (oy, ox) of image n, channel co, computed directly (the sum over the 3x3 window and the input
- * channels), for a tile whose input block holds an infinity or NaN. */
+ * channels), for a tile the non-finite test flagged. */
 static float direct_out(const wg_shape *s, const cnnc_window2d *win, const float *restrict x,
                         const float *restrict w, int transposed, int64_t n, int64_t oy, int64_t ox, int64_t co) {
     const int64_t CI = s->cin, CO = s->cout, H = win->h, W = win->w;
@@ -374,19 +374,6 @@ typedef struct {
     cnnc_winograd_fns fns;
 } ot_job;
 
-/* cnnc_bias_act_span's operations on y[0, n), the common kinds inline (a call per block of channels
- * costs more than their arithmetic). */
-static inline void wg_bias_act(cnnc_act act, const float *b, float *restrict y, int64_t n) {
-    if (act.kind != CNNC_ACT_NONE && act.kind != CNNC_ACT_RELU) {
-        cnnc_bias_act_span(act, b, y, n);
-        return;
-    }
-    if (b)
-        for (int64_t c = 0; c < n; ++c) y[c] += b[c];
-    if (act.kind == CNNC_ACT_RELU)
-        for (int64_t c = 0; c < n; ++c) y[c] = y[c] > 0.0f ? y[c] : 0.0f;
-}
-
 static void output_transform_task(void *arg, int64_t lo, int64_t hi, int slot) {
     const ot_job *jb = (const ot_job *)arg;
     (void)slot;
@@ -405,7 +392,10 @@ static void output_transform_task(void *arg, int64_t lo, int64_t hi, int slot) {
                 const int64_t cn = CNNC_MIN(CB, CO - c0);
                 float o[4][CB];
                 jb->fns.out_block(src + c0, stride, cn, o);
-                for (int q = 0; q < 4 && epilogue; ++q) wg_bias_act(act, b ? b + c0 : NULL, o[q], cn);
+                if (epilogue) { /* the four outputs as rows of a block: one call, relu inline */
+                    const cnnc_gemm_epilogue ep = {b ? b + c0 : NULL, 0, act, NULL, 0};
+                    cnnc_gemm_epilogue_block(&ep, o[0], CB, 0, 4, 0, cn);
+                }
                 pool2x2_window(o[0], o[1], o[2], o[3], y + (t0 + k) * CO + c0, cn);
             }
         }
