@@ -46,11 +46,17 @@ def conv2d_workspace_size(tuple win, int64_t cout, int64_t groups, bint backward
     return cnnc_conv2d_workspace_size(&ctx, &p)
 
 
-def conv2d_algorithm(tuple win, int64_t cout, int64_t groups, bint data_grad=False):
-    """'winograd', 'direct' or 'im2col': how conv2d_forward (data_grad: conv2d_backward's dx) computes
-    this convolution."""
+def conv2d_algorithm(tuple win, int64_t cout, int64_t groups, bint data_grad=False, bint weight_grad=False):
+    """'winograd', 'direct' or 'im2col': how conv2d_forward (data_grad: conv2d_backward's dx,
+    weight_grad: its dw) computes this convolution."""
     cdef cnnc_conv2d_params p = _conv_params(win, cout, groups)
-    cdef int algo = cnnc_conv2d_data_grad_algorithm(&p) if data_grad else cnnc_conv2d_algorithm(&p)
+    cdef int algo
+    if data_grad:
+        algo = cnnc_conv2d_data_grad_algorithm(&p)
+    elif weight_grad:
+        algo = cnnc_conv2d_weight_grad_algorithm(&p)
+    else:
+        algo = cnnc_conv2d_algorithm(&p)
     return {1: "winograd", 2: "direct"}.get(algo, "im2col")
 
 

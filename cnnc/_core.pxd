@@ -75,6 +75,7 @@ cdef extern from "cnnc.h" nogil:
     int64_t cnnc_conv2d_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params *p)
     int cnnc_conv2d_algorithm(const cnnc_conv2d_params *p)
     int cnnc_conv2d_data_grad_algorithm(const cnnc_conv2d_params *p)
+    int cnnc_conv2d_weight_grad_algorithm(const cnnc_conv2d_params *p)
     int cnnc_conv2d_forward(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x,
                             const float *w, const float *b, cnnc_act act, float *y, void *ws,
                             int64_t ws_size)

@@ -157,14 +157,18 @@ typedef struct {
 int64_t cnnc_conv2d_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params *p);
 /* The algorithm cnnc_conv2d_forward uses for these shapes (a function of the shapes only, never of the
  * thread count or ISA): Winograd F(2x2, 3x3) for 3x3 stride-1 undilated single-group convolutions with
- * at least 16 input and output channels and 64 2x2 output tiles; direct for NCHW single-group
+ * at least 32 input and 16 output channels, at least 64 2x2 output tiles filled to 70% or more; direct for NCHW single-group
  * convolutions with at most 4 input channels and C*KH*KW <= 256, other than 1x1 stride 1 unpadded (the
  * GEMM's panels packed straight from x: the same results as im2col + GEMM); im2col + GEMM otherwise. */
 enum { CNNC_CONV_IM2COL = 0, CNNC_CONV_WINOGRAD = 1, CNNC_CONV_DIRECT = 2 };
 int cnnc_conv2d_algorithm(const cnnc_conv2d_params *p);
 /* The same for the data gradient dx of cnnc_conv2d_backward: Winograd when the stride-1 convolution of
- * dy that gives dx passes the rule above (paddings <= 2); dw and db always go through im2col + GEMM. */
+ * dy that gives dx passes the rule above (paddings <= 2), else im2col + GEMM. */
 int cnnc_conv2d_data_grad_algorithm(const cnnc_conv2d_params *p);
+/* The same for the weight gradient dw: Winograd (F(3x3, 2x2)) exactly when the forward is Winograd's,
+ * else im2col + GEMM (as when Winograd's dw comes out non-finite: an infinity or NaN in x or dy, or an
+ * overflow). db is a sum over dy. */
+int cnnc_conv2d_weight_grad_algorithm(const cnnc_conv2d_params *p);
 /* y = act(conv(x, w) + b) */
 int cnnc_conv2d_forward(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x,
                         const float *w, const float *b, cnnc_act act, float *y, void *ws,

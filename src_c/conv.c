@@ -193,13 +193,18 @@ int64_t cnnc_conv2d_backward_workspace_size(const cnnc_ctx *caller, const cnnc_c
                                  nhwc ? cnnc_gemm_workspace_size(ctx, m, s.k, s.cog)
                                       : cnnc_gemm_workspace_size(ctx, s.k, m, s.cog)));
     }
-    const int64_t im2col_ws = add_ok(col_bytes(p, &s, 1), g);
-    /* dx by Winograd runs first, then dw (and db) through im2col in the same workspace */
-    if (cnnc_winograd_data_grad_applies(p)) {
-        const int64_t wg = cnnc_winograd_data_grad_workspace_size(caller, p);
-        return (wg < 0 || im2col_ws < 0) ? -1 : CNNC_MAX(wg, im2col_ws);
+    int64_t need = add_ok(col_bytes(p, &s, 1), g);
+    /* dw by Winograd runs first, then dx by Winograd, then what remains (db, and dw when Winograd's came
+     * out non-finite) through im2col, each in the same workspace */
+    if (need >= 0 && cnnc_winograd_weight_grad_applies(p)) {
+        const int64_t wg = cnnc_winograd_weight_grad_workspace_size(caller, p);
+        need = wg < 0 ? -1 : CNNC_MAX(wg, need);
     }
-    return im2col_ws;
+    if (need >= 0 && cnnc_winograd_data_grad_applies(p)) {
+        const int64_t wg = cnnc_winograd_data_grad_workspace_size(caller, p);
+        need = wg < 0 ? -1 : CNNC_MAX(wg, need);
+    }
+    return need;
 }
 
 /* ---- weights packed once ------------------------------------------------------------------------
@@ -531,6 +536,12 @@ int cnnc_conv2d_backward(const cnnc_ctx *caller, const cnnc_conv2d_params *p, co
     const int64_t need = cnnc_conv2d_backward_workspace_size(caller, p);
     if (need < 0) return CNNC_EOVERFLOW;
     if ((dx || dw) && (!ws || ws_size < need)) return CNNC_EWORKSPACE;
+    if (dw && x && cnnc_winograd_weight_grad_applies(p)) {
+        int finite = 0;
+        rc = cnnc_winograd_weight_grad(caller, p, x, dy, dw, &finite, ws, ws_size);
+        if (rc) return rc;
+        if (finite) dw = NULL; /* done; otherwise computed again below, directly */
+    }
     if (dx && cnnc_winograd_data_grad_applies(p)) {
         rc = cnnc_winograd_data_grad(caller, p, w, dy, dx, ws, ws_size);
         if (rc) return rc;

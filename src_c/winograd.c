@@ -244,52 +244,52 @@ typedef struct {
     cnnc_winograd_fns fns;
 } it_job;
 
-static void input_transform_task(void *arg, int64_t lo, int64_t hi, int slot) {
-    const it_job *jb = (const it_job *)arg;
-    (void)slot;
-    const wg_shape *s = jb->s;
-    const cnnc_window2d *win = jb->win;
-    const float *restrict x = jb->x;
-    float *restrict v = jb->v;
-    unsigned char *restrict bad = jb->bad;
-    const int64_t t0 = jb->t0;
-    const int64_t CI = s->cin, H = win->h, W = win->w, stride = s->chunk * CI;
+/* Tile t's block (V at v[xi * stride + ci]); returns 1 when the block holds an infinity or NaN. */
+static int input_tile(const wg_shape *s, const cnnc_window2d *win, const float *restrict x, int64_t t,
+                      float *restrict v, int64_t stride, const cnnc_winograd_fns *fns) {
+    const int64_t CI = s->cin, H = win->h, W = win->w;
     const int nchw = win->layout == CNNC_NCHW;
     const int64_t cstep = nchw ? H * W : 1;
     static const float zeros[CB];
-    for (int64_t k = lo; k < hi; ++k) {
-        int64_t n, oy, ox;
-        tile_pos(s, t0 + k, &n, &oy, &ox);
-        const int64_t iy0 = oy - win->pt, ix0 = ox - win->pl;
-        int64_t off[16]; /* element offset of each input of the block (channel 0); -1: padding */
-        for (int i = 0; i < 4; ++i)
-            for (int j = 0; j < 4; ++j) {
-                const int64_t iy = iy0 + i, ix = ix0 + j;
-                off[i * 4 + j] = (iy < 0 || iy >= H || ix < 0 || ix >= W) ? -1
-                                 : nchw ? (n * CI * H + iy) * W + ix
-                                        : ((n * H + iy) * W + ix) * CI;
-            }
-        int nonfinite = 0;
-        for (int64_t c0 = 0; c0 < CI; c0 += CB) {
-            const int64_t cn = CNNC_MIN(CB, CI - c0);
-            /* the block's 16 inputs, cn channels each: NHWC reads them in place (a channel run), NCHW
-             * gathers them; padding reads zeros */
-            float d[16][CB];
-            const float *dp[16];
-            for (int e = 0; e < 16; ++e) {
-                if (off[e] < 0) {
-                    dp[e] = zeros;
-                } else if (!nchw) {
-                    dp[e] = x + off[e] + c0;
-                } else {
-                    for (int64_t c = 0; c < cn; ++c) d[e][c] = x[off[e] + (c0 + c) * cstep];
-                    dp[e] = d[e];
-                }
-            }
-            nonfinite |= jb->fns.in_block(dp, cn, v + k * CI + c0, stride);
+    int64_t n, oy, ox;
+    tile_pos(s, t, &n, &oy, &ox);
+    const int64_t iy0 = oy - win->pt, ix0 = ox - win->pl;
+    int64_t off[16]; /* element offset of each input of the block (channel 0); -1: padding */
+    for (int i = 0; i < 4; ++i)
+        for (int j = 0; j < 4; ++j) {
+            const int64_t iy = iy0 + i, ix = ix0 + j;
+            off[i * 4 + j] = (iy < 0 || iy >= H || ix < 0 || ix >= W) ? -1
+                             : nchw ? (n * CI * H + iy) * W + ix
+                                    : ((n * H + iy) * W + ix) * CI;
         }
-        bad[k] = (unsigned char)nonfinite;
+    int nonfinite = 0;
+    for (int64_t c0 = 0; c0 < CI; c0 += CB) {
+        const int64_t cn = CNNC_MIN(CB, CI - c0);
+        /* the block's 16 inputs, cn channels each: NHWC reads them in place (a channel run), NCHW
+         * gathers them; padding reads zeros */
+        float d[16][CB];
+        const float *dp[16];
+        for (int e = 0; e < 16; ++e) {
+            if (off[e] < 0) {
+                dp[e] = zeros;
+            } else if (!nchw) {
+                dp[e] = x + off[e] + c0;
+            } else {
+                for (int64_t c = 0; c < cn; ++c) d[e][c] = x[off[e] + (c0 + c) * cstep];
+                dp[e] = d[e];
+            }
+        }
+        nonfinite |= fns->in_block(dp, cn, v + c0, stride);
     }
+    return nonfinite;
+}
+
+static void input_transform_task(void *arg, int64_t lo, int64_t hi, int slot) {
+    const it_job *jb = (const it_job *)arg;
+    (void)slot;
+    const int64_t CI = jb->s->cin, stride = jb->s->chunk * CI;
+    for (int64_t k = lo; k < hi; ++k)
+        jb->bad[k] = (unsigned char)input_tile(jb->s, jb->win, jb->x, jb->t0 + k, jb->v + k * CI, stride, &jb->fns);
 }
 
 static void input_transform(const cnnc_ctx *ctx, const wg_shape *s, const cnnc_window2d *win,
@@ -593,4 +593,232 @@ int cnnc_winograd_data_grad(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, co
     if (!ctx || !p || !w || !dy || !dx || !data_grad_params(p, &t) || !wg_shape_of(&t, &s)) return CNNC_EINVAL;
     const cnnc_act none = {CNNC_ACT_NONE, 0.0f, 0.0f};
     return wg_run(ctx, &t, s, dy, w, 1, NULL, NULL, none, dx, ws, ws_size);
+}
+
+/* ---- the weight gradient: F(3x3, 2x2) ------------------------------------------------------------
+ * dw[k][l] (ci -> co) = sum over images and outputs (i, j) of dy[i][j] x[i + k - pt][j + l - pl]. Per
+ * tile it is a correlation of the tile's 4x4 input block d with its 2x2 block of dy, giving 3x3: the
+ * forward's algebra transposed (differentiate sum y* . A^T[(G g G^T) . (B^T d B)]A by g):
+ *   dw = G^T [ sum over tiles of (A dy A^T) . (B^T d B) ] G.
+ * V = B^T d B is the forward's input transform (the same tiles, over dy's 2x2 blocks); E = A dy A^T
+ * takes 2x2 to 4x4 by additions (dy past the output's last row or column reads 0); the sum over tiles
+ * of V . E at each of the 16 positions xi is a GEMM, M_xi[Cin, Cout] += V_xi^T E_xi, accumulated chunk
+ * by chunk; the output transform G^T m G runs once per channel pair. 16 multiplications per tile and
+ * channel pair instead of 36. Each M_xi is one thread's, its chunks added in order: the result does not
+ * depend on the thread count. It differs from im2col + GEMM by rounding; an infinity or NaN in x or dy
+ * (or an overflow) leaves some dw non-finite, and then the caller computes dw directly instead
+ * (cnnc_winograd_weight_grad's *finite), so non-finite values propagate exactly as there.
+ * A = [1 0; 1 1; 1 -1; 0 -1], so E's rows and columns are (a, a + b, a - b, -b) of a pair (a, b). */
+
+/* E[xi][(t - t0) * Cout + co] for tile t of dy. */
+typedef struct {
+    const wg_shape *s;
+    const cnnc_window2d *win;
+    const float *x, *dy;
+    int64_t t0;
+    float *v, *e;
+    cnnc_winograd_fns fns;
+} wgrad_tx_job;
+
+static void grad_tile(const wg_shape *s, int nchw, const float *restrict dy, int64_t t, float *restrict e,
+                      int64_t stride) {
+    const int64_t CO = s->cout, OH = s->oh, OW = s->ow, plane = OH * OW;
+    static const float zeros[CB];
+    int64_t n, oy, ox;
+    tile_pos(s, t, &n, &oy, &ox);
+    int64_t off[4]; /* element offset of dy's 2x2 block (channel 0); -1: past the output */
+    for (int q = 0; q < 4; ++q) {
+        const int64_t i = oy + q / 2, j = ox + q % 2;
+        off[q] = (i >= OH || j >= OW) ? -1 : nchw ? n * CO * plane + i * OW + j : ((n * OH + i) * OW + j) * CO;
+    }
+    for (int64_t c0 = 0; c0 < CO; c0 += CB) {
+        const int64_t cn = CNNC_MIN(CB, CO - c0);
+        float g[4][CB], r[8][CB];
+        const float *gp[4];
+        for (int q = 0; q < 4; ++q) {
+            if (off[q] < 0) {
+                gp[q] = zeros;
+            } else if (!nchw) {
+                gp[q] = dy + off[q] + c0;
+            } else {
+                for (int64_t c = 0; c < cn; ++c) g[q][c] = dy[off[q] + (c0 + c) * plane];
+                gp[q] = g[q];
+            }
+        }
+        for (int j = 0; j < 2; ++j) /* r = A g: the 4x2 rows from the 2x2 block's columns */
+            for (int64_t c = 0; c < cn; ++c) {
+                const float a = gp[j][c], b = gp[2 + j][c];
+                r[j][c] = a;
+                r[2 + j][c] = a + b;
+                r[4 + j][c] = a - b;
+                r[6 + j][c] = -b;
+            }
+        for (int i = 0; i < 4; ++i) { /* E = r A^T */
+            float *o = e + c0 + (int64_t)(4 * i) * stride;
+            for (int64_t c = 0; c < cn; ++c) {
+                const float a = r[2 * i][c], b = r[2 * i + 1][c];
+                o[c] = a;
+                o[stride + c] = a + b;
+                o[2 * stride + c] = a - b;
+                o[3 * stride + c] = -b;
+            }
+        }
+    }
+}
+
+static void wgrad_tx_task(void *arg, int64_t lo, int64_t hi, int slot) {
+    const wgrad_tx_job *jb = (const wgrad_tx_job *)arg;
+    (void)slot;
+    const wg_shape *s = jb->s;
+    const int64_t CI = s->cin, CO = s->cout;
+    const int nchw = jb->win->layout == CNNC_NCHW;
+    for (int64_t k = lo; k < hi; ++k) {
+        (void)input_tile(s, jb->win, jb->x, jb->t0 + k, jb->v + k * CI, s->chunk * CI, &jb->fns);
+        grad_tile(s, nchw, jb->dy, jb->t0 + k, jb->e + k * CO, s->chunk * CO);
+    }
+}
+
+/* M_xi (+)= V_xi^T E_xi for xi in [lo, hi), one thread each. */
+typedef struct {
+    cnnc_ctx one;
+    int64_t nt_tiles, chunk, ci, co, slot_bytes;
+    float beta;
+    const float *v, *e;
+    float *m;
+    char *gws;
+    atomic_int err;
+} wgrad_gemm_job;
+
+static void wgrad_gemm_task(void *arg, int64_t lo, int64_t hi, int slot) {
+    wgrad_gemm_job *j = (wgrad_gemm_job *)arg;
+    const int64_t CI = j->ci, CO = j->co;
+    for (int64_t xi = lo; xi < hi; ++xi) {
+        const int rc = cnnc_sgemm(&j->one, 1, 0, CI, CO, j->nt_tiles, 1.0f, j->v + xi * j->chunk * CI, CI,
+                                  j->e + xi * j->chunk * CO, CO, j->beta, j->m + xi * CI * CO, CO,
+                                  j->gws + slot * j->slot_bytes, j->slot_bytes);
+        if (rc) atomic_store_explicit(&j->err, rc, memory_order_relaxed);
+    }
+}
+
+/* dw from M: G^T m G per channel pair, rows ci in [lo, hi); counts the non-finite results. */
+typedef struct {
+    const wg_shape *s;
+    int nchw;
+    const float *m;
+    float *dw;
+    atomic_int nonfinite;
+} wgrad_out_job;
+
+static void wgrad_out_task(void *arg, int64_t lo, int64_t hi, int slot) {
+    wgrad_out_job *jb = (wgrad_out_job *)arg;
+    (void)slot;
+    const int64_t CI = jb->s->cin, CO = jb->s->cout, plane = CI * CO;
+    const float *restrict m = jb->m;
+    float *restrict dw = jb->dw;
+    uint32_t bad = 0;
+    for (int64_t ci = lo; ci < hi; ++ci)
+        for (int64_t c0 = 0; c0 < CO; c0 += CB) {
+            const int64_t cn = CNNC_MIN(CB, CO - c0);
+            float r[12][CB], o[9][CB];
+            for (int j = 0; j < 4; ++j) { /* r = G^T m */
+                const float *a0 = m + j * plane + ci * CO + c0, *a1 = a0 + 4 * plane;
+                const float *a2 = a0 + 8 * plane, *a3 = a0 + 12 * plane;
+                for (int64_t c = 0; c < cn; ++c) {
+                    const float h = 0.5f * (a1[c] + a2[c]);
+                    r[j][c] = a0[c] + h;
+                    r[4 + j][c] = 0.5f * (a1[c] - a2[c]);
+                    r[8 + j][c] = h + a3[c];
+                }
+            }
+            for (int k = 0; k < 3; ++k) /* dw = r G */
+                for (int64_t c = 0; c < cn; ++c) {
+                    const float b0 = r[4 * k][c], b1 = r[4 * k + 1][c], b2 = r[4 * k + 2][c], b3 = r[4 * k + 3][c];
+                    const float h = 0.5f * (b1 + b2);
+                    o[3 * k][c] = b0 + h;
+                    o[3 * k + 1][c] = 0.5f * (b1 - b2);
+                    o[3 * k + 2][c] = h + b3;
+                }
+            for (int e = 0; e < 9; ++e) {
+                for (int64_t c = 0; c < cn; ++c) {
+                    uint32_t bits;
+                    memcpy(&bits, &o[e][c], sizeof bits);
+                    bad |= (bits & 0x7f800000u) == 0x7f800000u;
+                }
+                if (!jb->nchw)
+                    memcpy(dw + e * plane + ci * CO + c0, o[e], (size_t)cn * sizeof(float));
+                else /* [Cout, Cin, 3, 3] */
+                    for (int64_t c = 0; c < cn; ++c) dw[((c0 + c) * CI + ci) * 9 + e] = o[e][c];
+            }
+        }
+    if (bad) atomic_fetch_add_explicit(&jb->nonfinite, 1, memory_order_relaxed);
+}
+
+/* Each thread's GEMM workspace for the chunks' [Cin, Cout] x depth-tiles products (-1: overflow). */
+static int64_t wgrad_gemm_slot(const cnnc_ctx *ctx, const wg_shape *s) {
+    cnnc_ctx one = *ctx;
+    one.nthreads = 1;
+    const int64_t last = s->tiles - (CNNC_CEIL_DIV(s->tiles, s->chunk) - 1) * s->chunk;
+    const int64_t a = cnnc_gemm_workspace_size(&one, s->cin, s->cout, s->chunk);
+    const int64_t b = cnnc_gemm_workspace_size(&one, s->cin, s->cout, last);
+    const int64_t g = CNNC_MAX(a, b);
+    return (a < 0 || b < 0 || g > INT64_MAX / 256 - CNNC_ALIGN) ? -1 : CNNC_ROUND_UP(g, CNNC_ALIGN);
+}
+
+/* M (16 Cin Cout, wg_parts' u), V (v), E (chunk Cout: wg_parts' m), then the GEMM slots. */
+static int64_t wgrad_workspace(const cnnc_ctx *ctx, const wg_shape *s) {
+    int64_t u, v, m, f;
+    wg_parts(s, &u, &v, &m, &f);
+    const int64_t slot = wgrad_gemm_slot(ctx, s);
+    if (slot < 0) return -1;
+    const int64_t g = slot * xi_threads(ctx);
+    if (g > INT64_MAX - u - v - m - CNNC_ALIGN) return -1;
+    return CNNC_ALIGN + u + v + m + g;
+}
+
+int cnnc_winograd_weight_grad_applies(const cnnc_conv2d_params *p) {
+    wg_shape s;
+    return p && wg_shape_of(p, &s);
+}
+
+int cnnc_conv2d_weight_grad_algorithm(const cnnc_conv2d_params *p) {
+    return cnnc_winograd_weight_grad_applies(p) ? CNNC_CONV_WINOGRAD : CNNC_CONV_IM2COL;
+}
+
+int64_t cnnc_winograd_weight_grad_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params *p) {
+    wg_shape s;
+    if (!ctx || !p || !wg_shape_of(p, &s)) return -1;
+    return wgrad_workspace(ctx, &s);
+}
+
+int cnnc_winograd_weight_grad(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x, const float *dy,
+                              float *dw, int *finite, void *ws, int64_t ws_size) {
+    wg_shape s;
+    if (!ctx || !p || !x || !dy || !dw || !finite || !wg_shape_of(p, &s)) return CNNC_EINVAL;
+    const int64_t need = wgrad_workspace(ctx, &s);
+    if (need < 0) return CNNC_EOVERFLOW;
+    if (!ws || ws_size < need) return CNNC_EWORKSPACE;
+    int64_t ub, vb, eb, fb;
+    wg_parts(&s, &ub, &vb, &eb, &fb);
+    float *m = (float *)cnnc_align_ptr(ws);
+    float *v = (float *)((char *)m + ub);
+    float *e = (float *)((char *)v + vb);
+    char *gws = (char *)e + eb;
+    const int64_t slot_bytes = wgrad_gemm_slot(ctx, &s);
+    const int nchw = p->win.layout == CNNC_NCHW;
+    for (int64_t t0 = 0; t0 < s.tiles; t0 += s.chunk) {
+        const int64_t nt_tiles = CNNC_MIN(s.chunk, s.tiles - t0);
+        wgrad_tx_job tj = {&s, &p->win, x, dy, t0, v, e, cnnc_winograd_fns_for(&ctx->k)};
+        const int nt = cnnc_threads(ctx, nt_tiles);
+        cnnc_parallel_for(ctx, nt, nt_tiles, cnnc_grain(nt_tiles, nt, 1), wgrad_tx_task, &tj);
+        wgrad_gemm_job gj = {*ctx, nt_tiles, s.chunk, s.cin, s.cout, slot_bytes, t0 ? 1.0f : 0.0f, v, e, m, gws,
+                             CNNC_OK};
+        gj.one.nthreads = 1;
+        cnnc_parallel_for(ctx, xi_threads(ctx), 16, 1, wgrad_gemm_task, &gj);
+        const int rc = atomic_load(&gj.err);
+        if (rc) return rc;
+    }
+    wgrad_out_job oj = {&s, nchw, m, dw, 0};
+    cnnc_parallel_for(ctx, cnnc_threads(ctx, s.cin), s.cin, 1, wgrad_out_task, &oj);
+    *finite = atomic_load(&oj.nonfinite) == 0;
+    return CNNC_OK;
 }

@@ -43,4 +43,13 @@ int64_t cnnc_winograd_data_grad_workspace_size(const cnnc_ctx *ctx, const cnnc_c
 int cnnc_winograd_data_grad(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *w, const float *dy,
                             float *dx, void *ws, int64_t ws_size);
 
+/* The weight gradient dw of convolution p (cnnc_conv2d_backward's shapes and layouts) by F(3x3, 2x2):
+ * applies exactly when the forward does (cnnc_winograd_applies). *finite = 0 when some dw came out
+ * infinite or NaN (an infinity or NaN in x or dy, or an overflow): dw is then not the direct sum's, and
+ * the caller computes it directly. */
+int cnnc_winograd_weight_grad_applies(const cnnc_conv2d_params *p);
+int64_t cnnc_winograd_weight_grad_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params *p);
+int cnnc_winograd_weight_grad(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x, const float *dy,
+                              float *dw, int *finite, void *ws, int64_t ws_size);
+
 #endif

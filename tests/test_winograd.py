@@ -190,3 +190,114 @@ def test_the_isa_builds_of_the_transforms_agree(isa, pool):
         outs.append(model.predict(x, batch_size=2, verbose=0))
     assert np.array_equal(outs[0].view(np.uint32), outs[1].view(np.uint32))
     assert not np.isnan(outs[0]).any()  # the NaN's outputs went through relu: NaN > 0 is false, so 0
+
+
+# ---- the weight gradient dw of conv2d_grad: F(3x3, 2x2) ---------------------------------------------
+
+def _grad_case(fmt, case, seed):
+    n, h, w, cin, cout, pad = case
+    x, k, _ = _case(fmt, n, h, w, cin, cout, seed=seed)
+    y = nn.conv2d(x, k, padding=pad, data_format=fmt)
+    dy = np.random.default_rng(seed + 1).standard_normal(y.shape).astype(np.float32)
+    return x, k, dy, pad
+
+
+@pytest.mark.parametrize("fmt", ["NHWC", "NCHW"])
+@pytest.mark.parametrize("case", GRID, ids=[f"{c[0]}x{c[1]}x{c[2]}x{c[3]}-{c[4]}-{c[5]}" for c in GRID])
+def test_weight_gradient_matches_the_twin(fmt, case):
+    """Odd outputs (dy's last tile row or column read as zeros), channel counts off the blocks,
+    asymmetric padding: dw and db against the float64 twin, with and without dx."""
+    x, k, dy, pad = _grad_case(fmt, case, seed=11)
+    assert nn.conv2d_algorithm(x, k, padding=pad, data_format=fmt, weight_grad=True) == "winograd"
+    dx, dw, db = nn.conv2d_grad(x, k, dy, padding=pad, data_format=fmt)
+    rdx, rdw, rdb = ref.conv2d_grad(x, k, dy, padding=pad, data_format=fmt)
+    mdx, mdw, mdb = ref.conv2d_grad_mag(x, k, dy, padding=pad, data_format=fmt)
+    ref.assert_close(dw, rdw, mag=mdw, name="dw")
+    ref.assert_close(db, rdb, mag=mdb, name="db")
+    ref.assert_close(dx, rdx, mag=mdx, name="dx")
+    _, dw2, _ = nn.conv2d_grad(x, k, dy, padding=pad, data_format=fmt, need_dx=False)
+    np.testing.assert_array_equal(dw2, dw)
+
+
+def test_weight_gradient_rule_follows_the_forward():
+    rule = lambda *a, **k: nn.conv2d_algorithm(*a, weight_grad=True, **k)  # noqa: E731
+    for xs, ws, kw in [((1, 18, 18, 32), (3, 3, 32, 16), {}), ((1, 15, 18, 32), (3, 3, 32, 16), {}),
+                       ((1, 18, 18, 31), (3, 3, 31, 16), {}), ((1, 34, 34, 32), (3, 3, 32, 16), {"strides": 2}),
+                       ((16, 5, 5, 32), (3, 3, 32, 16), {}), ((2, 14, 14, 64), (3, 3, 64, 64), {"padding": 3}),
+                       ((1, 32, 18, 18), (16, 32, 3, 3), {"data_format": "NCHW"})]:
+        assert rule(xs, ws, **kw) == nn.conv2d_algorithm(xs, ws, **kw)
+    assert rule((1, 18, 18, 32), (3, 3, 32, 16)) == "winograd"
+    assert rule((1, 18, 18, 4), (3, 3, 4, 16)) == "im2col"  # the forward is direct: dw still im2col's
+    with pytest.raises(ValueError, match="not both"):
+        nn.conv2d_algorithm((1, 18, 18, 32), (3, 3, 32, 16), data_grad=True, weight_grad=True)
+
+
+@pytest.mark.parametrize("fmt", ["NHWC", "NCHW"])
+def test_weight_gradient_chunks_and_thread_counts(fmt):
+    """3 x 24 x 24 tiles at 64 -> 64 channels are several chunks, each adding to the 16 sums: the same
+    bits with 1 and 2 threads."""
+    x, k, dy, pad = _grad_case(fmt, (3, 50, 50, 64, 64, "valid"), seed=13)
+    assert nn.conv2d_algorithm(x, k, data_format=fmt, weight_grad=True) == "winograd"
+    prev = cnnc.get_num_threads()
+    try:
+        outs = []
+        for t in (1, 2):
+            cnnc.set_num_threads(t)
+            outs.append(nn.conv2d_grad(x, k, dy, data_format=fmt, need_dx=False)[1])
+    finally:
+        cnnc.set_num_threads(prev)
+    np.testing.assert_array_equal(outs[0], outs[1])
+    rdw = ref.conv2d_grad(x, k, dy, data_format=fmt)[1]
+    ref.assert_close(outs[0], rdw, mag=ref.conv2d_grad_mag(x, k, dy, data_format=fmt)[1], name="dw")
+
+
+@pytest.mark.parametrize("fmt", ["NHWC", "NCHW"])
+def test_weight_gradient_nonfinite_inputs_propagate_as_in_a_direct_sum(fmt):
+    """An infinity or NaN in x or dy makes Winograd's dw non-finite; dw is then computed directly, so
+    which entries are NaN or infinite is the direct sum's."""
+    cl = fmt == "NHWC"
+    for spots_x, spots_dy in [([((0, 3, 4, 5), np.nan)], []), ([((1, 9, 2, 3), np.inf)], []),
+                              ([], [((0, 5, 6, 3), -np.inf)]), ([((1, 15, 15, 0), np.inf)], [((1, 0, 0, 0), np.inf)])]:
+        x, k, dy, pad = _grad_case(fmt, (2, 16, 16, 32, 16, "same"), seed=17)
+        for (n, i, j, c), v in spots_x:
+            x[(n, i, j, c) if cl else (n, c, i, j)] = v
+        for (n, i, j, c), v in spots_dy:
+            dy[(n, i, j, c) if cl else (n, c, i, j)] = v
+        assert nn.conv2d_algorithm(x, k, padding=pad, data_format=fmt, weight_grad=True) == "winograd"
+        dw = nn.conv2d_grad(x, k, dy, padding=pad, data_format=fmt, need_dx=False)[1]
+        with np.errstate(invalid="ignore"):
+            rdw = ref.conv2d_grad(x, k, dy, padding=pad, data_format=fmt)[1]
+        assert np.array_equal(np.isnan(dw), np.isnan(rdw))
+        assert np.array_equal(np.isposinf(dw), np.isposinf(rdw))
+        assert np.array_equal(np.isneginf(dw), np.isneginf(rdw))
+        assert not np.isfinite(rdw).all()
+
+
+def test_weight_gradient_that_overflows_is_computed_directly():
+    """Finite x near the float32 maximum, with opposite signs two rows apart, overflows the input
+    transform (d0 - d2); dw is then computed directly: the direct sum's finite values."""
+    x, k, dy, pad = _grad_case("NHWC", (2, 16, 16, 32, 16, "same"), seed=23)
+    x[0, 4, 4:8, :] = 3e38
+    x[0, 6, 4:8, :] = -3e38
+    dy *= 1e-4
+    assert nn.conv2d_algorithm(x, k, padding=pad, weight_grad=True) == "winograd"
+    dw = nn.conv2d_grad(x, k, dy, padding=pad, need_dx=False)[1]
+    rdw = ref.conv2d_grad(x, k, dy, padding=pad)[1]
+    assert np.isfinite(rdw).all() and np.isfinite(dw).all()
+    ref.assert_close(dw, rdw, mag=ref.conv2d_grad_mag(x, k, dy, padding=pad)[1], name="dw")
+
+
+def test_the_isa_builds_agree_on_the_weight_gradient(isa):
+    """Small integers: every product and sum is exact (and G's halves too), so dw is the same bits on
+    every ISA path, and equal to the twin's; 36 and 20 channels take the AVX2 loops' scalar tails."""
+    rng = np.random.default_rng(29)
+    x = rng.integers(-3, 4, (2, 13, 13, 36)).astype(np.float32)
+    dy = rng.integers(-3, 4, (2, 13, 13, 20)).astype(np.float32)
+    k = np.zeros((3, 3, 36, 20), np.float32)
+    assert nn.conv2d_algorithm(x, k, padding="same", weight_grad=True) == "winograd"
+    outs = []
+    for arch in ("generic", "avx2"):
+        isa(arch)
+        outs.append(nn.conv2d_grad(x, k, dy, padding="same", need_dx=False)[1])
+    assert np.array_equal(outs[0].view(np.uint32), outs[1].view(np.uint32))
+    np.testing.assert_array_equal(outs[0], ref.conv2d_grad(x, k, dy, padding="same")[1])
