@@ -37,12 +37,13 @@ def col2im(col, dx, tuple win, int64_t c0, int64_t cg):
     _check(rc, "col2im")
 
 
-def conv2d_workspace_size(tuple win, int64_t cout, int64_t groups, bint backward=False):
-    """Bytes of workspace a conv2d forward (or backward) call needs with the current thread count."""
+def conv2d_workspace_size(tuple win, int64_t cout, int64_t groups, bint backward=False, bint need_dx=True):
+    """Bytes of workspace a conv2d forward (or backward, computing dx or not) call needs with the current
+    thread count."""
     cdef cnnc_ctx ctx = _ctx()
     cdef cnnc_conv2d_params p = _conv_params(win, cout, groups)
     if backward:
-        return cnnc_conv2d_backward_workspace_size(&ctx, &p)
+        return cnnc_conv2d_backward_workspace_size(&ctx, &p, need_dx)
     return cnnc_conv2d_workspace_size(&ctx, &p)
 
 
@@ -87,7 +88,7 @@ def conv2d_backward(x, w, dy, dx, dw, db, tuple win, int64_t cout, int64_t group
     cdef float *pdx = _wf_opt(dx, "dx")
     cdef float *pdw = _wf_opt(dw, "dw")
     cdef float *pdb = _wf_opt(db, "db")
-    ws = _workspace(cnnc_conv2d_backward_workspace_size(&ctx, &p))
+    ws = _workspace(cnnc_conv2d_backward_workspace_size(&ctx, &p, pdx != NULL))
     cdef void *pws = _wsptr(ws)
     cdef int64_t nws = ws.shape[0]
     cdef int rc

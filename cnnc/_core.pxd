@@ -79,7 +79,7 @@ cdef extern from "cnnc.h" nogil:
     int cnnc_conv2d_forward(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x,
                             const float *w, const float *b, cnnc_act act, float *y, void *ws,
                             int64_t ws_size)
-    int64_t cnnc_conv2d_backward_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params *p)
+    int64_t cnnc_conv2d_backward_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, int need_dx)
     int cnnc_conv2d_backward(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x,
                              const float *w, const float *dy, float *dx, float *dw, float *db,
                              void *ws, int64_t ws_size)

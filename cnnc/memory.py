@@ -144,7 +144,7 @@ def _profile(layer, in_shape, out_shape, training, first):
         groups = layer._groups(cin)
         cout = out_shape[1] if layer.data_format == "channels_first" else out_shape[3]
         ws_f = _core.conv2d_workspace_size(win, cout, groups, False)
-        ws_b = _core.conv2d_workspace_size(win, cout, groups, True)
+        ws_b = _core.conv2d_workspace_size(win, cout, groups, True, not first)
         kbytes = layer.params[layer._kernel_name].nbytes
         kcopy = kbytes if layer.data_format == "channels_first" else 0
         keep, tmp, dz = _activation_parts(layer.activation, b_out, training)

@@ -173,7 +173,8 @@ int cnnc_conv2d_weight_grad_algorithm(const cnnc_conv2d_params *p);
 int cnnc_conv2d_forward(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x,
                         const float *w, const float *b, cnnc_act act, float *y, void *ws,
                         int64_t ws_size);
-int64_t cnnc_conv2d_backward_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params *p);
+/* Workspace of cnnc_conv2d_backward; need_dx = 0 when it is called without dx (dx NULL). */
+int64_t cnnc_conv2d_backward_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, int need_dx);
 /* Gradients of y = conv(x, w) + b (no activation: apply its backward to dy first).
  * dx, dw, db may each be NULL to skip them. */
 int cnnc_conv2d_backward(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x,

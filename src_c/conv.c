@@ -177,7 +177,7 @@ int64_t cnnc_conv2d_workspace_size(const cnnc_ctx *caller, const cnnc_conv2d_par
     return add_ok(col_bytes(p, &s, 0), g);
 }
 
-int64_t cnnc_conv2d_backward_workspace_size(const cnnc_ctx *caller, const cnnc_conv2d_params *p) {
+int64_t cnnc_conv2d_backward_workspace_size(const cnnc_ctx *caller, const cnnc_conv2d_params *p, int need_dx) {
     conv_shape s;
     if (!p || conv_shape_of(p, &s)) return -1;
     const cnnc_ctx cc = conv_ctx(caller, p, &s), *ctx = &cc;
@@ -193,14 +193,22 @@ int64_t cnnc_conv2d_backward_workspace_size(const cnnc_ctx *caller, const cnnc_c
                                  nhwc ? cnnc_gemm_workspace_size(ctx, m, s.k, s.cog)
                                       : cnnc_gemm_workspace_size(ctx, s.k, m, s.cog)));
     }
-    int64_t need = add_ok(col_bytes(p, &s, 1), g);
-    /* dw by Winograd runs first, then dx by Winograd, then what remains (db, and dw when Winograd's came
-     * out non-finite) through im2col, each in the same workspace */
+    const int64_t im2col_ws = add_ok(col_bytes(p, &s, 1), g);
+    /* dw (with db) directly or by Winograd runs first, then dx by Winograd, then what remains through
+     * im2col (db, dx, and dw when Winograd's came out non-finite), each in the same workspace. Without dx,
+     * a direct dw leaves nothing for im2col. */
+    const int dw_direct = cnnc_conv_dw_direct_applies(p);
+    const int dx_winograd = need_dx && cnnc_winograd_data_grad_applies(p);
+    int64_t need = dw_direct && (!need_dx || dx_winograd) ? 0 : im2col_ws;
+    if (need >= 0 && dw_direct) {
+        const int64_t dd = cnnc_conv_dw_direct_workspace_size(caller, p);
+        need = dd < 0 ? -1 : CNNC_MAX(dd, need);
+    }
     if (need >= 0 && cnnc_winograd_weight_grad_applies(p)) {
         const int64_t wg = cnnc_winograd_weight_grad_workspace_size(caller, p);
         need = wg < 0 ? -1 : CNNC_MAX(wg, need);
     }
-    if (need >= 0 && cnnc_winograd_data_grad_applies(p)) {
+    if (need >= 0 && dx_winograd) {
         const int64_t wg = cnnc_winograd_data_grad_workspace_size(caller, p);
         need = wg < 0 ? -1 : CNNC_MAX(wg, need);
     }
@@ -533,9 +541,14 @@ int cnnc_conv2d_backward(const cnnc_ctx *caller, const cnnc_conv2d_params *p, co
     int rc = conv_shape_of(p, &s);
     if (rc) return rc;
     const cnnc_ctx cc = conv_ctx(caller, p, &s), *ctx = &cc;
-    const int64_t need = cnnc_conv2d_backward_workspace_size(caller, p);
+    const int64_t need = cnnc_conv2d_backward_workspace_size(caller, p, dx != NULL);
     if (need < 0) return CNNC_EOVERFLOW;
     if ((dx || dw) && (!ws || ws_size < need)) return CNNC_EWORKSPACE;
+    if (dw && x && cnnc_conv_dw_direct_applies(p)) {
+        rc = cnnc_conv_dw_direct(caller, p, x, dy, dw, db, ws, ws_size);
+        if (rc) return rc;
+        dw = db = NULL; /* done: what remains is dx */
+    }
     if (dw && x && cnnc_winograd_weight_grad_applies(p)) {
         int finite = 0;
         rc = cnnc_winograd_weight_grad(caller, p, x, dy, dw, &finite, ws, ws_size);

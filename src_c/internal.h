@@ -80,6 +80,11 @@ typedef struct {
 } cnnc_winograd_fns;
 cnnc_winograd_fns cnnc_winograd_fns_for(const cnnc_kernels *k);
 
+/* The direct weight gradient's row kernel (contract: arch/conv_dw.h), built for the context's ISA. */
+typedef void (*cnnc_conv_dw_row_fn)(const float *const *xt, int64_t xstep, int64_t ntaps, const float *dz,
+                                    int64_t npix, int64_t co, float *acc);
+cnnc_conv_dw_row_fn cnnc_conv_dw_row_for(const cnnc_kernels *k);
+
 /* GEMMs with few rows (m <= max_m) skip packing: B is read once, in place.
  * rows: c[m x w] = alpha * a[m x k] * b[k x w] + beta * c, a[i, p] = a[i * lda + p], b[p, j] =
  *       b[p * ldb + j]; acc is m * w floats of scratch. For B stored k x n (no transpose).
@@ -110,6 +115,12 @@ int cnnc_im2col_nchw_pixels(const cnnc_ctx *ctx, const cnnc_window2d *p, int64_t
  * (conv_direct.c). applies: the shape rule (what cnnc_conv2d_algorithm reports); runs: that rule for
  * ctx's micro-kernel. Bit-identical to the im2col path. */
 int cnnc_conv_direct_applies(const cnnc_conv2d_params *p);
+/* dw (and db, when not NULL) of an NHWC single-group convolution with at most 4 input channels and 32
+ * taps, without the column matrix (conv_dw.c). */
+int cnnc_conv_dw_direct_applies(const cnnc_conv2d_params *p);
+int64_t cnnc_conv_dw_direct_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params *p);
+int cnnc_conv_dw_direct(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x, const float *dy,
+                        float *dw, float *db, void *ws, int64_t ws_size);
 int cnnc_conv_direct_runs(const cnnc_ctx *ctx, const cnnc_conv2d_params *p);
 int64_t cnnc_conv_direct_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params *p);
 int cnnc_conv_direct_forward(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x, const float *w,

@@ -781,7 +781,8 @@ int cnnc_winograd_weight_grad_applies(const cnnc_conv2d_params *p) {
 }
 
 int cnnc_conv2d_weight_grad_algorithm(const cnnc_conv2d_params *p) {
-    return cnnc_winograd_weight_grad_applies(p) ? CNNC_CONV_WINOGRAD : CNNC_CONV_IM2COL;
+    if (cnnc_winograd_weight_grad_applies(p)) return CNNC_CONV_WINOGRAD;
+    return p && cnnc_conv_dw_direct_applies(p) ? CNNC_CONV_DIRECT : CNNC_CONV_IM2COL;
 }
 
 int64_t cnnc_winograd_weight_grad_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params *p) {

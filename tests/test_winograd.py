@@ -227,7 +227,7 @@ def test_weight_gradient_rule_follows_the_forward():
                        ((1, 32, 18, 18), (16, 32, 3, 3), {"data_format": "NCHW"})]:
         assert rule(xs, ws, **kw) == nn.conv2d_algorithm(xs, ws, **kw)
     assert rule((1, 18, 18, 32), (3, 3, 32, 16)) == "winograd"
-    assert rule((1, 18, 18, 4), (3, 3, 4, 16)) == "im2col"  # the forward is direct: dw still im2col's
+    assert rule((1, 18, 18, 3), (3, 3, 3, 16)) == "direct"  # few taps: conv_dw.c
     with pytest.raises(ValueError, match="not both"):
         nn.conv2d_algorithm((1, 18, 18, 32), (3, 3, 32, 16), data_grad=True, weight_grad=True)
 

@@ -31,4 +31,9 @@ int cnnc_f32_wg_in_block__generic(const float *const *dp, int64_t cn, float *dst
 void cnnc_f32_wg_out_block__generic(const float *src, int64_t stride, int64_t cn, float o[4][32]);
 int cnnc_f32_wg_in_block__avx2(const float *const *dp, int64_t cn, float *dst, int64_t stride);
 void cnnc_f32_wg_out_block__avx2(const float *src, int64_t stride, int64_t cn, float o[4][32]);
+/* The direct weight gradient's row kernel (arch/conv_dw.h's conv_dw_row; the contract is there). */
+void cnnc_f32_conv_dw_row__generic(const float *const *xt, int64_t xstep, int64_t ntaps, const float *dz,
+                                   int64_t npix, int64_t co, float *acc);
+void cnnc_f32_conv_dw_row__avx2(const float *const *xt, int64_t xstep, int64_t ntaps, const float *dz,
+                                int64_t npix, int64_t co, float *acc);
 #endif
