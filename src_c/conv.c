@@ -560,6 +560,7 @@ int cnnc_conv2d_backward(const cnnc_ctx *caller, const cnnc_conv2d_params *p, co
         if (rc) return rc;
         dx = NULL; /* done: the loops below compute dw and db */
     }
+    if (!dx && !dw && !db) return CNNC_OK; /* nothing left for im2col (whose workspace may be absent) */
     const cnnc_window2d *win = &p->win;
     const int64_t N = win->n, H = win->h, W = win->w, C = win->c, CO = p->cout, G = p->groups;
     const int64_t colb = col_bytes(p, &s, 1);
