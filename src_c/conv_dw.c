@@ -74,7 +74,7 @@ static void dw_group_task(void *arg, int64_t lo, int64_t hi, int slot) {
     const cnnc_window2d *w = &jb->p->win;
     const dw_shape *s = jb->s;
     const int64_t C = w->c, H = w->h, W = w->w, CO = jb->p->cout, KH = w->kh, KW = w->kw;
-    const int64_t rows = w->n * s->oh;
+    const int64_t rows = w->n * s->oh, cols = s->wp / C;
     float *buf = (float *)(jb->rows + slot * jb->rows_bytes);
     const float *xt[DW_MAX_K];
     for (int64_t kh = 0; kh < KH; ++kh)
@@ -89,7 +89,6 @@ static void dw_group_task(void *arg, int64_t lo, int64_t hi, int slot) {
             for (int64_t kh = 0; kh < KH; ++kh) { /* input row oy*sh - pt + kh*dh, columns from -pl */
                 float *d = buf + kh * s->wp;
                 const int64_t iy = oy * w->sh - w->pt + kh * w->dh;
-                const int64_t cols = s->wp / C;
                 if (iy < 0 || iy >= H) {
                     memset(d, 0, (size_t)s->wp * sizeof(float));
                     continue;

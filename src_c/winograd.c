@@ -120,15 +120,22 @@ static void wg_parts(const wg_shape *s, int64_t *u, int64_t *v, int64_t *m, int6
  * participant, a multiple of CNNC_ALIGN. */
 static int xi_threads(const cnnc_ctx *ctx) { return cnnc_threads(ctx, 16); }
 
-static int64_t gemm_slot(const cnnc_ctx *ctx, const wg_shape *s) {
+/* One participant's GEMM workspace, a multiple of CNNC_ALIGN, for the chunks' GEMMs: [tiles, Cout] x
+ * depth Cin (the convolutions), or with wgrad [Cin, Cout] x depth tiles (the weight gradient); the full
+ * chunk and the last one. -1 on overflow. */
+static int64_t gemm_slot_of(const cnnc_ctx *ctx, const wg_shape *s, int wgrad) {
     cnnc_ctx one = *ctx;
     one.nthreads = 1;
     const int64_t last = s->tiles - (CNNC_CEIL_DIV(s->tiles, s->chunk) - 1) * s->chunk;
-    const int64_t a = cnnc_gemm_workspace_size(&one, s->chunk, s->cout, s->cin);
-    const int64_t b = cnnc_gemm_workspace_size(&one, last, s->cout, s->cin);
+    const int64_t a = wgrad ? cnnc_gemm_workspace_size(&one, s->cin, s->cout, s->chunk)
+                            : cnnc_gemm_workspace_size(&one, s->chunk, s->cout, s->cin);
+    const int64_t b = wgrad ? cnnc_gemm_workspace_size(&one, s->cin, s->cout, last)
+                            : cnnc_gemm_workspace_size(&one, last, s->cout, s->cin);
     const int64_t g = CNNC_MAX(a, b);
     return (a < 0 || b < 0 || g > INT64_MAX / 256 - CNNC_ALIGN) ? -1 : CNNC_ROUND_UP(g, CNNC_ALIGN);
 }
+
+static int64_t gemm_slot(const cnnc_ctx *ctx, const wg_shape *s) { return gemm_slot_of(ctx, s, 0); }
 
 static int64_t gemm_ws(const cnnc_ctx *ctx, const wg_shape *s) {
     const int64_t slot = gemm_slot(ctx, s);
@@ -244,13 +251,30 @@ typedef struct {
     cnnc_winograd_fns fns;
 } it_job;
 
+/* Pointers to cn channels (from c0) of npts points at element offsets off[] (channel 0; -1: outside,
+ * read as zeros): NHWC reads them in place (a channel run), NCHW gathers them (channel stride cstep)
+ * into d. */
+static inline void block_channels(const float *restrict x, const int64_t *off, int npts, int nchw, int64_t cstep,
+                                  int64_t c0, int64_t cn, float (*d)[CB], const float **dp) {
+    static const float zeros[CB];
+    for (int e = 0; e < npts; ++e) {
+        if (off[e] < 0) {
+            dp[e] = zeros;
+        } else if (!nchw) {
+            dp[e] = x + off[e] + c0;
+        } else {
+            for (int64_t c = 0; c < cn; ++c) d[e][c] = x[off[e] + (c0 + c) * cstep];
+            dp[e] = d[e];
+        }
+    }
+}
+
 /* Tile t's block (V at v[xi * stride + ci]); returns 1 when the block holds an infinity or NaN. */
 static int input_tile(const wg_shape *s, const cnnc_window2d *win, const float *restrict x, int64_t t,
                       float *restrict v, int64_t stride, const cnnc_winograd_fns *fns) {
     const int64_t CI = s->cin, H = win->h, W = win->w;
     const int nchw = win->layout == CNNC_NCHW;
     const int64_t cstep = nchw ? H * W : 1;
-    static const float zeros[CB];
     int64_t n, oy, ox;
     tile_pos(s, t, &n, &oy, &ox);
     const int64_t iy0 = oy - win->pt, ix0 = ox - win->pl;
@@ -265,20 +289,9 @@ static int input_tile(const wg_shape *s, const cnnc_window2d *win, const float *
     int nonfinite = 0;
     for (int64_t c0 = 0; c0 < CI; c0 += CB) {
         const int64_t cn = CNNC_MIN(CB, CI - c0);
-        /* the block's 16 inputs, cn channels each: NHWC reads them in place (a channel run), NCHW
-         * gathers them; padding reads zeros */
-        float d[16][CB];
+        float d[16][CB]; /* the block's 16 inputs, cn channels each; padding reads zeros */
         const float *dp[16];
-        for (int e = 0; e < 16; ++e) {
-            if (off[e] < 0) {
-                dp[e] = zeros;
-            } else if (!nchw) {
-                dp[e] = x + off[e] + c0;
-            } else {
-                for (int64_t c = 0; c < cn; ++c) d[e][c] = x[off[e] + (c0 + c) * cstep];
-                dp[e] = d[e];
-            }
-        }
+        block_channels(x, off, 16, nchw, cstep, c0, cn, d, dp);
         nonfinite |= fns->in_block(dp, cn, v + c0, stride);
     }
     return nonfinite;
@@ -623,7 +636,6 @@ typedef struct {
 static void grad_tile(const wg_shape *s, int nchw, const float *restrict dy, int64_t t, float *restrict e,
                       int64_t stride) {
     const int64_t CO = s->cout, OH = s->oh, OW = s->ow, plane = OH * OW;
-    static const float zeros[CB];
     int64_t n, oy, ox;
     tile_pos(s, t, &n, &oy, &ox);
     int64_t off[4]; /* element offset of dy's 2x2 block (channel 0); -1: past the output */
@@ -635,16 +647,7 @@ static void grad_tile(const wg_shape *s, int nchw, const float *restrict dy, int
         const int64_t cn = CNNC_MIN(CB, CO - c0);
         float g[4][CB], r[8][CB];
         const float *gp[4];
-        for (int q = 0; q < 4; ++q) {
-            if (off[q] < 0) {
-                gp[q] = zeros;
-            } else if (!nchw) {
-                gp[q] = dy + off[q] + c0;
-            } else {
-                for (int64_t c = 0; c < cn; ++c) g[q][c] = dy[off[q] + (c0 + c) * plane];
-                gp[q] = g[q];
-            }
-        }
+        block_channels(dy, off, 4, nchw, plane, c0, cn, g, gp);
         for (int j = 0; j < 2; ++j) /* r = A g: the 4x2 rows from the 2x2 block's columns */
             for (int64_t c = 0; c < cn; ++c) {
                 const float a = gp[j][c], b = gp[2 + j][c];
@@ -753,22 +756,11 @@ static void wgrad_out_task(void *arg, int64_t lo, int64_t hi, int slot) {
     if (bad) atomic_fetch_add_explicit(&jb->nonfinite, 1, memory_order_relaxed);
 }
 
-/* Each thread's GEMM workspace for the chunks' [Cin, Cout] x depth-tiles products (-1: overflow). */
-static int64_t wgrad_gemm_slot(const cnnc_ctx *ctx, const wg_shape *s) {
-    cnnc_ctx one = *ctx;
-    one.nthreads = 1;
-    const int64_t last = s->tiles - (CNNC_CEIL_DIV(s->tiles, s->chunk) - 1) * s->chunk;
-    const int64_t a = cnnc_gemm_workspace_size(&one, s->cin, s->cout, s->chunk);
-    const int64_t b = cnnc_gemm_workspace_size(&one, s->cin, s->cout, last);
-    const int64_t g = CNNC_MAX(a, b);
-    return (a < 0 || b < 0 || g > INT64_MAX / 256 - CNNC_ALIGN) ? -1 : CNNC_ROUND_UP(g, CNNC_ALIGN);
-}
-
 /* M (16 Cin Cout, wg_parts' u), V (v), E (chunk Cout: wg_parts' m), then the GEMM slots. */
 static int64_t wgrad_workspace(const cnnc_ctx *ctx, const wg_shape *s) {
     int64_t u, v, m, f;
     wg_parts(s, &u, &v, &m, &f);
-    const int64_t slot = wgrad_gemm_slot(ctx, s);
+    const int64_t slot = gemm_slot_of(ctx, s, 1);
     if (slot < 0) return -1;
     const int64_t g = slot * xi_threads(ctx);
     if (g > INT64_MAX - u - v - m - CNNC_ALIGN) return -1;
@@ -804,7 +796,7 @@ int cnnc_winograd_weight_grad(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, 
     float *v = (float *)((char *)m + ub);
     float *e = (float *)((char *)v + vb);
     char *gws = (char *)e + eb;
-    const int64_t slot_bytes = wgrad_gemm_slot(ctx, &s);
+    const int64_t slot_bytes = gemm_slot_of(ctx, &s, 1);
     const int nchw = p->win.layout == CNNC_NCHW;
     for (int64_t t0 = 0; t0 < s.tiles; t0 += s.chunk) {
         const int64_t nt_tiles = CNNC_MIN(s.chunk, s.tiles - t0);
