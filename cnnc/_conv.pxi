@@ -79,6 +79,36 @@ def conv2d_forward(x, w, b, y, tuple win, int64_t cout, int64_t groups, int act_
     _check(rc, "conv2d")
 
 
+def conv2d_pool_workspace_size(tuple win, int64_t cout, int64_t groups, int64_t pkh, int64_t pkw):
+    """Bytes of workspace a conv2d_pool_forward call needs with the current thread count."""
+    cdef cnnc_ctx ctx = _ctx()
+    cdef cnnc_conv2d_params p = _conv_params(win, cout, groups)
+    return cnnc_conv2d_pool_workspace_size(&ctx, &p, pkh, pkw)
+
+
+def conv2d_pool_forward(x, w, b, y, taps, tuple win, int64_t cout, int64_t groups, int64_t pkh, int64_t pkw,
+                        int act_kind=0, float act_alpha=0.0, float act_beta=0.0):
+    """y = max_pool(act(conv(x, w) + b)) over pkh x pkw windows (stride = window, valid), and the
+    pool's taps into taps (uint8, y's shape) unless taps is None."""
+    cdef cnnc_ctx ctx = _ctx()
+    cdef cnnc_conv2d_params p = _conv_params(win, cout, groups)
+    cdef cnnc_act act = _make_act(act_kind, act_alpha, act_beta)
+    cdef const float *px = _cf(x, "x")
+    cdef const float *pw = _cf(w, "w")
+    cdef const float *pb = _cf_opt(b, "b")
+    cdef float *py = _wf(y, "y")
+    cdef uint8_t *pt = NULL
+    if taps is not None:
+        pt = _wu8(taps, "taps")
+    ws = _workspace(cnnc_conv2d_pool_workspace_size(&ctx, &p, pkh, pkw))
+    cdef void *pws = _wsptr(ws)
+    cdef int64_t nws = ws.shape[0]
+    cdef int rc
+    with nogil:
+        rc = cnnc_conv2d_forward_pool(&ctx, &p, pkh, pkw, px, pw, pb, act, py, pt, pws, nws)
+    _check(rc, "conv2d_max_pool")
+
+
 def conv2d_backward(x, w, dy, dx, dw, db, tuple win, int64_t cout, int64_t groups):
     cdef cnnc_ctx ctx = _ctx()
     cdef cnnc_conv2d_params p = _conv_params(win, cout, groups)

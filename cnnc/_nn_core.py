@@ -11,6 +11,7 @@ from ._checks import (as_float32, as_int, as_layout, as_pair, check_nonempty, ch
 
 __all__ = [
     "matmul", "dense", "dense_grad", "bias_add", "bias_add_grad", "conv2d", "conv2d_grad", "conv2d_algorithm",
+    "conv2d_max_pool",
     "im2col",
     "relu", "relu_grad", "leaky_relu", "leaky_relu_grad", "elu", "elu_grad", "selu", "selu_grad",
     "sigmoid", "sigmoid_grad", "tanh", "tanh_grad", "hard_sigmoid", "hard_sigmoid_grad", "hard_swish",
@@ -230,6 +231,35 @@ def conv2d(x, w, b=None, strides=1, padding="valid", dilations=1, groups=1, data
     y = _alloc.empty(yshape, dtype=np.float32)
     _core.conv2d_forward(x, w, b, y, win, cout, groups, kind, alpha, beta)
     return _softmax_last_axis(y) if softmax_after else y
+
+
+def conv2d_max_pool(x, w, b=None, pool_size=2, strides=1, padding="valid", dilations=1, groups=1,
+                    data_format="NHWC", activation=None, return_taps=False):
+    """max_pool2d(conv2d(x, w, b, ..., activation=activation), pool_size) in one call: pool windows of
+    pool_size with stride = pool_size and no padding (Keras' MaxPooling2D defaults). The same bits as
+    the two ops. With return_taps, (y, taps) as max_pool2d_with_taps gives them, for
+    max_pool2d_grad (windows of at most 255 taps). The NHWC direct and Winograd convolutions compute
+    only the outputs a window covers and never write the convolution out."""
+    layout, x, w, groups, cout, win, yshape = _conv_args(x, w, strides, padding, dilations, groups,
+                                                         data_format)
+    if b is not None:
+        b = as_float32(b, "b", ndim=1)
+        check_shape(b, (cout,), "b")
+    (kind, alpha, beta), softmax_after = _activation(activation, softmax_ok=False)
+    pkh, pkw = as_pair(pool_size, "pool_size", 1)
+    oh, ow = (yshape[1], yshape[2]) if layout == "NHWC" else (yshape[2], yshape[3])
+    if pkh > oh or pkw > ow:
+        raise ValueError(f"conv2d_max_pool: pool_size {(pkh, pkw)} does not fit the convolution's output "
+                         f"{oh} x {ow}")
+    if return_taps and pkh * pkw > _core.POOL_MAX_TAPS:
+        raise ValueError(f"conv2d_max_pool: a window of {pkh} x {pkw} has more than {_core.POOL_MAX_TAPS} "
+                         f"taps; return_taps needs at most that many")
+    n = yshape[0]
+    pshape = (n, oh // pkh, ow // pkw, cout) if layout == "NHWC" else (n, cout, oh // pkh, ow // pkw)
+    y = _alloc.empty(pshape, dtype=np.float32)
+    taps = _alloc.empty(pshape, dtype=np.uint8) if return_taps else None
+    _core.conv2d_pool_forward(x, w, b, y, taps, win, cout, groups, pkh, pkw, kind, alpha, beta)
+    return (y, taps) if return_taps else y
 
 
 def conv2d_algorithm(x, w, strides=1, padding="valid", dilations=1, groups=1, data_format="NHWC",

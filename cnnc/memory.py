@@ -93,10 +93,13 @@ class _Profile:
         statistics); holds_out / holds_in: whether the layer keeps its output / input for backward.
     bwd_temp: transient bytes while its backward runs; dz: the activation-gradient buffer;
         dx: the input gradient it returns; grads: its parameter gradients (kept until the update).
+    co_alloc: bytes of the next layer's buffers that a fused op allocates before its workspace (alive
+        with fwd_temp; the next layer's profile then holds them).
     """
 
     def __init__(self, **kw):
         self.out = self.fwd_temp = self.saved = self.bwd_temp = self.dz = self.dx = self.grads = 0
+        self.co_alloc = 0
         self.holds_out = self.holds_in = False
         self.macs = 0
         self.__dict__.update(kw)
@@ -194,6 +197,25 @@ def _profile(layer, in_shape, out_shape, training, first):
             return _Profile(out=b_out, holds_in=True, dx=b_in, params=pbytes)
         return _Profile(out=b_out, holds_out=True, holds_in=not act.from_output, dx=b_in, params=pbytes)
     raise NotImplementedError(f"no memory profile for {type(layer).__name__}")
+
+
+def _fuse_conv_pool(conv, pool, conv_p, pool_p, in_shape, mid_shape, out_shape):
+    """The profiles of a convolution and the max pool after it when training runs them as one op
+    (layers.pooling.conv_max_pool_pairs): the pooled output and its taps are allocated first, then the
+    workspace (which holds the convolution's output unless its path pools on the fly); the
+    convolution keeps only its input; the pool keeps its taps and, for a non-linear activation, its
+    output, and its backward applies the activation's derivative to a pooled-size gradient before
+    scattering the pre-activation's gradient."""
+    win, cin = _conv_window(conv, in_shape)
+    cout = mid_shape[1] if conv.data_format == "channels_first" else mid_shape[3]
+    kcopy = conv.params[conv._kernel_name].nbytes if conv.data_format == "channels_first" else 0
+    ws = _core.conv2d_pool_workspace_size(win, cout, conv._groups(cin), *pool.pool_size)
+    b_pooled, b_taps = _nbytes(out_shape), _nbytes(out_shape, 1)
+    linear = conv.activation.is_linear
+    conv_p.out, conv_p.holds_out, conv_p.saved, conv_p.dz = 0, False, 0, 0
+    conv_p.fwd_temp, conv_p.co_alloc = ws + kcopy, b_pooled + b_taps
+    pool_p.out, pool_p.holds_out, pool_p.saved, pool_p.holds_in = b_pooled, not linear, b_taps, False
+    pool_p.dz = 0 if linear else b_pooled
 
 
 # ---- the report ---------------------------------------------------------------------------------
@@ -328,7 +350,7 @@ def _training_peak(layers, prof, shapes, persistent):
     for i, (layer, p) in enumerate(zip(layers, prof)):
         where = f"forward of {layer.name}"
         tl.alloc(p.out, where)
-        tl.transient(p.fwd_temp, where)
+        tl.transient(p.fwd_temp + p.co_alloc, where)
         tl.alloc(p.saved, where)
         k = buf[i]  # the input: dropped now if nothing keeps it and the output is not a view of it
         if not holders[k] and k not in pinned and buf[i + 1] != k and k not in freed:
@@ -377,6 +399,10 @@ def estimate(model, batch_size=32, optimizer=None, deploy=True):
     slot_factor = slot_bytes / max(sum(p.nbytes for p in trainable), 1)
 
     train_prof = [_profile(l, shapes[i], shapes[i + 1], True, i == 0) for i, l in enumerate(layers)]
+    from .layers.pooling import conv_max_pool_pairs
+    for i in conv_max_pool_pairs(layers):
+        _fuse_conv_pool(layers[i], layers[i + 1], train_prof[i], train_prof[i + 1], shapes[i], shapes[i + 1],
+                        shapes[i + 2])
     infer_prof = [_profile(l, shapes[i], shapes[i + 1], False, i == 0) for i, l in enumerate(layers)]
 
     # the last layer gets the gradient of its pre-activation when the loss fuses softmax/sigmoid

@@ -273,9 +273,21 @@ class Sequential:
         return self._layer_forward(x, training)
 
     def _layer_forward(self, x, training):
-        """The layers' forward passes one by one (training, and inference the C runtime cannot run)."""
-        for layer in self._layers:
-            x = layer.forward(x, training=training)
+        """The layers' forward passes one by one (training, and inference the C runtime cannot run).
+        Training runs a convolution and the max pool after it as one op where it can
+        (layers.pooling.conv_max_pool_pairs); _backward then takes that into account."""
+        fused = layers_mod.pooling.conv_max_pool_pairs(self._layers) if training else frozenset()
+        if training:
+            self._fused_convs = fused
+        i, n = 0, len(self._layers)
+        while i < n:
+            layer = self._layers[i]
+            if i in fused:
+                x = layer.forward_max_pool(self._layers[i + 1], x)
+                i += 2
+            else:
+                x = layer.forward(x, training=training)
+                i += 1
         return x
 
     def _runner(self):
@@ -338,10 +350,11 @@ class Sequential:
         """Backward through every layer; with release, each layer drops what its forward kept as
         soon as its own backward is done (its gradients stay until the update)."""
         n = len(self._layers)
+        fused = self.__dict__.get("_fused_convs", frozenset())  # their pools return dz of the pre-activation
         for i in range(n - 1, -1, -1):
             layer = self._layers[i]
             kw = {"need_dx": i > 0}
-            if i == n - 1 and preactivation:
+            if (i == n - 1 and preactivation) or i in fused:
                 kw["preactivation"] = True
             dy = layer.backward(dy, **kw)
             if release:

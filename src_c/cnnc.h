@@ -173,6 +173,16 @@ int cnnc_conv2d_weight_grad_algorithm(const cnnc_conv2d_params *p);
 int cnnc_conv2d_forward(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x,
                         const float *w, const float *b, cnnc_act act, float *y, void *ws,
                         int64_t ws_size);
+/* y = max_pool(act(conv(x, w) + b)) over pkh x pkw windows (stride = window, no padding, floor): the
+ * bits of cnnc_conv2d_forward followed by cnnc_max_pool2d_forward. taps (y's shape; NULL: none; needs
+ * pkh * pkw <= CNNC_POOL_MAX_TAPS): each output's chosen position in its window, as
+ * cnnc_max_pool2d_forward_taps gives it, for training's backward. The NHWC direct path and Winograd
+ * (2x2 windows) compute the convolution only where a window covers it and never write it out; other
+ * paths write it to the workspace and pool it from there. */
+int64_t cnnc_conv2d_pool_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, int64_t pkh, int64_t pkw);
+int cnnc_conv2d_forward_pool(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, int64_t pkh, int64_t pkw,
+                             const float *x, const float *w, const float *b, cnnc_act act, float *y,
+                             uint8_t *taps, void *ws, int64_t ws_size);
 /* Workspace of cnnc_conv2d_backward; need_dx = 0 when it is called without dx (dx NULL). */
 int64_t cnnc_conv2d_backward_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, int need_dx);
 /* Gradients of y = conv(x, w) + b (no activation: apply its backward to dy first).

@@ -369,21 +369,29 @@ int64_t cnnc_conv2d_pool_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_p
     return y < 0 || w < 0 ? -1 : add_ok(y, w);
 }
 
-int cnnc_conv2d_forward_pool(const cnnc_ctx *caller, const cnnc_conv2d_params *p, int64_t pkh, int64_t pkw,
-                             const float *x, const float *w, const float *wpk, const float *b, cnnc_act act,
-                             float *y, void *ws, int64_t ws_size) {
+int cnnc_conv2d_forward_pool(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, int64_t pkh, int64_t pkw,
+                             const float *x, const float *w, const float *b, cnnc_act act, float *y,
+                             uint8_t *taps, void *ws, int64_t ws_size) {
+    return cnnc_conv2d_forward_pool_pk(ctx, p, pkh, pkw, x, w, NULL, b, act, y, taps, ws, ws_size);
+}
+
+int cnnc_conv2d_forward_pool_pk(const cnnc_ctx *caller, const cnnc_conv2d_params *p, int64_t pkh, int64_t pkw,
+                                const float *x, const float *w, const float *wpk, const float *b, cnnc_act act,
+                                float *y, uint8_t *taps, void *ws, int64_t ws_size) {
     conv_shape s;
-    if (!caller || !p || !x || !w || !y || !cnnc_act_valid(act) || pkh < 1 || pkw < 1) return CNNC_EINVAL;
+    if (!caller || !p || !x || !w || !y || !cnnc_act_valid(act) || pkh < 1 || pkw < 1 ||
+        (taps && (pkh > CNNC_POOL_MAX_TAPS || pkw > CNNC_POOL_MAX_TAPS || pkh * pkw > CNNC_POOL_MAX_TAPS)))
+        return CNNC_EINVAL;
     int rc = conv_shape_of(p, &s);
     if (rc) return rc;
     const int64_t need = cnnc_conv2d_pool_workspace_size(caller, p, pkh, pkw);
     if (need < 0) return CNNC_EOVERFLOW;
     if (!ws || ws_size < need) return CNNC_EWORKSPACE;
     if (cnnc_winograd_pool_applies(p, pkh, pkw))
-        return cnnc_winograd_forward_pool_pk(caller, p, pkh, pkw, x, w, wpk, b, act, y, ws, ws_size);
+        return cnnc_winograd_forward_pool_pk(caller, p, pkh, pkw, x, w, wpk, b, act, y, taps, ws, ws_size);
     const cnnc_ctx cc = conv_ctx(caller, p, &s);
     if (cnnc_conv_direct_pool_runs(&cc, p, pkh, pkw))
-        return cnnc_conv_direct_pool_forward_pk(&cc, p, pkh, pkw, x, w, wpk, b, act, y, ws, ws_size);
+        return cnnc_conv_direct_pool_forward_pk(&cc, p, pkh, pkw, x, w, wpk, b, act, y, taps, ws, ws_size);
     const int64_t yb = pool_conv_bytes(p);
     float *conv = (float *)cnnc_align_ptr(ws);
     rc = cnnc_conv2d_forward_res(caller, p, x, w, wpk, b, NULL, act, conv, (char *)ws + yb, ws_size - yb);
@@ -400,7 +408,8 @@ int cnnc_conv2d_forward_pool(const cnnc_ctx *caller, const cnnc_conv2d_params *p
     q.win.dh = q.win.dw = 1;
     q.win.pt = q.win.pb = q.win.pl = q.win.pr = 0;
     q.ceil_mode = 0;
-    return cnnc_max_pool2d_forward(caller, &q, conv, y, NULL);
+    return taps ? cnnc_max_pool2d_forward_taps(caller, &q, conv, y, taps)
+                : cnnc_max_pool2d_forward(caller, &q, conv, y, NULL);
 }
 
 /* y = act(y + res) over n elements: the residual add and the activation as the separate ops do them. */

@@ -333,7 +333,8 @@ static void nhwc_task(void *arg, int64_t t0, int64_t t1, int slot) {
 typedef struct {
     nhwc_job c;
     int64_t pkh, pkw, ph, pw;
-    float *y; /* pooled [N, PH, PW, Cout] */
+    float *y;      /* pooled [N, PH, PW, Cout] */
+    uint8_t *taps; /* y's shape: each output's position in its window (NULL: not wanted) */
 } nhwc_pool_job;
 
 int cnnc_conv_direct_pool_runs(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, int64_t pkh, int64_t pkw) {
@@ -354,23 +355,39 @@ static void nhwc_pool_task(void *arg, int64_t t0, int64_t t1, int slot) {
         const int64_t b0 = (ni * oh + po * pkh) * ow, b1 = b0 + pkh * ow;
         for (int64_t p0 = b0; p0 < b1; p0 += pix)
             nhwc_range(&jb->c, p0, CNNC_MIN(b1, p0 + pix), band + (p0 - b0) * co, ap);
-        float *yr = jb->y + (ni * ph + po) * pw * co;
+        const int64_t row = (ni * ph + po) * pw * co;
+        float *yr = jb->y + row;
+        uint8_t *tr = jb->taps ? jb->taps + row : NULL;
         /* 2x2 windows by pool2x2_window (one max instruction per tap unless a NaN is met); other
          * windows with max_takes, whose first NaN wins */
         if (pkh == 2 && pkw == 2) {
             for (int64_t pc = 0; pc < pw; ++pc) {
                 const float *t = band + pc * 2 * co;
-                pool2x2_window(t, t + co, t + ow * co, t + (ow + 1) * co, yr + pc * co, co);
+                if (tr)
+                    pool2x2_window_taps(t, t + co, t + ow * co, t + (ow + 1) * co, yr + pc * co, tr + pc * co, co);
+                else
+                    pool2x2_window(t, t + co, t + ow * co, t + (ow + 1) * co, yr + pc * co, co);
             }
             continue;
         }
         for (int64_t pc = 0; pc < pw; ++pc) {
             float *restrict yo = yr + pc * co;
+            uint8_t *restrict to = tr ? tr + pc * co : NULL;
             memcpy(yo, band + pc * pkw * co, (size_t)co * sizeof(float));
+            if (to) memset(to, 0, (size_t)co);
             for (int64_t i = 0; i < pkh; ++i)
                 for (int64_t j = i == 0; j < pkw; ++j) {
                     const float *restrict v = band + (i * ow + pc * pkw + j) * co;
-                    for (int64_t c = 0; c < co; ++c) yo[c] = select_f(max_takes(v[c], yo[c]), v[c], yo[c]);
+                    if (!to) {
+                        for (int64_t c = 0; c < co; ++c) yo[c] = select_f(max_takes(v[c], yo[c]), v[c], yo[c]);
+                        continue;
+                    }
+                    const int32_t tap = (int32_t)(i * pkw + j);
+                    for (int64_t c = 0; c < co; ++c) {
+                        const int take = max_takes(v[c], yo[c]);
+                        yo[c] = select_f(take, v[c], yo[c]);
+                        to[c] = (uint8_t)select_i32(take, tap, to[c]);
+                    }
                 }
         }
     }
@@ -378,14 +395,15 @@ static void nhwc_pool_task(void *arg, int64_t t0, int64_t t1, int slot) {
 
 int cnnc_conv_direct_pool_forward_pk(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, int64_t pkh, int64_t pkw,
                                      const float *x, const float *w, const float *wpk, const float *b,
-                                     cnnc_act act, float *y, void *ws, int64_t ws_size) {
-    if (!ctx || !p || !x || !w || !y || !cnnc_act_valid(act) || !cnnc_conv_direct_pool_runs(ctx, p, pkh, pkw))
+                                     cnnc_act act, float *y, uint8_t *taps, void *ws, int64_t ws_size) {
+    if (!ctx || !p || !x || !w || !y || !cnnc_act_valid(act) || !cnnc_conv_direct_pool_runs(ctx, p, pkh, pkw) ||
+        (taps && pkh * pkw > CNNC_POOL_MAX_TAPS))
         return CNNC_EINVAL;
     const int64_t need = cnnc_conv_direct_workspace_size(ctx, p);
     if (need < 0) return CNNC_EOVERFLOW;
     if (!ws || ws_size < need) return CNNC_EWORKSPACE;
     nhwc_pool_job jb = {{&p->win, &ctx->k, p->cout, 0, 0, p->win.c * p->win.kh * p->win.kw, 0, x, NULL, b, act, NULL},
-                        pkh, pkw, 0, 0, y};
+                        pkh, pkw, 0, 0, y, taps};
     int rc = cnnc_window2d_output(&p->win, &jb.c.oh, &jb.c.ow);
     if (rc) return rc;
     jb.ph = jb.c.oh / pkh;

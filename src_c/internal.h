@@ -129,12 +129,13 @@ int cnnc_conv_direct_forward_pk(const cnnc_ctx *ctx, const cnnc_conv2d_params *p
                                 const float *wpk, const float *b, cnnc_act act, float *y, void *ws,
                                 int64_t ws_size);
 /* The NHWC direct path with a max pool of pkh x pkw windows (stride = window, no padding, floor) fused:
- * y = max_pool(act(conv(x, w) + b)), the convolution's output never written (conv_direct.c); runs when
+ * y = max_pool(act(conv(x, w) + b)) and the taps (NULL: none), the convolution's output never written
+ * (conv_direct.c); runs when
  * the direct path does and pkh output rows fit its stack buffer. Its workspace is the direct path's. */
 int cnnc_conv_direct_pool_runs(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, int64_t pkh, int64_t pkw);
 int cnnc_conv_direct_pool_forward_pk(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, int64_t pkh, int64_t pkw,
                                      const float *x, const float *w, const float *wpk, const float *b,
-                                     cnnc_act act, float *y, void *ws, int64_t ws_size);
+                                     cnnc_act act, float *y, uint8_t *taps, void *ws, int64_t ws_size);
 
 /* A convolution's forward weights packed once (conv.c): per group, the GEMM operand w_g as
  * cnnc_gemm_pack_a_all (NCHW: w_g[Cout_g, K] is A; B when the GEMM runs transposed) or
@@ -157,13 +158,11 @@ int cnnc_conv2d_forward_res(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, co
                             const float *wpk, const float *b, const float *res, cnnc_act act, float *y, void *ws,
                             int64_t ws_size);
 
-/* y = max_pool(act(conv(x, w) + b)) with pkh x pkw windows, stride = window, no padding, floor (the
- * model runtime's conv op with a pool fused): the bits of the two ops; the NHWC direct path never
- * writes the convolution out, others do so in the workspace. wpk as cnnc_conv2d_forward_pk. */
-int64_t cnnc_conv2d_pool_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, int64_t pkh, int64_t pkw);
-int cnnc_conv2d_forward_pool(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, int64_t pkh, int64_t pkw,
-                             const float *x, const float *w, const float *wpk, const float *b, cnnc_act act,
-                             float *y, void *ws, int64_t ws_size);
+/* cnnc_conv2d_forward_pool (cnnc.h) with the weights packed once (wpk as cnnc_conv2d_forward_pk): the
+ * model runtime's conv op with a pool fused. */
+int cnnc_conv2d_forward_pool_pk(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, int64_t pkh, int64_t pkw,
+                                const float *x, const float *w, const float *wpk, const float *b, cnnc_act act,
+                                float *y, uint8_t *taps, void *ws, int64_t ws_size);
 
 /* act(v) for one value: the scalar definition every vector path must agree with. */
 float cnnc_act_scalar(cnnc_act act, float v);
@@ -226,6 +225,51 @@ static inline void pool2x2_window(const float *restrict t00, const float *restri
     memcpy(y, t00, (size_t)n * sizeof(float));
     for (int k = 0; k < 3; ++k)
         for (int64_t c = 0; c < n; ++c) y[c] = select_f(max_takes(taps[k][c], y[c]), taps[k][c], y[c]);
+}
+
+/* Branch-free t ? a : b for taps (t is 0 or 1). */
+static inline int32_t select_i32(int t, int32_t a, int32_t b) {
+    const int32_t m = -(int32_t)t;
+    return (a & m) | (b & ~m);
+}
+
+/* pool2x2_fast with each channel's tap (0..3 in scan order) into taps; returns 0, leaving y and taps
+ * to max_takes (pool2x2_window_taps), when a tap is NaN. One vectorisable loop. */
+static inline int taps2x2_fast(const float *restrict a, const float *restrict b, const float *restrict d,
+                               const float *restrict e, float *restrict y, uint8_t *restrict taps, int64_t n) {
+    int nan = 0;
+    for (int64_t c = 0; c < n; ++c) {
+        const float va = a[c], vb = b[c], vd = d[c], ve = e[c];
+        nan |= (va != va) | (vb != vb) | (vd != vd) | (ve != ve);
+        float m = va;
+        int32_t t = 0, k = vb > m; /* branch-free selects: these vectorise */
+        t = select_i32(k, 1, t);
+        m = select_f(k, vb, m);
+        k = vd > m;
+        t = select_i32(k, 2, t);
+        m = select_f(k, vd, m);
+        k = ve > m;
+        taps[c] = (uint8_t)select_i32(k, 3, t);
+        y[c] = select_f(k, ve, m);
+    }
+    return !nan;
+}
+
+/* pool2x2_window with the chosen tap of each channel (0..3, scan order) into taps: the values and
+ * taps cnnc_max_pool2d_forward_taps gives a whole 2x2 window. */
+static inline void pool2x2_window_taps(const float *restrict t00, const float *restrict t01,
+                                       const float *restrict t10, const float *restrict t11, float *restrict y,
+                                       uint8_t *restrict taps, int64_t n) {
+    if (taps2x2_fast(t00, t01, t10, t11, y, taps, n)) return;
+    const float *rest[3] = {t01, t10, t11};
+    memcpy(y, t00, (size_t)n * sizeof(float));
+    memset(taps, 0, (size_t)n);
+    for (int k = 0; k < 3; ++k)
+        for (int64_t c = 0; c < n; ++c) {
+            const int take = max_takes(rest[k][c], y[c]);
+            y[c] = select_f(take, rest[k][c], y[c]);
+            taps[c] = (uint8_t)select_i32(take, k + 1, taps[c]);
+        }
 }
 
 static inline int cnnc_epilogue_active(const cnnc_gemm_epilogue *ep) {

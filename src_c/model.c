@@ -1231,8 +1231,8 @@ int cnnc_model_run_consts(const cnnc_model *m, void *arena, int64_t arena_size, 
                                m->packed_wg[k] == cnnc_winograd_applies(&p) ? m->packed[k] : NULL;
             const float *bias = o->in[2] >= 0 ? ptr_of(&e, o->in[2]) : NULL;
             if (o->n_i == 13)
-                rc = cnnc_conv2d_forward_pool(ctx, &p, o->ia[11], o->ia[12], x, ptr_of(&e, o->in[1]), wpk, bias,
-                                              op_act(o, 9), y, ws, ws_size);
+                rc = cnnc_conv2d_forward_pool_pk(ctx, &p, o->ia[11], o->ia[12], x, ptr_of(&e, o->in[1]), wpk, bias,
+                                                 op_act(o, 9), y, NULL, ws, ws_size);
             else
                 rc = cnnc_conv2d_forward_res(ctx, &p, x, ptr_of(&e, o->in[1]), wpk, bias,
                                              o->n_in == 4 ? ptr_of(&e, o->in[3]) : NULL, op_act(o, 9), y, ws, ws_size);

@@ -473,33 +473,6 @@ int cnnc_max_pool2d_backward(const cnnc_ctx *ctx, const cnnc_pool2d_params *p, c
  * scatter_task does: the same bits as the argmax backward. */
 #define TAP_CBLOCK 64
 
-static inline int32_t select_i32(int t, int32_t a, int32_t b) {
-    const int32_t m = -(int32_t)t;
-    return (a & m) | (b & ~m);
-}
-
-/* A whole 2x2 window's max and tap over n channels by the fast rule (pool2x2_fast's); returns 0,
- * leaving y and taps to the general loop, when a tap is NaN. */
-static int taps2x2_fast(const float *restrict a, const float *restrict b, const float *restrict d,
-                        const float *restrict e, float *restrict y, uint8_t *restrict taps, int64_t n) {
-    int nan = 0;
-    for (int64_t c = 0; c < n; ++c) {
-        const float va = a[c], vb = b[c], vd = d[c], ve = e[c];
-        nan |= (va != va) | (vb != vb) | (vd != vd) | (ve != ve);
-        float m = va;
-        int32_t t = 0, k = vb > m; /* branch-free selects: these vectorise */
-        t = select_i32(k, 1, t);
-        m = select_f(k, vb, m);
-        k = vd > m;
-        t = select_i32(k, 2, t);
-        m = select_f(k, vd, m);
-        k = ve > m;
-        taps[c] = (uint8_t)select_i32(k, 3, t);
-        y[c] = select_f(k, ve, m);
-    }
-    return !nan;
-}
-
 static void max_taps_nhwc_task(void *arg, int64_t begin, int64_t end, int slot) {
     const window_job *jb = (const window_job *)arg;
     (void)slot;

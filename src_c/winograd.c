@@ -351,10 +351,10 @@ static void direct_tile(const wg_shape *s, const cnnc_window2d *win, const float
 }
 
 /* Pooled (s->pool): tile t's four outputs computed directly into buf [4][Cout], given their bias and
- * activation, and max pooled into y's pixel t. */
+ * activation, and max pooled into y's pixel t (its taps too unless taps is NULL). */
 static void direct_tile_pool(const wg_shape *s, const cnnc_window2d *win, const float *restrict x,
                              const float *restrict w, const float *b, cnnc_act act, int64_t t, float *restrict buf,
-                             float *restrict y) {
+                             float *restrict y, uint8_t *taps) {
     const int64_t CO = s->cout;
     int64_t n, oy, ox;
     tile_pos(s, t, &n, &oy, &ox);
@@ -363,7 +363,10 @@ static void direct_tile_pool(const wg_shape *s, const cnnc_window2d *win, const 
             buf[q * CO + co] = direct_out(s, win, x, w, 0, n, oy + q / 2, ox + q % 2, co);
         if (b || act.kind != CNNC_ACT_NONE) cnnc_bias_act_span(act, b, buf + q * CO, CO);
     }
-    pool2x2_window(buf, buf + CO, buf + 2 * CO, buf + 3 * CO, y + t * CO, CO);
+    if (taps)
+        pool2x2_window_taps(buf, buf + CO, buf + 2 * CO, buf + 3 * CO, y + t * CO, taps + t * CO, CO);
+    else
+        pool2x2_window(buf, buf + CO, buf + 2 * CO, buf + 3 * CO, y + t * CO, CO);
 }
 
 /* NHWC: bias and activation on the output pixels of tile t (while they are in cache). */
@@ -384,6 +387,7 @@ typedef struct {
     cnnc_act act;
     int64_t t0;
     float *y;
+    uint8_t *taps; /* pooled: the pool's taps, y's shape (NULL: not wanted) */
     cnnc_winograd_fns fns;
 } ot_job;
 
@@ -409,7 +413,11 @@ static void output_transform_task(void *arg, int64_t lo, int64_t hi, int slot) {
                     const cnnc_gemm_epilogue ep = {b ? b + c0 : NULL, 0, act, NULL, 0};
                     cnnc_gemm_epilogue_block(&ep, o[0], CB, 0, 4, 0, cn);
                 }
-                pool2x2_window(o[0], o[1], o[2], o[3], y + (t0 + k) * CO + c0, cn);
+                if (jb->taps)
+                    pool2x2_window_taps(o[0], o[1], o[2], o[3], y + (t0 + k) * CO + c0,
+                                        jb->taps + (t0 + k) * CO + c0, cn);
+                else
+                    pool2x2_window(o[0], o[1], o[2], o[3], y + (t0 + k) * CO + c0, cn);
             }
         }
         return;
@@ -438,8 +446,9 @@ static void output_transform_task(void *arg, int64_t lo, int64_t hi, int slot) {
 }
 
 static void output_transform(const cnnc_ctx *ctx, const wg_shape *s, int nchw, const float *restrict m,
-                             const float *b, cnnc_act act, int64_t t0, int64_t nt_tiles, float *restrict y) {
-    ot_job jb = {s, nchw, m, b, act, t0, y, cnnc_winograd_fns_for(&ctx->k)};
+                             const float *b, cnnc_act act, int64_t t0, int64_t nt_tiles, float *restrict y,
+                             uint8_t *taps) {
+    ot_job jb = {s, nchw, m, b, act, t0, y, taps, cnnc_winograd_fns_for(&ctx->k)};
     const int nt = cnnc_threads(ctx, nt_tiles);
     cnnc_parallel_for(ctx, nt, nt_tiles, cnnc_grain(nt_tiles, nt, 1), output_transform_task, &jb);
 }
@@ -469,9 +478,9 @@ static void xi_task(void *arg, int64_t lo, int64_t hi, int slot) {
 }
 
 /* The convolution p (shape s: wg_shape_of or wg_pool_shape_of) of x with the filters
- * wtap(w, .., transposed, ..); pooled when s.pool. */
+ * wtap(w, .., transposed, ..); pooled when s.pool, with the pool's taps unless taps is NULL. */
 static int wg_run(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, wg_shape s, const float *x, const float *w,
-                  int transposed, const float *upk, const float *b, cnnc_act act, float *y, void *ws,
+                  int transposed, const float *upk, const float *b, cnnc_act act, float *y, uint8_t *taps, void *ws,
                   int64_t ws_size) {
     const int64_t need = wg_workspace(ctx, &s);
     if (need < 0) return CNNC_EOVERFLOW;
@@ -501,10 +510,10 @@ static int wg_run(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, wg_shape s, 
         cnnc_parallel_for(ctx, xi_threads(ctx), 16, 1, xi_task, &xj);
         rc = atomic_load(&xj.err);
         if (rc) break;
-        output_transform(ctx, &s, nchw, m, b, act, t0, nt_tiles, y);
+        output_transform(ctx, &s, nchw, m, b, act, t0, nt_tiles, y, taps);
         for (int64_t k = 0; k < nt_tiles; ++k)
             if (bad[k] && s.pool) { /* M is free now: the scratch of the tile's four outputs */
-                direct_tile_pool(&s, &p->win, x, w, b, act, t0 + k, m, y);
+                direct_tile_pool(&s, &p->win, x, w, b, act, t0 + k, m, y, taps);
             } else if (bad[k]) {
                 direct_tile(&s, &p->win, x, w, transposed, t0 + k, y);
                 if (!nchw && (b || act.kind != CNNC_ACT_NONE)) tile_epilogue(&s, b, act, t0 + k, y);
@@ -524,16 +533,16 @@ int cnnc_winograd_forward_pk(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, c
                              const float *upk, const float *b, cnnc_act act, float *y, void *ws, int64_t ws_size) {
     wg_shape s;
     if (!ctx || !p || !x || !w || !y || !cnnc_act_valid(act) || !wg_shape_of(p, &s)) return CNNC_EINVAL;
-    return wg_run(ctx, p, s, x, w, 0, upk, b, act, y, ws, ws_size);
+    return wg_run(ctx, p, s, x, w, 0, upk, b, act, y, NULL, ws, ws_size);
 }
 
 int cnnc_winograd_forward_pool_pk(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, int64_t pkh, int64_t pkw,
                                   const float *x, const float *w, const float *upk, const float *b, cnnc_act act,
-                                  float *y, void *ws, int64_t ws_size) {
+                                  float *y, uint8_t *taps, void *ws, int64_t ws_size) {
     wg_shape s;
     if (!ctx || !p || !x || !w || !y || !cnnc_act_valid(act) || !wg_pool_shape_of(p, pkh, pkw, &s))
         return CNNC_EINVAL;
-    return wg_run(ctx, p, s, x, w, 0, upk, b, act, y, ws, ws_size);
+    return wg_run(ctx, p, s, x, w, 0, upk, b, act, y, taps, ws, ws_size);
 }
 
 /* U packed once: the 16 matrices U_xi [Cin, Cout] as B panels (cnnc_gemm_pack_b_all), one after another. */
@@ -605,7 +614,7 @@ int cnnc_winograd_data_grad(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, co
     wg_shape s;
     if (!ctx || !p || !w || !dy || !dx || !data_grad_params(p, &t) || !wg_shape_of(&t, &s)) return CNNC_EINVAL;
     const cnnc_act none = {CNNC_ACT_NONE, 0.0f, 0.0f};
-    return wg_run(ctx, &t, s, dy, w, 1, NULL, NULL, none, dx, ws, ws_size);
+    return wg_run(ctx, &t, s, dy, w, 1, NULL, NULL, none, dx, NULL, ws, ws_size);
 }
 
 /* ---- the weight gradient: F(3x3, 2x2) ------------------------------------------------------------

@@ -26,13 +26,14 @@ int cnnc_winograd_forward_pk(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, c
 
 /* y = max_pool(act(conv(x, w) + b)) over 2x2 windows (stride 2, no padding, floor): the tiles are the
  * windows; applies when the convolution is Winograd's, NHWC, and pkh = pkw = 2. y is the pooled
- * [N, OH / 2, OW / 2, Cout]; the bits of cnnc_winograd_forward_pk followed by the max pool. */
+ * [N, OH / 2, OW / 2, Cout]; the bits of cnnc_winograd_forward_pk followed by the max pool, and its taps
+ * (as cnnc_max_pool2d_forward_taps; NULL: none). */
 int cnnc_winograd_pool_applies(const cnnc_conv2d_params *p, int64_t pkh, int64_t pkw);
 int64_t cnnc_winograd_pool_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, int64_t pkh,
                                           int64_t pkw);
 int cnnc_winograd_forward_pool_pk(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, int64_t pkh, int64_t pkw,
                                   const float *x, const float *w, const float *upk, const float *b, cnnc_act act,
-                                  float *y, void *ws, int64_t ws_size);
+                                  float *y, uint8_t *taps, void *ws, int64_t ws_size);
 
 /* The data gradient dx of convolution p (same shapes and layouts as cnnc_conv2d_backward) by Winograd:
  * a stride-1 convolution of dy with the flipped, transposed filters. Applies when p is a 3x3 stride-1

@@ -48,11 +48,12 @@ def test_estimate_matches_cnnc_accounting(name, b):
     est_train = model.memory_estimate(b).training_bytes
     assert abs(est_train - measured_train) <= 0.10 * measured_train, (est_train, measured_train)
     if (name, b) == ("geron", 256):
-        # inference needs a small fraction of the training peak, and report and measurement agree on it
-        # (about 36%: the activations of two layers, plus the largest workspace, Winograd's transformed
-        # weights of the last 256-channel convolution; training's max pooling keeps one byte per output)
+        # inference needs a fraction of the training peak, and report and measurement agree on it (about
+        # 41%: the activations of two layers, plus the largest workspace, Winograd's transformed weights of
+        # the last 256-channel convolution; training keeps neither the outputs of the convolutions fused
+        # with the max pool after them nor more than one byte per pooled value)
         est_ratio, measured_ratio = est_inf / est_train, measured_inf / measured_train
-        assert est_ratio < 0.4
+        assert est_ratio < 0.45
         assert abs(est_ratio - measured_ratio) <= 0.10 * measured_ratio, (est_ratio, measured_ratio)
     del model
     gc.collect()
@@ -122,7 +123,10 @@ def test_report_rows_table_and_dict():
     conv = r.rows[0]
     assert conv["output_bytes"] == 64 * 28 * 28 * 64 * 4
     assert conv["optimizer_bytes"] == 2 * conv["grad_bytes"]  # Adam: two slots
-    assert r.rows[1]["saved_bytes"] == 64 * 14 * 14 * 64  # max pooling keeps a one-byte tap per output
+    # the convolution trains fused with the max pool after it: it keeps no output, and the pool keeps its
+    # output (the relu's derivative at the chosen elements) and a one-byte tap per output
+    assert conv["saved_bytes"] == 0
+    assert r.rows[1]["saved_bytes"] == 64 * 14 * 14 * 64 * (4 + 1)
     assert all(row["grad_bytes"] == 0 for row in r.rows if row["params"] == 0)
     text = str(r)
     assert "Training peak" in text and "Inference peak" in text and " *" in text and "MB" in text

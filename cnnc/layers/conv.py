@@ -130,6 +130,16 @@ class _Conv2DBase(Layer):
         self._keep(training, _x=x, _y=y, _z=z)
         return y
 
+    def forward_max_pool(self, pool, x):
+        """Training forward of this layer and the MaxPooling2D after it as one op (pool._follows_conv):
+        the pooled output, the convolution's never kept; pool keeps its taps."""
+        act = self.activation
+        y, taps = nn.conv2d_max_pool(x, self._c_kernel(), self.params.get("bias"), pool.pool_size,
+                                     activation=act.fused_name, return_taps=True, **self._op_kwargs())
+        self._keep(True, _x=x, _y=None, _z=None)
+        pool._keep_fused(self.compute_output_shape(x.shape), y, taps, act)
+        return y
+
     def backward(self, dy, need_dx=True, preactivation=False):
         act = self.activation
         if preactivation or act.is_linear:

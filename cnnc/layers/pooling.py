@@ -4,7 +4,7 @@ import numpy as np
 from .. import _core, nn
 from .._checks import as_pair
 from .base import Layer, _format_shape
-from .conv import _padding_mode, window_length
+from .conv import _Conv2DBase, _padding_mode, window_length
 from .core import _data_format
 
 
@@ -61,27 +61,57 @@ class _Pooling2D(_PoolBase):
 
 class MaxPooling2D(_Pooling2D):
     """Max pooling. Training keeps, for each output, the position of the chosen element in its
-    window (one byte; an int64 argmax and the input for windows of more than 255 taps)."""
+    window (one byte; an int64 argmax and the input for windows of more than 255 taps).
 
-    _CACHE_ATTRS = _Pooling2D._CACHE_ATTRS + ("_taps", "_xshape")
+    After a convolution whose activation's derivative follows from its output (relu, linear, tanh,
+    ...), a Sequential model's training runs the two layers as one op (_Conv2DBase.forward_max_pool):
+    the convolution's output is never kept, and this layer's backward returns the gradient of the
+    convolution's pre-activation, the activation's derivative taken at the pooled values (each chosen
+    element's)."""
+
+    _CACHE_ATTRS = _Pooling2D._CACHE_ATTRS + ("_taps", "_xshape", "_act")
 
     def forward(self, x, training=False):
         if not training:
-            self._keep(False, _x=None, _argmax=None, _taps=None)
+            self._keep(False, _x=None, _argmax=None, _taps=None, _act=None)
             return nn.max_pool2d(x, **self._kw())
         kh, kw = self.pool_size
         if kh * kw <= _core.POOL_MAX_TAPS:
             y, taps = nn.max_pool2d_with_taps(x, **self._kw())
-            self._keep(True, _x=None, _argmax=None, _taps=taps, _xshape=x.shape)
+            self._keep(True, _x=None, _argmax=None, _taps=taps, _xshape=x.shape, _act=None)
         else:
             y, argmax = nn.max_pool2d_with_argmax(x, **self._kw())
-            self._keep(True, _x=x, _argmax=argmax, _taps=None)
+            self._keep(True, _x=x, _argmax=argmax, _taps=None, _act=None)
         return y
 
+    def _follows_conv(self, conv):
+        """Whether training may run conv (the layer before) and this pool as one op."""
+        if not isinstance(conv, _Conv2DBase):
+            return False
+        act = conv.activation
+        kh, kw = self.pool_size
+        return (self.padding == "valid" and self.strides == self.pool_size and self.data_format == conv.data_format
+                and kh * kw <= _core.POOL_MAX_TAPS
+                and (act.is_linear or (act.from_output and not act.softmax and act.fused_name is not None)))
+
+    def _keep_fused(self, conv_shape, y, taps, act):
+        """What backward needs after the fused op: the taps, and the pooled values for the activation."""
+        self._keep(True, _x=None, _argmax=None, _taps=taps, _xshape=conv_shape,
+                   _y=None if act.is_linear else y, _act=act)
+
     def backward(self, dy, need_dx=True):
+        if self._act is not None:  # fused: each chosen element's activated value is its pooled value
+            dy = self._act.backward(dy, y=self._y)
         if self._taps is not None:
             return nn.max_pool2d_grad(self._xshape, dy, taps=self._taps, **self._kw())
         return nn.max_pool2d_grad(self._x, dy, argmax=self._argmax, **self._kw())
+
+
+def conv_max_pool_pairs(layers):
+    """The indices i at which training runs layers[i] (a convolution) and layers[i + 1] (a max pool)
+    as one op (see MaxPooling2D)."""
+    return frozenset(i for i in range(len(layers) - 1)
+                     if isinstance(layers[i + 1], MaxPooling2D) and layers[i + 1]._follows_conv(layers[i]))
 
 
 class AveragePooling2D(_Pooling2D):
