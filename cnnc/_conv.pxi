@@ -109,6 +109,33 @@ def conv2d_pool_forward(x, w, b, y, taps, tuple win, int64_t cout, int64_t group
     _check(rc, "conv2d_max_pool")
 
 
+def conv2d_pool_data_grad_workspace_size(tuple win, int64_t cout, int64_t groups, int64_t pkh, int64_t pkw):
+    """Bytes of workspace conv2d_pool_data_grad needs; -1 when it does not apply (NHWC, one group only)."""
+    cdef cnnc_ctx ctx = _ctx()
+    cdef cnnc_conv2d_params p = _conv_params(win, cout, groups)
+    return cnnc_conv2d_pool_data_grad_workspace_size(&ctx, &p, pkh, pkw)
+
+
+def conv2d_pool_data_grad(w, g, taps, dx, tuple win, int64_t cout, int64_t groups, int64_t pkh, int64_t pkw):
+    """dx of a convolution fused with a max pool, from the pooled gradient g and the taps; False (dx
+    unwritten) when a weight is not finite."""
+    cdef cnnc_ctx ctx = _ctx()
+    cdef cnnc_conv2d_params p = _conv_params(win, cout, groups)
+    cdef const float *pw = _cf(w, "w")
+    cdef const float *pg = _cf(g, "g")
+    cdef const uint8_t *pt = _cu8(taps, "taps")
+    cdef float *pdx = _wf(dx, "dx")
+    ws = _workspace(cnnc_conv2d_pool_data_grad_workspace_size(&ctx, &p, pkh, pkw))
+    cdef void *pws = _wsptr(ws)
+    cdef int64_t nws = ws.shape[0]
+    cdef int finite = 0
+    cdef int rc
+    with nogil:
+        rc = cnnc_conv2d_pool_data_grad(&ctx, &p, pkh, pkw, pw, pg, pt, pdx, &finite, pws, nws)
+    _check(rc, "conv2d_max_pool_grad")
+    return bool(finite)
+
+
 def conv2d_backward(x, w, dy, dx, dw, db, tuple win, int64_t cout, int64_t groups):
     cdef cnnc_ctx ctx = _ctx()
     cdef cnnc_conv2d_params p = _conv_params(win, cout, groups)

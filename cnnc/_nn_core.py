@@ -262,6 +262,42 @@ def conv2d_max_pool(x, w, b=None, pool_size=2, strides=1, padding="valid", dilat
     return (y, taps) if return_taps else y
 
 
+def pool_dx_workspace_size(win, cout, groups, pkh, pkw):
+    """Workspace bytes of conv2d_max_pool_dx for this convolution (win: the C core's window tuple) and
+    pool; -1 when it does not take that path."""
+    if _core.conv2d_algorithm(win, cout, groups, True, False) == "winograd":
+        return -1
+    return _core.conv2d_pool_data_grad_workspace_size(win, cout, groups, pkh, pkw)
+
+
+def conv2d_max_pool_dx(x_shape, w, g, taps, pool_size=2, strides=1, padding="valid", dilations=1, groups=1,
+                       data_format="NHWC"):
+    """dx of x -> conv2d_max_pool(x, w, ..., return_taps=True) for NHWC single-group convolutions, from g,
+    the gradient of the activation's input at the pooled outputs' chosen elements (the activation's
+    derivative at the pooled values times the pooled gradient), and the taps. The convolution's
+    output gradient is g at those elements and zero elsewhere; this sums g-scaled filters over the
+    chosen elements' input windows instead of a dense transposed convolution: conv2d_grad's dx up to
+    rounding. None when it does not apply (NCHW, groups > 1, or conv2d_grad's dx would take Winograd,
+    which is as fast or faster) or a weight is not finite (which would meet the skipped zeros); use
+    conv2d_grad then."""
+    layout, _, w, groups, cout, win, yshape = _conv_args(np.empty(tuple(x_shape), np.float32), w, strides,
+                                                         padding, dilations, groups, data_format)
+    pkh, pkw = as_pair(pool_size, "pool_size", 1)
+    if pool_dx_workspace_size(win, cout, groups, pkh, pkw) < 0:
+        return None
+    pshape = (yshape[0], yshape[1] // pkh, yshape[2] // pkw, cout)
+    g = as_float32(g, "g")
+    check_shape(g, pshape, "g")
+    taps = np.ascontiguousarray(taps)
+    if taps.dtype != np.uint8 or taps.shape != pshape:
+        raise ValueError(f"conv2d_max_pool_dx: taps must be uint8 of shape {pshape}, received {taps.dtype} "
+                         f"{taps.shape}")
+    dx = _alloc.empty(tuple(x_shape), dtype=np.float32)
+    if not _core.conv2d_pool_data_grad(w, g, taps, dx, win, cout, groups, pkh, pkw):
+        return None
+    return dx
+
+
 def conv2d_algorithm(x, w, strides=1, padding="valid", dilations=1, groups=1, data_format="NHWC",
                      data_grad=False, weight_grad=False):
     """How conv2d computes this convolution: 'winograd' (F(2x2, 3x3): 3x3 kernels, stride 1, no

@@ -18,7 +18,7 @@ import re
 
 import numpy as np
 
-from . import _alloc, _core
+from . import _alloc, _core, _nn_core
 
 __all__ = ["measure", "measure_call", "current_bytes", "estimate", "MemoryReport", "parse_bytes",
            "format_bytes", "max_batch_size"]
@@ -199,13 +199,15 @@ def _profile(layer, in_shape, out_shape, training, first):
     raise NotImplementedError(f"no memory profile for {type(layer).__name__}")
 
 
-def _fuse_conv_pool(conv, pool, conv_p, pool_p, in_shape, mid_shape, out_shape):
+def _fuse_conv_pool(conv, pool, conv_p, pool_p, in_shape, mid_shape, out_shape, first):
     """The profiles of a convolution and the max pool after it when training runs them as one op
     (layers.pooling.conv_max_pool_pairs): the pooled output and its taps are allocated first, then the
     workspace (which holds the convolution's output unless its path pools on the fly); the
     convolution keeps only its input; the pool keeps its taps and, for a non-linear activation, its
     output, and its backward applies the activation's derivative to a pooled-size gradient before
-    scattering the pre-activation's gradient."""
+    scattering the pre-activation's gradient. Where the convolution's dx comes from the chosen elements
+    (nn.conv2d_max_pool_dx), that pooled-size gradient and the taps stay alive through the
+    convolution's backward, which computes dx first, then dw and db without dx."""
     win, cin = _conv_window(conv, in_shape)
     cout = mid_shape[1] if conv.data_format == "channels_first" else mid_shape[3]
     kcopy = conv.params[conv._kernel_name].nbytes if conv.data_format == "channels_first" else 0
@@ -216,6 +218,13 @@ def _fuse_conv_pool(conv, pool, conv_p, pool_p, in_shape, mid_shape, out_shape):
     conv_p.fwd_temp, conv_p.co_alloc = ws + kcopy, b_pooled + b_taps
     pool_p.out, pool_p.holds_out, pool_p.saved, pool_p.holds_in = b_pooled, not linear, b_taps, False
     pool_p.dz = 0 if linear else b_pooled
+    ws_dx = -1 if first or conv.data_format != "channels_last" else \
+        _nn_core.pool_dx_workspace_size(win, cout, conv._groups(cin), *pool.pool_size)
+    if ws_dx >= 0:
+        pool_p.dz, pool_p.dx, pool_p.saved = 0, pool_p.dx + b_pooled, 0
+        conv_p.saved = b_taps
+        ws_b = _core.conv2d_workspace_size(win, cout, conv._groups(cin), True, False)
+        conv_p.bwd_temp = max(ws_dx, ws_b)
 
 
 # ---- the report ---------------------------------------------------------------------------------
@@ -402,7 +411,7 @@ def estimate(model, batch_size=32, optimizer=None, deploy=True):
     from .layers.pooling import conv_max_pool_pairs
     for i in conv_max_pool_pairs(layers):
         _fuse_conv_pool(layers[i], layers[i + 1], train_prof[i], train_prof[i + 1], shapes[i], shapes[i + 1],
-                        shapes[i + 2])
+                        shapes[i + 2], i == 0)
     infer_prof = [_profile(l, shapes[i], shapes[i + 1], False, i == 0) for i, l in enumerate(layers)]
 
     # the last layer gets the gradient of its pre-activation when the loss fuses softmax/sigmoid

@@ -351,12 +351,17 @@ class Sequential:
         soon as its own backward is done (its gradients stay until the update)."""
         n = len(self._layers)
         fused = self.__dict__.get("_fused_convs", frozenset())  # their pools return dz of the pre-activation
+        pooled = None
         for i in range(n - 1, -1, -1):
             layer = self._layers[i]
             kw = {"need_dx": i > 0}
             if (i == n - 1 and preactivation) or i in fused:
                 kw["preactivation"] = True
+            if pooled is not None:
+                kw["pooled"] = pooled
             dy = layer.backward(dy, **kw)
+            # a fused pool hands its convolution what computes dx from the chosen elements
+            pooled = layer._pooled_grad() if i - 1 in fused and i - 1 > 0 else None
             if release:
                 layer._release_cache()
 

@@ -183,6 +183,19 @@ int64_t cnnc_conv2d_pool_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_p
 int cnnc_conv2d_forward_pool(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, int64_t pkh, int64_t pkw,
                              const float *x, const float *w, const float *b, cnnc_act act, float *y,
                              uint8_t *taps, void *ws, int64_t ws_size);
+/* dx of cnnc_conv2d_forward_pool's convolution (NHWC, one group) from the pooled gradient: g[N, PH, PW,
+ * Cout] is the gradient of the activation's input at each pooled output's chosen element (taps from
+ * the forward), the convolution's output gradient being zero elsewhere. dx is the sum of g-scaled
+ * filters over the chosen elements' input windows, zero terms skipped, images in parallel: it differs
+ * from cnnc_conv2d_backward's dx by rounding only and does not depend on the thread count. A
+ * non-finite weight (which would meet those zeros) sets *finite = 0 and leaves dx unwritten: take
+ * cnnc_conv2d_backward then. CNNC_EINVAL for a tap outside its window. */
+int cnnc_conv2d_pool_data_grad_applies(const cnnc_conv2d_params *p, int64_t pkh, int64_t pkw);
+int64_t cnnc_conv2d_pool_data_grad_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, int64_t pkh,
+                                                   int64_t pkw);
+int cnnc_conv2d_pool_data_grad(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, int64_t pkh, int64_t pkw,
+                               const float *w, const float *g, const uint8_t *taps, float *dx, int *finite,
+                               void *ws, int64_t ws_size);
 /* Workspace of cnnc_conv2d_backward; need_dx = 0 when it is called without dx (dx NULL). */
 int64_t cnnc_conv2d_backward_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, int need_dx);
 /* Gradients of y = conv(x, w) + b (no activation: apply its backward to dy first).

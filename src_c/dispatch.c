@@ -81,6 +81,15 @@ cnnc_conv_dw_row_fn cnnc_conv_dw_row_for(const cnnc_kernels *k) {
     return cnnc_f32_conv_dw_row__generic;
 }
 
+cnnc_pool_dx_image_fn cnnc_pool_dx_image_for(const cnnc_kernels *k) {
+#ifdef CNNC_X86
+    if (k->arch == CNNC_ARCH_AVX2) return cnnc_f32_pool_dx_image__avx2;
+#else
+    (void)k;
+#endif
+    return cnnc_f32_pool_dx_image__generic;
+}
+
 cnnc_gemm_small_fns cnnc_gemm_small_for(const cnnc_kernels *k) {
     cnnc_gemm_small_fns f = {4, cnnc_f32_gemm_rows__generic, cnnc_f32_gemm_dots__generic};
 #ifdef CNNC_X86

@@ -3,6 +3,7 @@
 #define CNNC_INTERNAL_H
 
 #include "cnnc.h"
+#include "arch/ukernels.h"
 #include <string.h>
 
 
@@ -84,6 +85,12 @@ cnnc_winograd_fns cnnc_winograd_fns_for(const cnnc_kernels *k);
 typedef void (*cnnc_conv_dw_row_fn)(const float *const *xt, int64_t xstep, int64_t ntaps, const float *dz,
                                     int64_t npix, int64_t co, float *acc);
 cnnc_conv_dw_row_fn cnnc_conv_dw_row_for(const cnnc_kernels *k);
+
+/* The pooled convolution's data gradient for one image (contract: arch/conv_pool_dx.h), built for the
+ * context's ISA. */
+typedef int (*cnnc_pool_dx_image_fn)(const cnnc_pool_dx_geom *q, const float *g, const uint8_t *taps,
+                                     const float *wt, float *dx, float *f, int32_t *idx);
+cnnc_pool_dx_image_fn cnnc_pool_dx_image_for(const cnnc_kernels *k);
 
 /* GEMMs with few rows (m <= max_m) skip packing: B is read once, in place.
  * rows: c[m x w] = alpha * a[m x k] * b[k x w] + beta * c, a[i, p] = a[i * lda + p], b[p, j] =

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import cnnc
-from cnnc import layers, memory, models, nn
+from cnnc import _nn_core, layers, memory, models, nn
 from cnnc.layers import pooling
 
 import gradcheck
@@ -118,10 +118,11 @@ def test_conv2d_max_pool_rejects_bad_arguments():
 
 # ---- Sequential training ------------------------------------------------------------------------
 
-def _model(conv, pool, data_format="channels_last", c=3, hw=12, head=True):
+def _model(conv, pool, data_format="channels_last", c=3, hw=12, head=True, lead=False):
+    """Input -> [a 1x1 convolution: the pair's convolution then computes dx] -> conv -> pool -> [head]."""
     cnnc.utils.set_random_seed(5)
     shape = (hw, hw, c) if data_format == "channels_last" else (c, hw, hw)
-    ls = [layers.Input(shape), conv, pool]
+    ls = [layers.Input(shape)] + ([layers.Conv2D(c, 1, data_format=data_format)] if lead else []) + [conv, pool]
     if head:
         ls += [layers.Flatten(data_format=data_format), layers.Dense(5, activation="softmax")]
     return models.Sequential(ls)
@@ -165,9 +166,11 @@ TRAIN = {
 }
 
 
-def _train(model, x, y, fuse, monkeypatch, steps=2):
+def _train(model, x, y, fuse, monkeypatch, steps=2, pooled_dx=False):
     if not fuse:
         monkeypatch.setattr(pooling, "conv_max_pool_pairs", lambda ls: frozenset())
+    if not pooled_dx:
+        monkeypatch.setattr(_nn_core, "pool_dx_workspace_size", lambda *a: -1)
     try:
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
         losses = [model.train_on_batch(x, y) for _ in range(steps)]
@@ -177,25 +180,60 @@ def _train(model, x, y, fuse, monkeypatch, steps=2):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("lead", [False, True])
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
 @pytest.mark.parametrize("name", sorted(TRAIN))
-def test_fused_training_gives_the_unfused_bits(name, data_format, threads, monkeypatch):
+def test_fused_training_gives_the_unfused_bits(name, data_format, lead, threads, monkeypatch):
+    """With dx computed densely (conv2d_grad), the fused step is the unfused step, bit for bit."""
     make_conv, make_pool, c, hw = TRAIN[name]
     shape = (4, hw, hw, c) if data_format == "channels_last" else (4, c, hw, hw)
     x = RNG.standard_normal(shape).astype(np.float32)
     y = RNG.integers(0, 5, 4)
     with cnnc._config.thread_limit(threads):
-        fused_model = _model(make_conv(data_format), make_pool(data_format), data_format, c, hw)
-        assert pooling.conv_max_pool_pairs(fused_model.layers) == {0}
+        fused_model = _model(make_conv(data_format), make_pool(data_format), data_format, c, hw, lead=lead)
+        assert pooling.conv_max_pool_pairs(fused_model.layers) == {int(lead)}
         fused = _train(fused_model, x, y, True, monkeypatch)
         fused_model._forward(x, training=True)  # the fused op ran: the convolution kept no output
-        conv, pool = fused_model.layers[:2]
+        conv, pool = fused_model.layers[int(lead):int(lead) + 2]
         assert conv._y is None and conv._z is None and pool._act is conv.activation and pool._taps is not None
-        unfused = _train(_model(make_conv(data_format), make_pool(data_format), data_format, c, hw), x, y, False,
-                         monkeypatch)
+        unfused = _train(_model(make_conv(data_format), make_pool(data_format), data_format, c, hw, lead=lead),
+                         x, y, False, monkeypatch)
     assert fused[0] == unfused[0]
     for a, b in zip(fused[1], unfused[1]):
         assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("name", sorted(TRAIN))
+def test_fused_training_with_dx_from_the_chosen_elements(name, threads, monkeypatch):
+    """A fused pair after another layer takes its dx from the pooled gradient where that path applies
+    (NHWC, one group, dx not Winograd's): the unfused step's results up to rounding, the same bits at 1
+    and 2 threads."""
+    make_conv, make_pool, c, hw = TRAIN[name]
+    x = RNG.standard_normal((4, hw, hw, c)).astype(np.float32)
+    y = RNG.integers(0, 5, 4)
+    calls = []
+    real = _nn_core.conv2d_max_pool_dx
+
+    def spy(*a, **k):
+        dx = real(*a, **k)
+        calls.append(dx is not None)
+        return dx
+
+    with cnnc._config.thread_limit(threads):
+        model = _model(make_conv("channels_last"), make_pool("channels_last"), c=c, hw=hw, lead=True)
+        monkeypatch.setattr(_nn_core, "conv2d_max_pool_dx", spy)
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        losses = [model.train_on_batch(x, y) for _ in range(2)]
+        got = model.get_weights()
+        monkeypatch.undo()
+        want = _train(_model(make_conv("channels_last"), make_pool("channels_last"), c=c, hw=hw, lead=True),
+                      x, y, False, monkeypatch)
+    applies = "depthwise" not in name
+    assert calls == [applies] * 2
+    np.testing.assert_allclose(losses, want[0], rtol=1e-6)
+    for a, b in zip(got, want[1]):
+        np.testing.assert_allclose(a, b.view(np.float32), rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("act", ["tanh", "relu", "linear"])
@@ -211,7 +249,10 @@ def test_fused_backward_against_finite_differences(act):
     assert pooling.conv_max_pool_pairs(model.layers) == {0}
     y = model._forward(x, training=True)
     r = rng.standard_normal(y.shape)
-    dx = conv.backward(pool.backward(r.astype(np.float32)), preactivation=True)
+    dz = pool.backward(r.astype(np.float32))
+    dx = conv.backward(dz, preactivation=True)
+    dx_pooled = conv.backward(dz, preactivation=True, pooled=pool._pooled_grad())
+    assert _nn_core.conv2d_max_pool_dx(x.shape, w, *pool._pooled_grad()) is not None
 
     def f_x(xv):
         return ref_pool.max_pool2d(ref.conv2d(xv, w, b, activation=act), (2, 2))[0]
@@ -220,6 +261,7 @@ def test_fused_backward_against_finite_differences(act):
         return ref_pool.max_pool2d(ref.conv2d(x, wv, b, activation=act), (2, 2))[0]
 
     gradcheck.check_grad(f_x, x, r, dx, rng, count=24, name="dx")
+    gradcheck.check_grad(f_x, x, r, dx_pooled, rng, count=24, name="dx from the chosen elements")
     gradcheck.check_grad(f_w, w, r, conv.grads["kernel"], rng, count=24, name="dw")
 
 
@@ -249,3 +291,82 @@ def test_memory_estimate_of_fused_pairs(act, data_format):
     measured = memory.measure(model.fit, x, y, batch_size=b, epochs=1, verbose=0)
     est = model.memory_estimate(b).training_bytes
     assert abs(est - measured) <= 0.02 * measured, (est, measured)
+
+
+# ---- dx from the chosen elements ------------------------------------------------------------------
+
+def _pooled_grad_case(name, integers=False):
+    """(x, w, g, taps, pool, conv kwargs, dense dx) for an NHWC single-group case of OPS."""
+    x, w, b, pool, kw = _op_args(name, "NHWC")
+    if integers:  # sums of small integers are exact in float32: every order and ISA gives the same bits
+        x, w = np.round(x * 2), np.round(w * 4)
+    y, taps = nn.conv2d_max_pool(x, w, b, pool, activation="relu", return_taps=True, **kw)
+    dp = RNG.standard_normal(y.shape).astype(np.float32)
+    if integers:
+        dp = np.round(dp * 3)
+    g = nn.relu_grad(y, dp)  # zero where the pooled value is: those channels are skipped
+    g.reshape(-1)[::7] = 0.0
+    zshape = nn.conv2d(x, w, **kw).shape
+    dz = nn.max_pool2d_grad(zshape, g, taps=taps, pool_size=pool)
+    dense = nn.conv2d_grad(x, w, dz, **kw)[0]
+    return x, w, g, taps, pool, kw, dense
+
+
+DX_CASES = sorted(n for n in OPS if OPS[n][6] == 1)
+
+
+@pytest.mark.parametrize("name", DX_CASES)
+def test_dx_from_the_chosen_elements_is_the_dense_dx(name):
+    x, w, g, taps, pool, kw, dense = _pooled_grad_case(name)
+    assert (g == 0).any() and (g != 0).any()
+    if _nn_core.pool_dx_workspace_size(nn._nn_core._conv_args(x, w, kw["strides"], kw["padding"], 1, 1, "NHWC")[5],
+                                       w.shape[3], 1, *ref.pair(pool)) < 0:
+        pytest.skip("conv2d_grad's dx takes Winograd here")
+    dx = _nn_core.conv2d_max_pool_dx(x.shape, w, g, taps, pool, **kw)
+    mag = np.abs(nn.conv2d_grad(np.abs(x), np.abs(w), np.abs(nn.max_pool2d_grad(
+        nn.conv2d(x, w, **kw).shape, g, taps=taps, pool_size=pool)), **kw)[0])
+    np.testing.assert_array_less(np.abs(dx - dense), 1e-5 * mag + 1e-7)
+
+
+@pytest.mark.parametrize("name", DX_CASES)
+def test_dx_from_the_chosen_elements_same_bits_on_every_path(name, isa):
+    """Exact integer data: both ISA builds and 1 or 2 threads give the dense dx's bits."""
+    x, w, g, taps, pool, kw, dense = _pooled_grad_case(name, integers=True)
+    for arch in ("generic", "avx2"):
+        isa(arch)
+        for threads in (1, 2):
+            with cnnc._config.thread_limit(threads):
+                dx = _nn_core.conv2d_max_pool_dx(x.shape, w, g, taps, pool, **kw)
+            if dx is None:
+                pytest.skip("conv2d_grad's dx takes Winograd here")
+            assert np.array_equal(_bits(dx), _bits(dense)), (arch, threads)
+
+
+def test_dx_from_the_chosen_elements_declines():
+    name = "chollet's second layer (Winograd, tiles = windows, odd output)"
+    x, w, g, taps, pool, kw, dense = _pooled_grad_case(name)
+    assert _nn_core.conv2d_max_pool_dx(x.shape, w, g, taps, pool, **kw) is not None
+    bad = w.copy()
+    bad[1, 1, 3, 7] = np.inf  # would meet the skipped zeros: NaN in the dense dx
+    assert _nn_core.conv2d_max_pool_dx(x.shape, bad, g, taps, pool, **kw) is None
+    # NCHW, groups > 1: not this path
+    xn, wn = x.transpose(0, 3, 1, 2), w.transpose(3, 2, 0, 1)
+    assert _nn_core.conv2d_max_pool_dx(xn.shape, wn, g.transpose(0, 3, 1, 2), taps.transpose(0, 3, 1, 2), pool,
+                                       data_format="NCHW") is None
+    xg, wg = np.zeros((2, 12, 12, 4), np.float32), np.zeros((3, 3, 2, 8), np.float32)
+    assert _nn_core.conv2d_max_pool_dx(xg.shape, wg, np.zeros((2, 5, 5, 8), np.float32),
+                                       np.zeros((2, 5, 5, 8), np.uint8), 2, groups=2) is None
+    # where conv2d_grad's dx takes Winograd (64 -> 128 channels at 14 x 14), it is as fast: not taken
+    xw, ww = np.zeros((4, 14, 14, 64), np.float32), np.zeros((3, 3, 64, 128), np.float32)
+    assert nn.conv2d_algorithm(xw, ww, padding="same", data_grad=True) == "winograd"
+    assert _nn_core.conv2d_max_pool_dx(xw.shape, ww, np.zeros((4, 7, 7, 128), np.float32),
+                                       np.zeros((4, 7, 7, 128), np.uint8), 2, padding="same") is None
+    # a tap outside its 2 x 2 window
+    t = taps.copy()
+    t[0, 0, 0, 0] = 4
+    g1 = g.copy()
+    g1[0, 0, 0, 0] = 1.0
+    with pytest.raises(ValueError):
+        _nn_core.conv2d_max_pool_dx(x.shape, w, g1, t, pool, **kw)
+    with pytest.raises(ValueError, match="taps"):
+        _nn_core.conv2d_max_pool_dx(x.shape, w, g, taps.astype(np.int32), pool, **kw)

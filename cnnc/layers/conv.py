@@ -4,7 +4,7 @@ Kernels keep the Keras layout [KH, KW, Cin/groups, Cout] whatever the data forma
 layers hand the C core the NCHW layout [Cout, Cin/groups, KH, KW]."""
 import numpy as np
 
-from .. import _alloc, activations, nn
+from .. import _alloc, _nn_core, activations, nn
 from .._checks import as_int, as_pair
 from .base import Layer, _format_shape
 from .core import _data_format
@@ -140,7 +140,9 @@ class _Conv2DBase(Layer):
         pool._keep_fused(self.compute_output_shape(x.shape), y, taps, act)
         return y
 
-    def backward(self, dy, need_dx=True, preactivation=False):
+    def backward(self, dy, need_dx=True, preactivation=False, pooled=None):
+        """pooled: (g, taps, pool_size) from the max pool this layer ran fused with (dy is then the
+        pre-activation's gradient): dx from the chosen elements only where that path applies."""
         act = self.activation
         if preactivation or act.is_linear:
             dz = dy
@@ -148,7 +150,13 @@ class _Conv2DBase(Layer):
             dz = nn.softmax_grad(self._z, dy, axis=1)
         else:
             dz = act.backward(dy, z=self._z, y=self._y)
-        dx, dw, db = nn.conv2d_grad(self._x, self._c_kernel(), dz, need_dx=need_dx, **self._op_kwargs())
+        dx = None
+        if pooled is not None and need_dx and self.data_format == "channels_last":
+            dx = _nn_core.conv2d_max_pool_dx(self._x.shape, self._c_kernel(), *pooled, **self._op_kwargs())
+        dense_dx, dw, db = nn.conv2d_grad(self._x, self._c_kernel(), dz, need_dx=need_dx and dx is None,
+                                          **self._op_kwargs())
+        if dx is None:
+            dx = dense_dx
         if self.data_format == "channels_first":
             dw = _alloc.copy(dw.transpose(2, 3, 1, 0))
         self.grads = {self._kernel_name: self._kernel_grad(dw)}

@@ -69,7 +69,7 @@ class MaxPooling2D(_Pooling2D):
     convolution's pre-activation, the activation's derivative taken at the pooled values (each chosen
     element's)."""
 
-    _CACHE_ATTRS = _Pooling2D._CACHE_ATTRS + ("_taps", "_xshape", "_act")
+    _CACHE_ATTRS = _Pooling2D._CACHE_ATTRS + ("_taps", "_xshape", "_act", "_g")
 
     def forward(self, x, training=False):
         if not training:
@@ -94,6 +94,11 @@ class MaxPooling2D(_Pooling2D):
                 and kh * kw <= _core.POOL_MAX_TAPS
                 and (act.is_linear or (act.from_output and not act.softmax and act.fused_name is not None)))
 
+    def _pooled_grad(self):
+        """After a fused backward: (g, taps, pool_size), g the gradient of the convolution's
+        pre-activation at the chosen elements, for its dx (conv2d_max_pool_dx)."""
+        return self._g, self._taps, self.pool_size
+
     def _keep_fused(self, conv_shape, y, taps, act):
         """What backward needs after the fused op: the taps, and the pooled values for the activation."""
         self._keep(True, _x=None, _argmax=None, _taps=taps, _xshape=conv_shape,
@@ -101,7 +106,7 @@ class MaxPooling2D(_Pooling2D):
 
     def backward(self, dy, need_dx=True):
         if self._act is not None:  # fused: each chosen element's activated value is its pooled value
-            dy = self._act.backward(dy, y=self._y)
+            dy = self._g = self._act.backward(dy, y=self._y)  # the convolution's dx may start from it
         if self._taps is not None:
             return nn.max_pool2d_grad(self._xshape, dy, taps=self._taps, **self._kw())
         return nn.max_pool2d_grad(self._x, dy, argmax=self._argmax, **self._kw())

@@ -36,4 +36,14 @@ void cnnc_f32_conv_dw_row__generic(const float *const *xt, int64_t xstep, int64_
                                    int64_t npix, int64_t co, float *acc);
 void cnnc_f32_conv_dw_row__avx2(const float *const *xt, int64_t xstep, int64_t ntaps, const float *dz,
                                 int64_t npix, int64_t co, float *acc);
+/* The data gradient of a convolution fused with a max pool, one image at a time (arch/conv_pool_dx.h's
+ * pool_dx_image; the contract is there). */
+typedef struct {
+    int64_t h, w, cin, kh, kw, sh, sw, dh, dw, pt, pl; /* the convolution: NHWC, one group */
+    int64_t oh, ow, cout, pkh, pkw, ph, pw;            /* its output; the pool's windows; the pooled size */
+} cnnc_pool_dx_geom;
+int cnnc_f32_pool_dx_image__generic(const cnnc_pool_dx_geom *q, const float *g, const uint8_t *taps,
+                                    const float *wt, float *dx, float *f, int32_t *idx);
+int cnnc_f32_pool_dx_image__avx2(const cnnc_pool_dx_geom *q, const float *g, const uint8_t *taps,
+                                 const float *wt, float *dx, float *f, int32_t *idx);
 #endif
