@@ -84,7 +84,6 @@ cdef extern from "cnnc.h" nogil:
     int cnnc_conv2d_forward_pool(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, int64_t pkh, int64_t pkw,
                                  const float *x, const float *w, const float *b, cnnc_act act, float *y,
                                  uint8_t *taps, void *ws, int64_t ws_size)
-    int cnnc_conv2d_pool_data_grad_applies(const cnnc_conv2d_params *p, int64_t pkh, int64_t pkw)
     int64_t cnnc_conv2d_pool_data_grad_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params *p,
                                                       int64_t pkh, int64_t pkw)
     int cnnc_conv2d_pool_data_grad(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, int64_t pkh, int64_t pkw,

@@ -270,7 +270,7 @@ def pool_dx_workspace_size(win, cout, groups, pkh, pkw):
     return _core.conv2d_pool_data_grad_workspace_size(win, cout, groups, pkh, pkw)
 
 
-def conv2d_max_pool_dx(x_shape, w, g, taps, pool_size=2, strides=1, padding="valid", dilations=1, groups=1,
+def conv2d_max_pool_dx(x, w, g, taps, pool_size=2, strides=1, padding="valid", dilations=1, groups=1,
                        data_format="NHWC"):
     """dx of x -> conv2d_max_pool(x, w, ..., return_taps=True) for NHWC single-group convolutions, from g,
     the gradient of the activation's input at the pooled outputs' chosen elements (the activation's
@@ -279,9 +279,9 @@ def conv2d_max_pool_dx(x_shape, w, g, taps, pool_size=2, strides=1, padding="val
     chosen elements' input windows instead of a dense transposed convolution: conv2d_grad's dx up to
     rounding. None when it does not apply (NCHW, groups > 1, or conv2d_grad's dx would take Winograd,
     which is as fast or faster) or a weight is not finite (which would meet the skipped zeros); use
-    conv2d_grad then."""
-    layout, _, w, groups, cout, win, yshape = _conv_args(np.empty(tuple(x_shape), np.float32), w, strides,
-                                                         padding, dilations, groups, data_format)
+    conv2d_grad then. x may be the input or its shape (only the shape is read)."""
+    x = np.empty(tuple(x), np.float32) if isinstance(x, (tuple, list)) else x
+    layout, x, w, groups, cout, win, yshape = _conv_args(x, w, strides, padding, dilations, groups, data_format)
     pkh, pkw = as_pair(pool_size, "pool_size", 1)
     if pool_dx_workspace_size(win, cout, groups, pkh, pkw) < 0:
         return None
@@ -292,7 +292,7 @@ def conv2d_max_pool_dx(x_shape, w, g, taps, pool_size=2, strides=1, padding="val
     if taps.dtype != np.uint8 or taps.shape != pshape:
         raise ValueError(f"conv2d_max_pool_dx: taps must be uint8 of shape {pshape}, received {taps.dtype} "
                          f"{taps.shape}")
-    dx = _alloc.empty(tuple(x_shape), dtype=np.float32)
+    dx = _alloc.empty(x.shape, dtype=np.float32)
     if not _core.conv2d_pool_data_grad(w, g, taps, dx, win, cout, groups, pkh, pkw):
         return None
     return dx

@@ -206,7 +206,7 @@ def _fuse_conv_pool(conv, pool, conv_p, pool_p, in_shape, mid_shape, out_shape, 
     convolution keeps only its input; the pool keeps its taps and, for a non-linear activation, its
     output, and its backward applies the activation's derivative to a pooled-size gradient before
     scattering the pre-activation's gradient. Where the convolution's dx comes from the chosen elements
-    (nn.conv2d_max_pool_dx), that pooled-size gradient and the taps stay alive through the
+    (_nn_core.conv2d_max_pool_dx), that pooled-size gradient and the taps stay alive through the
     convolution's backward, which computes dx first, then dw and db without dx."""
     win, cin = _conv_window(conv, in_shape)
     cout = mid_shape[1] if conv.data_format == "channels_first" else mid_shape[3]

@@ -190,7 +190,6 @@ int cnnc_conv2d_forward_pool(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, i
  * from cnnc_conv2d_backward's dx by rounding only and does not depend on the thread count. A
  * non-finite weight (which would meet those zeros) sets *finite = 0 and leaves dx unwritten: take
  * cnnc_conv2d_backward then. CNNC_EINVAL for a tap outside its window. */
-int cnnc_conv2d_pool_data_grad_applies(const cnnc_conv2d_params *p, int64_t pkh, int64_t pkw);
 int64_t cnnc_conv2d_pool_data_grad_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, int64_t pkh,
                                                    int64_t pkw);
 int cnnc_conv2d_pool_data_grad(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, int64_t pkh, int64_t pkw,

@@ -363,10 +363,7 @@ static void nhwc_pool_task(void *arg, int64_t t0, int64_t t1, int slot) {
         if (pkh == 2 && pkw == 2) {
             for (int64_t pc = 0; pc < pw; ++pc) {
                 const float *t = band + pc * 2 * co;
-                if (tr)
-                    pool2x2_window_taps(t, t + co, t + ow * co, t + (ow + 1) * co, yr + pc * co, tr + pc * co, co);
-                else
-                    pool2x2_window(t, t + co, t + ow * co, t + (ow + 1) * co, yr + pc * co, co);
+                pool2x2_window(t, t + co, t + ow * co, t + (ow + 1) * co, yr + pc * co, tr ? tr + pc * co : NULL, co);
             }
             continue;
         }

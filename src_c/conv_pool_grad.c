@@ -27,11 +27,6 @@ static int geom_of(const cnnc_conv2d_params *p, int64_t pkh, int64_t pkw, cnnc_p
     return 1;
 }
 
-int cnnc_conv2d_pool_data_grad_applies(const cnnc_conv2d_params *p, int64_t pkh, int64_t pkw) {
-    cnnc_pool_dx_geom q;
-    return p && geom_of(p, pkh, pkw, &q);
-}
-
 /* The transposed filters wt, then per thread a filter-sized block f and cout + pkh * pkw channel indices. */
 static int64_t slot_bytes(const cnnc_pool_dx_geom *q) {
     return CNNC_CEIL_DIV((q->kh * q->kw * q->cin + q->cout + q->pkh * q->pkw) * 4, CNNC_ALIGN) * CNNC_ALIGN;

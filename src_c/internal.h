@@ -222,18 +222,6 @@ static inline float select_f(int t, float a, float b) {
     return a;
 }
 
-/* y[c] = the max pool of one 2x2 window (taps t00, t01, t10, t11 in scan order) over n channels, as the
- * max pool chooses: pool2x2_fast, and when a tap is NaN the window again with max_takes (the first NaN,
- * else the first of equal values). */
-static inline void pool2x2_window(const float *restrict t00, const float *restrict t01, const float *restrict t10,
-                                  const float *restrict t11, float *restrict y, int64_t n) {
-    if (!pool2x2_fast(t00, t01, t10, t11, y, n)) return;
-    const float *taps[3] = {t01, t10, t11};
-    memcpy(y, t00, (size_t)n * sizeof(float));
-    for (int k = 0; k < 3; ++k)
-        for (int64_t c = 0; c < n; ++c) y[c] = select_f(max_takes(taps[k][c], y[c]), taps[k][c], y[c]);
-}
-
 /* Branch-free t ? a : b for taps (t is 0 or 1). */
 static inline int32_t select_i32(int t, int32_t a, int32_t b) {
     const int32_t m = -(int32_t)t;
@@ -241,7 +229,7 @@ static inline int32_t select_i32(int t, int32_t a, int32_t b) {
 }
 
 /* pool2x2_fast with each channel's tap (0..3 in scan order) into taps; returns 0, leaving y and taps
- * to max_takes (pool2x2_window_taps), when a tap is NaN. One vectorisable loop. */
+ * to max_takes (pool2x2_window), when a tap is NaN. One vectorisable loop. */
 static inline int taps2x2_fast(const float *restrict a, const float *restrict b, const float *restrict d,
                                const float *restrict e, float *restrict y, uint8_t *restrict taps, int64_t n) {
     int nan = 0;
@@ -262,20 +250,22 @@ static inline int taps2x2_fast(const float *restrict a, const float *restrict b,
     return !nan;
 }
 
-/* pool2x2_window with the chosen tap of each channel (0..3, scan order) into taps: the values and
- * taps cnnc_max_pool2d_forward_taps gives a whole 2x2 window. */
-static inline void pool2x2_window_taps(const float *restrict t00, const float *restrict t01,
-                                       const float *restrict t10, const float *restrict t11, float *restrict y,
-                                       uint8_t *restrict taps, int64_t n) {
-    if (taps2x2_fast(t00, t01, t10, t11, y, taps, n)) return;
+/* y[c] = the max pool of one 2x2 window (taps t00, t01, t10, t11 in scan order) over n channels, as the
+ * max pool chooses, and unless taps is NULL each channel's chosen tap (0..3): the values and taps
+ * cnnc_max_pool2d_forward_taps gives a whole 2x2 window. The fast rule (pool2x2_fast, taps2x2_fast),
+ * and when a tap is NaN the window again with max_takes (the first NaN, else the first of equal
+ * values). */
+static inline void pool2x2_window(const float *restrict t00, const float *restrict t01, const float *restrict t10,
+                                  const float *restrict t11, float *restrict y, uint8_t *restrict taps, int64_t n) {
+    if (taps ? taps2x2_fast(t00, t01, t10, t11, y, taps, n) : !pool2x2_fast(t00, t01, t10, t11, y, n)) return;
     const float *rest[3] = {t01, t10, t11};
     memcpy(y, t00, (size_t)n * sizeof(float));
-    memset(taps, 0, (size_t)n);
+    if (taps) memset(taps, 0, (size_t)n);
     for (int k = 0; k < 3; ++k)
         for (int64_t c = 0; c < n; ++c) {
             const int take = max_takes(rest[k][c], y[c]);
             y[c] = select_f(take, rest[k][c], y[c]);
-            taps[c] = (uint8_t)select_i32(take, k + 1, taps[c]);
+            if (taps) taps[c] = (uint8_t)select_i32(take, k + 1, taps[c]);
         }
 }
 

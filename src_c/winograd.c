@@ -363,10 +363,7 @@ static void direct_tile_pool(const wg_shape *s, const cnnc_window2d *win, const 
             buf[q * CO + co] = direct_out(s, win, x, w, 0, n, oy + q / 2, ox + q % 2, co);
         if (b || act.kind != CNNC_ACT_NONE) cnnc_bias_act_span(act, b, buf + q * CO, CO);
     }
-    if (taps)
-        pool2x2_window_taps(buf, buf + CO, buf + 2 * CO, buf + 3 * CO, y + t * CO, taps + t * CO, CO);
-    else
-        pool2x2_window(buf, buf + CO, buf + 2 * CO, buf + 3 * CO, y + t * CO, CO);
+    pool2x2_window(buf, buf + CO, buf + 2 * CO, buf + 3 * CO, y + t * CO, taps ? taps + t * CO : NULL, CO);
 }
 
 /* NHWC: bias and activation on the output pixels of tile t (while they are in cache). */
@@ -413,11 +410,8 @@ static void output_transform_task(void *arg, int64_t lo, int64_t hi, int slot) {
                     const cnnc_gemm_epilogue ep = {b ? b + c0 : NULL, 0, act, NULL, 0};
                     cnnc_gemm_epilogue_block(&ep, o[0], CB, 0, 4, 0, cn);
                 }
-                if (jb->taps)
-                    pool2x2_window_taps(o[0], o[1], o[2], o[3], y + (t0 + k) * CO + c0,
-                                        jb->taps + (t0 + k) * CO + c0, cn);
-                else
-                    pool2x2_window(o[0], o[1], o[2], o[3], y + (t0 + k) * CO + c0, cn);
+                pool2x2_window(o[0], o[1], o[2], o[3], y + (t0 + k) * CO + c0,
+                               jb->taps ? jb->taps + (t0 + k) * CO + c0 : NULL, cn);
             }
         }
         return;

@@ -152,7 +152,7 @@ class _Conv2DBase(Layer):
             dz = act.backward(dy, z=self._z, y=self._y)
         dx = None
         if pooled is not None and need_dx and self.data_format == "channels_last":
-            dx = _nn_core.conv2d_max_pool_dx(self._x.shape, self._c_kernel(), *pooled, **self._op_kwargs())
+            dx = _nn_core.conv2d_max_pool_dx(self._x, self._c_kernel(), *pooled, **self._op_kwargs())
         dense_dx, dw, db = nn.conv2d_grad(self._x, self._c_kernel(), dz, need_dx=need_dx and dx is None,
                                           **self._op_kwargs())
         if dx is None:
