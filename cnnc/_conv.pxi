@@ -48,7 +48,7 @@ def conv2d_workspace_size(tuple win, int64_t cout, int64_t groups, bint backward
 
 
 def conv2d_algorithm(tuple win, int64_t cout, int64_t groups, bint data_grad=False, bint weight_grad=False):
-    """'winograd', 'direct' or 'im2col': how conv2d_forward (data_grad: conv2d_backward's dx,
+    """'winograd', 'depthwise', 'direct' or 'im2col': how conv2d_forward (data_grad: conv2d_backward's dx,
     weight_grad: its dw) computes this convolution."""
     cdef cnnc_conv2d_params p = _conv_params(win, cout, groups)
     cdef int algo
@@ -58,7 +58,7 @@ def conv2d_algorithm(tuple win, int64_t cout, int64_t groups, bint data_grad=Fal
         algo = cnnc_conv2d_weight_grad_algorithm(&p)
     else:
         algo = cnnc_conv2d_algorithm(&p)
-    return {1: "winograd", 2: "direct"}.get(algo, "im2col")
+    return {1: "winograd", 2: "direct", 3: "depthwise"}.get(algo, "im2col")
 
 
 def conv2d_forward(x, w, b, y, tuple win, int64_t cout, int64_t groups, int act_kind=0,

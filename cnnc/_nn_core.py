@@ -302,13 +302,18 @@ def conv2d_algorithm(x, w, strides=1, padding="valid", dilations=1, groups=1, da
                      data_grad=False, weight_grad=False):
     """How conv2d computes this convolution: 'winograd' (F(2x2, 3x3): 3x3 kernels, stride 1, no
     dilation, one group, >= 32 input and 16 output channels, >= 64 2x2 output tiles filled at least
-    70%), 'direct' (one group, <= 4 input channels, C*KH*KW <= 256, not 1x1 stride 1 unpadded: the
-    GEMM's panels packed straight from x, the same results as im2col) or 'im2col' (+ GEMM).
-    data_grad: how conv2d_grad computes dx instead (Winograd when the stride-1 convolution of dy that
-    gives it passes the same rule, paddings <= 2; else im2col). weight_grad: how it computes dw
-    (Winograd F(3x3, 2x2) exactly when the forward is Winograd's, else im2col; also im2col when
-    Winograd's dw comes out non-finite, so infinities and NaNs propagate as in a direct sum). x and w
-    may be arrays or shapes."""
+    70%), 'depthwise' (groups = input channels >= 2, kernels up to 16x16: each output its KH*KW-term
+    sum read straight from x), 'direct' (one group, <= 4 input channels, C*KH*KW <= 256, not 1x1
+    stride 1 unpadded: the GEMM's panels packed straight from x, the same results as im2col) or
+    'im2col' (+ GEMM).
+    data_grad: how conv2d_grad computes dx instead ('depthwise' for an NHWC depthwise convolution;
+    Winograd when the stride-1 convolution of dy that gives it passes the same rule, paddings <= 2;
+    else im2col). weight_grad: how it computes dw (Winograd F(3x3, 2x2) exactly when the forward is
+    Winograd's, also im2col when Winograd's dw comes out non-finite, so infinities and NaNs propagate
+    as in a direct sum; 'depthwise' for an NHWC depthwise convolution; 'direct' for NHWC single-group
+    ones with <= 4 input channels and <= 32 taps; else im2col). In every path padding reads as zeros
+    multiplied like any input, so infinities and NaNs propagate alike. x and w may be arrays or
+    shapes."""
     x = np.empty(tuple(x), np.float32) if isinstance(x, (tuple, list)) else x
     w = np.empty(tuple(w), np.float32) if isinstance(w, (tuple, list)) else w
     _, _, _, groups, cout, win, _ = _conv_args(x, w, strides, padding, dilations, groups, data_format)

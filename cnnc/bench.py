@@ -9,6 +9,10 @@
          running the model exported by cnnc.onnx.export (outputs checked to agree first).
 - train: one RMSprop step (sparse categorical crossentropy, batch 64) vs the same network in PyTorch
          (NCHW, as PyTorch users write it) starting from cnnc's initial weights.
+- depthwise (only when asked for): MobileNet-style 3x3 depthwise convolutions. Inference at batch 1,
+         NCHW (ONNX's layout): nn.conv2d vs ONNX Runtime running one Conv node (group = channels).
+         Training at batch 16: nn.conv2d then nn.conv2d_grad in NHWC (Keras' layout) vs the same
+         forward and backward in PyTorch (NCHW).
 
 Each case builds every candidate (each library at each thread count) and checks that they agree, then
 calls them in turn, round after round, the order rotating every round, so that the load of a shared
@@ -350,6 +354,100 @@ def _bench_train(models, threads, reps, ctx):
     return rows
 
 
+# ---- depthwise ----------------------------------------------------------------------------------
+
+# channels, input size, stride: 3x3 depthwise layers of MobileNet v1 at 224x224
+DEPTHWISE = [(32, 112, 1), (64, 112, 2), (128, 56, 1), (256, 28, 2), (512, 14, 1)]
+DEPTHWISE_TRAIN_BATCH = 16
+
+
+def _depthwise_onnx(onnx, c, hw, s, w, b):
+    from onnx import helper, numpy_helper
+    f = onnx.TensorProto.FLOAT
+    node = helper.make_node("Conv", ["x", "w", "b"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1],
+                            strides=[s, s], group=c)
+    graph = helper.make_graph([node], "dw", [helper.make_tensor_value_info("x", f, [1, c, hw, hw])],
+                              [helper.make_tensor_value_info("y", f, None)],
+                              [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8).SerializeToString()
+
+
+def _bench_depthwise(threads, reps, ctx):
+    import cnnc
+    from cnnc import nn
+    rows = []
+    onnx, why = _optional("onnx")
+    ort, why_ort = _optional("onnxruntime") if onnx else (None, why)
+    torch, why_torch = _optional("torch")
+    rng = np.random.default_rng(3)
+    for c, hw, s in DEPTHWISE:
+        w = (rng.standard_normal((c, 1, 3, 3)) * 0.3).astype(np.float32)   # NCHW [Cout, 1, KH, KW]
+        b = rng.standard_normal(c).astype(np.float32)
+        case = f"{c}x{hw}x{hw} s{s}"
+        oh = (hw + 2 - 3) // s + 1
+        flop = 2.0 * 9 * c * oh * oh
+        # inference, batch 1, NCHW
+        x = rng.standard_normal((1, c, hw, hw)).astype(np.float32)
+        kw = dict(strides=s, padding=1, groups=c, data_format="NCHW")
+        ours = lambda x=x, kw=kw, w=w, b=b: nn.conv2d(x, w, b, **kw)  # noqa: E731
+        expected = ours()
+        refs, note = {}, f"ONNX Runtime skipped: {why_ort}"
+        if ort is not None:
+            data = _depthwise_onnx(onnx, c, hw, s, w, b)
+            for t in threads:
+                refs[t] = _ort_session(ort, data, t)
+            d = float(np.abs(refs[threads[0]].run(None, {"x": x})[0] - expected).max())
+            note = f"max|diff| {d:.0e}"
+            if d > TOLERANCE:
+                note, refs = f"ONNX Runtime skipped: outputs differ by {d:.1e} > {TOLERANCE:g}", {}
+        cands = []
+        for t in threads:
+            cands.append((("cnnc", t), lambda t=t: cnnc.set_num_threads(t), ours))
+            if t in refs:
+                cands.append((("ort", t), lambda: None, lambda r=refs[t], x=x: r.run(None, {"x": x})))
+        med = _interleave(cands, reps)
+        for t in threads:
+            rows.append(_row("depthwise", f"infer {case} b=1", t, ours="nn.conv2d NCHW", ours_s=med["cnnc", t],
+                             ref="onnxruntime" if t in refs else None, ref_s=med.get(("ort", t)), flop=flop,
+                             note=note))
+        # training, NHWC in cnnc, NCHW in PyTorch: the forward, then dx, dw and db
+        n = DEPTHWISE_TRAIN_BATCH
+        xh = rng.standard_normal((n, hw, hw, c)).astype(np.float32)
+        wh = np.ascontiguousarray(w.transpose(2, 3, 1, 0))                  # [KH, KW, 1, C]
+        kwh = dict(strides=s, padding=1, groups=c)
+        dy = rng.standard_normal((n, oh, oh, c)).astype(np.float32)
+
+        def cnnc_step(xh=xh, wh=wh, b=b, dy=dy, kwh=kwh):
+            nn.conv2d(xh, wh, b, **kwh)
+            return nn.conv2d_grad(xh, wh, dy, **kwh)
+        note, tstep = f"PyTorch skipped: {why_torch}", None
+        if torch is not None:
+            xt = torch.from_numpy(np.ascontiguousarray(xh.transpose(0, 3, 1, 2))).requires_grad_(True)
+            wt = torch.from_numpy(w.copy()).requires_grad_(True)
+            bt = torch.from_numpy(b.copy()).requires_grad_(True)
+            dyt = torch.from_numpy(np.ascontiguousarray(dy.transpose(0, 3, 1, 2)))
+
+            def tstep(xt=xt, wt=wt, bt=bt, dyt=dyt, s=s, c=c):
+                xt.grad = wt.grad = bt.grad = None
+                torch.nn.functional.conv2d(xt, wt, bt, stride=s, padding=1, groups=c).backward(dyt)
+                return xt.grad, wt.grad, bt.grad
+            got, want = cnnc_step(), tstep()
+            d = max(float(np.abs(got[0] - want[0].numpy().transpose(0, 2, 3, 1)).max()),
+                    float(np.abs(got[1] - want[1].numpy().transpose(2, 3, 1, 0)).max()) / max(n * oh * oh, 1))
+            note = f"max|diff| dx, dw/pixels {d:.0e}"
+        cands = []
+        for t in threads:
+            cands.append((("cnnc", t), lambda t=t: cnnc.set_num_threads(t), cnnc_step))
+            if tstep is not None:
+                cands.append((("torch", t), lambda t=t: torch.set_num_threads(t), tstep))
+        med = _interleave(cands, reps)
+        for t in threads:
+            rows.append(_row("depthwise", f"train {case} b={n}", t, ours="conv2d + conv2d_grad NHWC",
+                             ours_s=med["cnnc", t], ref="torch" if tstep is not None else None,
+                             ref_s=med.get(("torch", t)), flop=3 * flop * n, note=note))
+    return rows
+
+
 # ---- report -------------------------------------------------------------------------------------
 
 def describe_machine(ctx):
@@ -433,6 +531,8 @@ def run(only=("gemm", "infer", "train"), threads=(1, 2), reps=10, models=MODELS,
             rows += _bench_infer(models, batches, threads, reps, ctx)
         if "train" in only:
             rows += _bench_train(models, threads, reps, ctx)
+        if "depthwise" in only:
+            rows += _bench_depthwise(threads, reps, ctx)
     finally:
         cnnc.set_num_threads(saved[0])
         if saved[1] is not None:
@@ -462,8 +562,8 @@ def add_arguments(p):
     p.add_argument("--quick", action="store_true", help="3 repetitions (unless --reps): a smoke run")
     p.add_argument("--reps", type=_positive, default=None, help="timed repetitions per candidate (default 10)")
     p.add_argument("--threads", type=_positive, nargs="+", default=[1, 2], help="thread counts (default 1 2)")
-    p.add_argument("--only", nargs="+", choices=["gemm", "infer", "train"], default=None,
-                   help="run only these benchmarks")
+    p.add_argument("--only", nargs="+", choices=["gemm", "infer", "train", "depthwise"], default=None,
+                   help="run only these benchmarks (default gemm infer train)")
     p.add_argument("--models", nargs="+", choices=MODELS, default=MODELS, help="textbook CNNs (default both)")
     p.add_argument("--sizes", nargs="+", default=GEMM_SIZES, help="GEMM shapes MxNxK")
     p.add_argument("--batches", type=_positive, nargs="+", default=INFER_BATCHES,

@@ -157,17 +157,21 @@ typedef struct {
 int64_t cnnc_conv2d_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params *p);
 /* The algorithm cnnc_conv2d_forward uses for these shapes (a function of the shapes only, never of the
  * thread count or ISA): Winograd F(2x2, 3x3) for 3x3 stride-1 undilated single-group convolutions with
- * at least 32 input and 16 output channels, at least 64 2x2 output tiles filled to 70% or more; direct for NCHW single-group
- * convolutions with at most 4 input channels and C*KH*KW <= 256, other than 1x1 stride 1 unpadded (the
- * GEMM's panels packed straight from x: the same results as im2col + GEMM); im2col + GEMM otherwise. */
-enum { CNNC_CONV_IM2COL = 0, CNNC_CONV_WINOGRAD = 1, CNNC_CONV_DIRECT = 2 };
+ * at least 32 input and 16 output channels, at least 64 2x2 output tiles filled to 70% or more;
+ * depthwise (each output element its KH*KW-term sum, read straight from x) for groups = C >= 2 with
+ * kernels up to 16 x 16; direct for single-group convolutions with at most 4 input channels and
+ * C*KH*KW <= 256, other than 1x1 stride 1 unpadded (the GEMM's panels packed straight from x: the same
+ * results as im2col + GEMM); im2col + GEMM otherwise. */
+enum { CNNC_CONV_IM2COL = 0, CNNC_CONV_WINOGRAD = 1, CNNC_CONV_DIRECT = 2, CNNC_CONV_DEPTHWISE = 3 };
 int cnnc_conv2d_algorithm(const cnnc_conv2d_params *p);
-/* The same for the data gradient dx of cnnc_conv2d_backward: Winograd when the stride-1 convolution of
- * dy that gives dx passes the rule above (paddings <= 2), else im2col + GEMM. */
+/* The same for the data gradient dx of cnnc_conv2d_backward: depthwise for an NHWC depthwise forward
+ * (each dx element gathered from the dy it reaches); Winograd when the stride-1 convolution of dy that
+ * gives dx passes the rule above (paddings <= 2); else im2col + GEMM. */
 int cnnc_conv2d_data_grad_algorithm(const cnnc_conv2d_params *p);
-/* The same for the weight gradient dw: Winograd (F(3x3, 2x2)) exactly when the forward is Winograd's,
- * else im2col + GEMM (as when Winograd's dw comes out non-finite: an infinity or NaN in x or dy, or an
- * overflow). db is a sum over dy. */
+/* The same for the weight gradient dw: Winograd (F(3x3, 2x2)) exactly when the forward is Winograd's
+ * (im2col + GEMM when Winograd's dw comes out non-finite: an infinity or NaN in x or dy, or an
+ * overflow); depthwise for an NHWC depthwise forward; direct for NHWC single-group convolutions with at
+ * most 4 input channels and 32 taps; else im2col + GEMM. db is a sum over dy. */
 int cnnc_conv2d_weight_grad_algorithm(const cnnc_conv2d_params *p);
 /* y = act(conv(x, w) + b) */
 int cnnc_conv2d_forward(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x,

@@ -152,6 +152,7 @@ int64_t cnnc_conv2d_workspace_size(const cnnc_ctx *caller, const cnnc_conv2d_par
     conv_shape s;
     if (!p || conv_shape_of(p, &s)) return -1;
     if (cnnc_winograd_applies(p)) return cnnc_winograd_workspace_size(caller, p);
+    if (cnnc_conv_depthwise_applies(p)) return cnnc_conv_depthwise_workspace_size(caller, p);
     if (cnnc_conv_direct_runs(caller, p)) return cnnc_conv_direct_workspace_size(caller, p);
     const cnnc_ctx cc = conv_ctx(caller, p, &s), *ctx = &cc;
     /* the GEMM workspace is sized per shape (not monotonic): the largest over full and last chunk */
@@ -180,6 +181,7 @@ int64_t cnnc_conv2d_workspace_size(const cnnc_ctx *caller, const cnnc_conv2d_par
 int64_t cnnc_conv2d_backward_workspace_size(const cnnc_ctx *caller, const cnnc_conv2d_params *p, int need_dx) {
     conv_shape s;
     if (!p || conv_shape_of(p, &s)) return -1;
+    if (cnnc_conv_depthwise_grad_applies(p)) return cnnc_conv_depthwise_backward_workspace_size(caller, p, need_dx);
     const cnnc_ctx cc = conv_ctx(caller, p, &s), *ctx = &cc;
     /* NHWC: dw[K, Cout_g] over depth m, dcol[m, K] over depth Cout_g;
      * NCHW: dw[Cout_g, K] over depth m, dcol[K, m] over depth Cout_g. Full and last chunk. */
@@ -229,6 +231,7 @@ int64_t cnnc_conv2d_packed_floats(const cnnc_ctx *caller, const cnnc_conv2d_para
     conv_shape s;
     if (!caller || !p || conv_shape_of(p, &s)) return -1;
     if (cnnc_winograd_applies(p)) return cnnc_winograd_packed_floats(caller, p);
+    if (cnnc_conv_depthwise_applies(p)) return 0; /* read in place */
     const cnnc_ctx cc = conv_ctx(caller, p, &s), *ctx = &cc;
     const int a = nchw_weights_a(ctx, p, &s);
     if (a && s.cog <= cnnc_gemm_small_for(&ctx->k).max_m) return 0;
@@ -247,6 +250,7 @@ int cnnc_conv2d_pack_weights(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, c
     int rc = conv_shape_of(p, &s);
     if (rc) return rc;
     if (cnnc_winograd_applies(p)) return cnnc_winograd_pack_weights(ctx, p, w, scratch, dst);
+    if (cnnc_conv_depthwise_applies(p)) return CNNC_OK; /* nothing to pack */
     const int64_t G = p->groups, CO = p->cout;
     const int a = nchw_weights_a(ctx, p, &s), nchw = p->win.layout == CNNC_NCHW;
     const int64_t per = cnnc_gemm_packed_floats(s.cog, s.k, a ? ctx->k.mr : ctx->k.nr);
@@ -431,6 +435,7 @@ int cnnc_conv2d_forward_res(const cnnc_ctx *caller, const cnnc_conv2d_params *p,
         rc = cnnc_winograd_forward_pk(caller, p, x, w, wpk, b, res ? none : act, y, ws, ws_size);
         return rc || !res ? rc : add_res_act(caller, ysize, res, act, y);
     }
+    if (cnnc_conv_depthwise_applies(p)) return cnnc_conv_depthwise_forward(caller, p, x, w, b, res, act, y, ws, ws_size);
     const cnnc_ctx cc = conv_ctx(caller, p, &s), *ctx = &cc;
     if (cnnc_conv_direct_runs(ctx, p)) {
         rc = cnnc_conv_direct_forward_pk(ctx, p, x, w, wpk, b, res ? none : act, y, ws, ws_size);
@@ -553,6 +558,11 @@ int cnnc_conv2d_backward(const cnnc_ctx *caller, const cnnc_conv2d_params *p, co
     const int64_t need = cnnc_conv2d_backward_workspace_size(caller, p, dx != NULL);
     if (need < 0) return CNNC_EOVERFLOW;
     if ((dx || dw) && (!ws || ws_size < need)) return CNNC_EWORKSPACE;
+    if (cnnc_conv_depthwise_grad_applies(p) && (dx || dw)) {
+        rc = cnnc_conv_depthwise_backward(caller, p, x, w, dy, dx, dw, db, ws, ws_size);
+        if (rc || !db || dw) return rc;
+        return cnnc_bias_grad_rows(ctx, p->win.n * s.ohw, p->cout, dy, db); /* dx only, and db */
+    }
     if (dw && x && cnnc_conv_dw_direct_applies(p)) {
         rc = cnnc_conv_dw_direct(caller, p, x, dy, dw, db, ws, ws_size);
         if (rc) return rc;

@@ -90,6 +90,20 @@ cnnc_pool_dx_image_fn cnnc_pool_dx_image_for(const cnnc_kernels *k) {
     return cnnc_f32_pool_dx_image__generic;
 }
 
+cnnc_dwc_fns cnnc_dwc_fns_for(const cnnc_kernels *k) {
+    cnnc_dwc_fns f = {cnnc_f32_dwc_row__generic, cnnc_f32_dwc_plane_row__generic, cnnc_f32_dwc_wgrad_span__generic};
+#ifdef CNNC_X86
+    if (k->arch == CNNC_ARCH_AVX2) {
+        f.row = cnnc_f32_dwc_row__avx2;
+        f.plane_row = cnnc_f32_dwc_plane_row__avx2;
+        f.wgrad_span = cnnc_f32_dwc_wgrad_span__avx2;
+    }
+#else
+    (void)k;
+#endif
+    return f;
+}
+
 cnnc_gemm_small_fns cnnc_gemm_small_for(const cnnc_kernels *k) {
     cnnc_gemm_small_fns f = {4, cnnc_f32_gemm_rows__generic, cnnc_f32_gemm_dots__generic};
 #ifdef CNNC_X86

@@ -91,6 +91,13 @@ cnnc_conv_dw_row_fn cnnc_conv_dw_row_for(const cnnc_kernels *k);
 typedef int (*cnnc_pool_dx_image_fn)(const cnnc_pool_dx_geom *q, const float *g, const uint8_t *taps,
                                      const float *wt, float *dx, float *f, int32_t *idx);
 cnnc_pool_dx_image_fn cnnc_pool_dx_image_for(const cnnc_kernels *k);
+/* The depthwise convolution's kernels for a kernel table (arch/conv_depthwise.h). */
+typedef struct {
+    void (*row)(const cnnc_dwc_taps *t, int64_t npix, const float *w, int64_t c, float *y);
+    void (*plane_row)(int64_t nt, const float *const *src, const float *wt, int64_t n, float *y);
+    void (*wgrad_span)(int64_t npix, const float *x, int64_t xstep, const float *dy, int64_t c, float *acc);
+} cnnc_dwc_fns;
+cnnc_dwc_fns cnnc_dwc_fns_for(const cnnc_kernels *k);
 
 /* GEMMs with few rows (m <= max_m) skip packing: B is read once, in place.
  * rows: c[m x w] = alpha * a[m x k] * b[k x w] + beta * c, a[i, p] = a[i * lda + p], b[p, j] =
@@ -129,6 +136,20 @@ int64_t cnnc_conv_dw_direct_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2
 int cnnc_conv_dw_direct(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x, const float *dy,
                         float *dw, float *db, void *ws, int64_t ws_size);
 int cnnc_conv_direct_runs(const cnnc_ctx *ctx, const cnnc_conv2d_params *p);
+/* Depthwise convolutions (groups = C, Cout = m * C, kernels up to 16 x 16) computed directly
+ * (conv_depthwise.c): the forward in NHWC and NCHW (applies), the backward in NHWC (grad_applies; db
+ * only with dw). The forward takes a residual res (NULL: none) as cnnc_gemm_epilogue does. */
+int cnnc_conv_depthwise_applies(const cnnc_conv2d_params *p);
+int cnnc_conv_depthwise_grad_applies(const cnnc_conv2d_params *p);
+int64_t cnnc_conv_depthwise_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params *p);
+int cnnc_conv_depthwise_forward(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x, const float *w,
+                                const float *b, const float *res, cnnc_act act, float *y, void *ws,
+                                int64_t ws_size);
+int64_t cnnc_conv_depthwise_backward_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params *p,
+                                                    int need_dx);
+int cnnc_conv_depthwise_backward(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x,
+                                 const float *w, const float *dy, float *dx, float *dw, float *db, void *ws,
+                                 int64_t ws_size);
 int64_t cnnc_conv_direct_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params *p);
 int cnnc_conv_direct_forward(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x, const float *w,
                              const float *b, cnnc_act act, float *y, void *ws, int64_t ws_size);

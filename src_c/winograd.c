@@ -101,6 +101,7 @@ int cnnc_winograd_applies(const cnnc_conv2d_params *p) {
 
 int cnnc_conv2d_algorithm(const cnnc_conv2d_params *p) {
     if (cnnc_winograd_applies(p)) return CNNC_CONV_WINOGRAD;
+    if (p && cnnc_conv_depthwise_applies(p)) return CNNC_CONV_DEPTHWISE;
     return p && cnnc_conv_direct_applies(p) ? CNNC_CONV_DIRECT : CNNC_CONV_IM2COL;
 }
 
@@ -593,6 +594,7 @@ int cnnc_winograd_data_grad_applies(const cnnc_conv2d_params *p) {
 }
 
 int cnnc_conv2d_data_grad_algorithm(const cnnc_conv2d_params *p) {
+    if (p && cnnc_conv_depthwise_grad_applies(p)) return CNNC_CONV_DEPTHWISE;
     return cnnc_winograd_data_grad_applies(p) ? CNNC_CONV_WINOGRAD : CNNC_CONV_IM2COL;
 }
 
@@ -777,6 +779,7 @@ int cnnc_winograd_weight_grad_applies(const cnnc_conv2d_params *p) {
 
 int cnnc_conv2d_weight_grad_algorithm(const cnnc_conv2d_params *p) {
     if (cnnc_winograd_weight_grad_applies(p)) return CNNC_CONV_WINOGRAD;
+    if (p && cnnc_conv_depthwise_grad_applies(p)) return CNNC_CONV_DEPTHWISE;
     return p && cnnc_conv_dw_direct_applies(p) ? CNNC_CONV_DIRECT : CNNC_CONV_IM2COL;
 }
 

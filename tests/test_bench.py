@@ -80,3 +80,21 @@ def test_cli_bench_quick_gemm(tmp_path):
 def test_cli_bench_bad_sizes(tmp_path):
     r = run_cli("bench", "--only", "gemm", "--sizes", "12x3", cwd=tmp_path)
     assert r.returncode != 0 and "MxNxK" in r.stderr
+
+
+def test_depthwise_rows(monkeypatch, capsys):
+    """`--only depthwise`: an inference row against ONNX Runtime and a training row against PyTorch per
+    layer, each reference's results checked against cnnc's first."""
+    monkeypatch.setattr(bench, "DEPTHWISE", [(8, 12, 1), (16, 9, 2)])
+    rows = bench.run(only=("depthwise",), threads=[1], reps=1)
+    assert [r["case"] for r in rows] == ["infer 8x12x12 s1 b=1", f"train 8x12x12 s1 b={bench.DEPTHWISE_TRAIN_BATCH}",
+                                         "infer 16x9x9 s2 b=1", f"train 16x9x9 s2 b={bench.DEPTHWISE_TRAIN_BATCH}"]
+    for r in rows:
+        assert r["ours_s"] > 0 and r["flop"] > 0
+        ref = "onnxruntime" if r["case"].startswith("infer") else "torch"
+        if HAS[ref]:
+            assert r["ref"] == ref and r["ref_s"] > 0
+            assert float(r["note"].split()[-1]) < 1e-4, r["note"]
+        else:
+            assert r["ref"] is None and "skipped" in r["note"]
+    assert "depthwise" in capsys.readouterr().out

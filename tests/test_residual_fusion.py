@@ -3,7 +3,7 @@
 The lowering (Graph.fuse_residual_adds) gives the conv the residual as a 4th input; the C runtime adds
 it after the bias and before the activation: in the micro-kernel's registers on the NCHW GEMM paths,
 while transposing the output on the transposed GEMM (few output pixels), in a pass after the
-convolution for Winograd, the direct path and NHWC. Each case compares an
+convolution for Winograd, the direct path and NHWC; the depthwise path's epilogue per output plane. Each case compares an
 InferenceSession's C runs with fusion against one lowered without it (bit for bit) and against the
 session's own first run (the step-by-step plan)."""
 import numpy as np
@@ -85,6 +85,8 @@ CASES = {
     "1x1, relu (in the micro-kernel)": (16, 24, 9, 1, "Relu", 1),
     "3x3 im2col, relu": (8, 20, 10, 3, "Relu", 1),
     "3x3 groups, leaky relu (per-tile epilogue)": (12, 18, 8, 3, "LeakyRelu", 3),
+    "3x3 depthwise, relu (the epilogue per plane)": (12, 12, 9, 3, "Relu", 12),
+    "3x3 depthwise x2, sigmoid": (8, 16, 9, 3, "Sigmoid", 8),
     "1x1, no activation": (16, 13, 7, 1, None, 1),
     "few output channels (few-row GEMM)": (16, 4, 9, 3, "Relu", 1),
     "winograd (a pass after)": (32, 32, 16, 3, "Relu", 1),

@@ -46,4 +46,22 @@ int cnnc_f32_pool_dx_image__generic(const cnnc_pool_dx_geom *q, const float *g, 
                                     const float *wt, float *dx, float *f, int32_t *idx);
 int cnnc_f32_pool_dx_image__avx2(const cnnc_pool_dx_geom *q, const float *g, const uint8_t *taps,
                                  const float *wt, float *dx, float *f, int32_t *idx);
+/* The direct depthwise convolution's kernels (arch/conv_depthwise.h; the contracts are there). The taps
+ * of dwc_row's pixels: row taps times each pixel's column taps. */
+typedef struct {
+    const float *const *xr; /* row taps: nr rows of the input read */
+    const int64_t *wr;      /* each row tap's offset into w (floats) */
+    int64_t nr;
+    const int32_t *cn;      /* column taps of pixel i: cn[i] of them, ... */
+    const int64_t *cx, *cw; /* ... at cx[i * kmax + j] into the row and cw[i * kmax + j] into w (floats) */
+    int64_t kmax;
+} cnnc_dwc_taps;
+void cnnc_f32_dwc_row__generic(const cnnc_dwc_taps *t, int64_t npix, const float *w, int64_t c, float *y);
+void cnnc_f32_dwc_row__avx2(const cnnc_dwc_taps *t, int64_t npix, const float *w, int64_t c, float *y);
+void cnnc_f32_dwc_plane_row__generic(int64_t nt, const float *const *src, const float *wt, int64_t n, float *y);
+void cnnc_f32_dwc_plane_row__avx2(int64_t nt, const float *const *src, const float *wt, int64_t n, float *y);
+void cnnc_f32_dwc_wgrad_span__generic(int64_t npix, const float *x, int64_t xstep, const float *dy, int64_t c,
+                                      float *acc);
+void cnnc_f32_dwc_wgrad_span__avx2(int64_t npix, const float *x, int64_t xstep, const float *dy, int64_t c,
+                                   float *acc);
 #endif
