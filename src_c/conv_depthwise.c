@@ -182,6 +182,28 @@ static void mark_padded_nan(const fwd_job *j, int64_t oh, float *yrow) {
         }
 }
 
+/* The row taps of row r of image n: the kernel rows kh, in order, with their row of src and offset into w.
+ * Forward (grad 0): output row r reads input row r * sh - pt + kh * dh of x when it lies in [0, H). Data
+ * gradient (grad 1): input row r is read by output row (r + pt - kh * dh) / sh of dy when that divides
+ * exactly and lies in [0, OH). Returns their count. */
+static int64_t row_taps(const cnnc_conv2d_params *p, const dwc_shape *s, int grad, int64_t n, int64_t r,
+                        const float *src, const float **xr, int64_t *wr) {
+    const cnnc_window2d *w = &p->win;
+    const int64_t rows = grad ? s->oh : w->h, len = grad ? s->ow * p->cout : w->w * w->c;
+    int64_t nr = 0;
+    for (int64_t kh = 0; kh < w->kh; ++kh) {
+        int64_t t = grad ? r + w->pt - kh * w->dh : r * w->sh - w->pt + kh * w->dh;
+        if (grad) {
+            if (t < 0 || t % w->sh) continue;
+            t /= w->sh;
+        }
+        if (t < 0 || t >= rows) continue;
+        xr[nr] = src + (n * rows + t) * len;
+        wr[nr++] = kh * w->kw * p->cout;
+    }
+    return nr;
+}
+
 static void nhwc_rows_task(void *arg, int64_t lo, int64_t hi, int slot) {
     const fwd_job *j = (const fwd_job *)arg;
     const cnnc_conv2d_params *p = j->p;
@@ -192,13 +214,8 @@ static void nhwc_rows_task(void *arg, int64_t lo, int64_t hi, int slot) {
     for (int64_t row = lo; row < hi; ++row) {
         const int64_t n = row / s->oh, oh = row % s->oh;
         const float *xr[DWC_MAX_K];
-        int64_t wr[DWC_MAX_K], nr = 0;
-        for (int64_t kh = 0; kh < w->kh; ++kh) {
-            const int64_t ih = oh * w->sh - w->pt + kh * w->dh;
-            if (ih < 0 || ih >= w->h) continue;
-            xr[nr] = j->x + ((n * w->h + ih) * w->w) * C;
-            wr[nr++] = kh * w->kw * CO;
-        }
+        int64_t wr[DWC_MAX_K];
+        const int64_t nr = row_taps(p, s, 0, n, oh, j->x, xr, wr);
         const cnnc_dwc_taps t = {xr, wr, nr, j->cols.cn, j->cols.cx, j->cols.cw, w->kw};
         float *yrow = j->y + row * s->ow * CO;
         if (m == 1) {
@@ -247,8 +264,8 @@ static void pad_plane(const cnnc_window2d *w, int64_t hq, int64_t wq, const floa
         const int64_t e = (ih + w->pt) % sh, r = (ih + w->pt) / sh;
         for (int64_t f = 0; f < sw; ++f) {
             float *restrict d = dst + ((e * sw + f) * hq + r) * wq;
-            const float *restrict xr = xin + ih * w->w + x0[f];
             const int64_t a = q0[f], n = q1[f] - a;
+            const float *restrict xr = xin + ih * w->w + (n > 0 ? x0[f] : 0); /* x0 is in the row when n > 0 */
             for (int64_t q = 0; q < a; ++q) d[q] = 0.0f;
             if (sw == 1)
                 for (int64_t q = 0; q < n; ++q) d[a + q] = xr[q];
@@ -359,18 +376,13 @@ static void data_grad_task(void *arg, int64_t lo, int64_t hi, int slot) {
     const cnnc_conv2d_params *p = j->p;
     const cnnc_window2d *w = &p->win;
     const dwc_shape *s = j->s;
-    const int64_t C = w->c, CO = p->cout, m = s->m;
+    const int64_t C = w->c, m = s->m;
     (void)slot;
     for (int64_t row = lo; row < hi; ++row) {
         const int64_t n = row / w->h, ih = row % w->h;
         const float *dr[DWC_MAX_K];
-        int64_t wr[DWC_MAX_K], nr = 0;
-        for (int64_t kh = 0; kh < w->kh; ++kh) {
-            const int64_t t = ih + w->pt - kh * w->dh;
-            if (t < 0 || t % w->sh || t / w->sh >= s->oh) continue;
-            dr[nr] = j->dy + (n * s->oh + t / w->sh) * s->ow * CO;
-            wr[nr++] = kh * w->kw * CO;
-        }
+        int64_t wr[DWC_MAX_K];
+        const int64_t nr = row_taps(p, s, 1, n, ih, j->dy, dr, wr);
         const cnnc_dwc_taps t = {dr, wr, nr, j->cols.cn, j->cols.cx, j->cols.cw, w->kw};
         float *dxrow = j->dx + row * w->w * C;
         if (m == 1) {
