@@ -152,9 +152,9 @@ int64_t cnnc_conv2d_workspace_size(const cnnc_ctx *caller, const cnnc_conv2d_par
     conv_shape s;
     if (!p || conv_shape_of(p, &s)) return -1;
     if (cnnc_winograd_applies(p)) return cnnc_winograd_workspace_size(caller, p);
-    if (cnnc_conv_depthwise_applies(p)) return cnnc_conv_depthwise_workspace_size(caller, p);
     if (cnnc_conv_direct_runs(caller, p)) return cnnc_conv_direct_workspace_size(caller, p);
     const cnnc_ctx cc = conv_ctx(caller, p, &s), *ctx = &cc;
+    if (cnnc_conv_depthwise_applies(p)) return cnnc_conv_depthwise_workspace_size(ctx, p);
     /* the GEMM workspace is sized per shape (not monotonic): the largest over full and last chunk */
     int64_t g = 0;
     if (p->win.layout == CNNC_NHWC) {
@@ -181,8 +181,8 @@ int64_t cnnc_conv2d_workspace_size(const cnnc_ctx *caller, const cnnc_conv2d_par
 int64_t cnnc_conv2d_backward_workspace_size(const cnnc_ctx *caller, const cnnc_conv2d_params *p, int need_dx) {
     conv_shape s;
     if (!p || conv_shape_of(p, &s)) return -1;
-    if (cnnc_conv_depthwise_grad_applies(p)) return cnnc_conv_depthwise_backward_workspace_size(caller, p, need_dx);
     const cnnc_ctx cc = conv_ctx(caller, p, &s), *ctx = &cc;
+    if (cnnc_conv_depthwise_grad_applies(p)) return cnnc_conv_depthwise_backward_workspace_size(ctx, p, need_dx);
     /* NHWC: dw[K, Cout_g] over depth m, dcol[m, K] over depth Cout_g;
      * NCHW: dw[Cout_g, K] over depth m, dcol[K, m] over depth Cout_g. Full and last chunk. */
     const int nhwc = p->win.layout == CNNC_NHWC;
@@ -435,8 +435,8 @@ int cnnc_conv2d_forward_res(const cnnc_ctx *caller, const cnnc_conv2d_params *p,
         rc = cnnc_winograd_forward_pk(caller, p, x, w, wpk, b, res ? none : act, y, ws, ws_size);
         return rc || !res ? rc : add_res_act(caller, ysize, res, act, y);
     }
-    if (cnnc_conv_depthwise_applies(p)) return cnnc_conv_depthwise_forward(caller, p, x, w, b, res, act, y, ws, ws_size);
     const cnnc_ctx cc = conv_ctx(caller, p, &s), *ctx = &cc;
+    if (cnnc_conv_depthwise_applies(p)) return cnnc_conv_depthwise_forward(ctx, p, x, w, b, res, act, y, ws, ws_size);
     if (cnnc_conv_direct_runs(ctx, p)) {
         rc = cnnc_conv_direct_forward_pk(ctx, p, x, w, wpk, b, res ? none : act, y, ws, ws_size);
         return rc || !res ? rc : add_res_act(caller, ysize, res, act, y);
@@ -559,7 +559,7 @@ int cnnc_conv2d_backward(const cnnc_ctx *caller, const cnnc_conv2d_params *p, co
     if (need < 0) return CNNC_EOVERFLOW;
     if ((dx || dw) && (!ws || ws_size < need)) return CNNC_EWORKSPACE;
     if (cnnc_conv_depthwise_grad_applies(p) && (dx || dw)) {
-        rc = cnnc_conv_depthwise_backward(caller, p, x, w, dy, dx, dw, db, ws, ws_size);
+        rc = cnnc_conv_depthwise_backward(ctx, p, x, w, dy, dx, dw, db, ws, ws_size);
         if (rc || !db || dw) return rc;
         return cnnc_bias_grad_rows(ctx, p->win.n * s.ohw, p->cout, dy, db); /* dx only, and db */
     }

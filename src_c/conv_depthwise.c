@@ -31,9 +31,8 @@
 
 #include <math.h>
 
-#define DWC_MAX_K 16        /* kernel height and width, and strides, at most */
-#define DWC_CHUNKS 32       /* fixed chunks of output rows of the weight gradient */
-#define DWC_SMALL_FLOPS 2e5 /* below this many flops a depthwise convolution runs on one thread */
+#define DWC_MAX_K 16  /* kernel height and width, and strides, at most */
+#define DWC_CHUNKS 32 /* fixed chunks of output rows of the weight gradient */
 
 typedef struct {
     int64_t oh, ow, m; /* output size; output channels per input channel */
@@ -64,15 +63,6 @@ int cnnc_conv_depthwise_applies(const cnnc_conv2d_params *p) {
 
 int cnnc_conv_depthwise_grad_applies(const cnnc_conv2d_params *p) {
     return cnnc_conv_depthwise_applies(p) && p->win.layout == CNNC_NHWC;
-}
-
-/* The caller's context, or one thread for a convolution too small to repay waking threads. */
-static cnnc_ctx dwc_ctx(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const dwc_shape *s) {
-    cnnc_ctx c = *ctx;
-    if (2.0 * (double)p->win.n * (double)(s->oh * s->ow) * (double)(p->win.kh * p->win.kw) * (double)p->cout <
-        DWC_SMALL_FLOPS)
-        c.nthreads = 1;
-    return c;
 }
 
 static int64_t align_up(int64_t n) { return CNNC_ROUND_UP(n, CNNC_ALIGN); }
@@ -138,14 +128,13 @@ static int64_t plane_floats(const cnnc_conv2d_params *p, const dwc_shape *s, int
     return CNNC_ROUND_UP(w->sh * w->sw * *hq * *wq, 16) + s->oh * *wq;
 }
 
-int64_t cnnc_conv_depthwise_workspace_size(const cnnc_ctx *caller, const cnnc_conv2d_params *p) {
+int64_t cnnc_conv_depthwise_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params *p) {
     dwc_shape s;
-    if (!caller || !p || !dwc_shape_of(p, &s)) return -1;
+    if (!ctx || !p || !dwc_shape_of(p, &s)) return -1;
     if (p->win.layout == CNNC_NHWC) return CNNC_ALIGN + cols_bytes(s.ow, p->win.kw);
-    const cnnc_ctx ctx = dwc_ctx(caller, p, &s);
     int64_t hq, wq;
     const int64_t slot = align_up(plane_floats(p, &s, &hq, &wq) * (int64_t)sizeof(float));
-    return CNNC_ALIGN + slot * cnnc_threads(&ctx, p->win.n * p->cout);
+    return CNNC_ALIGN + slot * cnnc_threads(ctx, p->win.n * p->cout);
 }
 
 /* ---- forward ------------------------------------------------------------------------------------ */
@@ -314,31 +303,30 @@ static int all_finite(const float *v, int64_t n) {
     return 1;
 }
 
-int cnnc_conv_depthwise_forward(const cnnc_ctx *caller, const cnnc_conv2d_params *p, const float *x,
+int cnnc_conv_depthwise_forward(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x,
                                 const float *w, const float *b, const float *res, cnnc_act act, float *y, void *ws,
                                 int64_t ws_size) {
     dwc_shape s;
-    if (!caller || !p || !x || !w || !y || !cnnc_act_valid(act) || !dwc_shape_of(p, &s)) return CNNC_EINVAL;
-    const int64_t need = cnnc_conv_depthwise_workspace_size(caller, p);
+    if (!ctx || !p || !x || !w || !y || !cnnc_act_valid(act) || !dwc_shape_of(p, &s)) return CNNC_EINVAL;
+    const int64_t need = cnnc_conv_depthwise_workspace_size(ctx, p);
     if (need < 0) return CNNC_EOVERFLOW;
     if (!ws || ws_size < need) return CNNC_EWORKSPACE;
-    const cnnc_ctx ctx = dwc_ctx(caller, p, &s);
     const cnnc_window2d *win = &p->win;
-    fwd_job j = {p, &s, cnnc_dwc_fns_for(&ctx.k), x, w, b, res, act, y, {NULL, NULL, NULL}, 0, NULL, 0, 0, 0};
+    fwd_job j = {p, &s, cnnc_dwc_fns_for(&ctx->k), x, w, b, res, act, y, {NULL, NULL, NULL}, 0, NULL, 0, 0, 0};
     void *base = cnnc_align_ptr(ws);
     if (win->layout == CNNC_NHWC) {
         j.cols = cols_at(base, s.ow, win->kw);
         forward_cols(p, &s, j.cols);
         j.wbad = !all_finite(w, win->kh * win->kw * p->cout);
         const int64_t rows = win->n * s.oh;
-        const int nt = cnnc_threads(&ctx, rows);
-        cnnc_parallel_for(&ctx, nt, rows, cnnc_grain(rows, nt, 1), nhwc_rows_task, &j);
+        const int nt = cnnc_threads(ctx, rows);
+        cnnc_parallel_for(ctx, nt, rows, cnnc_grain(rows, nt, 1), nhwc_rows_task, &j);
     } else {
         j.planes = (char *)base;
         j.plane_slot = align_up(plane_floats(p, &s, &j.hq, &j.wq) * (int64_t)sizeof(float));
         const int64_t planes = win->n * p->cout;
-        const int nt = cnnc_threads(&ctx, planes);
-        cnnc_parallel_for(&ctx, nt, planes, cnnc_grain(planes, nt, 1), nchw_planes_task, &j);
+        const int nt = cnnc_threads(ctx, planes);
+        cnnc_parallel_for(ctx, nt, planes, cnnc_grain(planes, nt, 1), nchw_planes_task, &j);
     }
     return CNNC_OK;
 }
@@ -352,10 +340,10 @@ static int64_t wgrad_chunks(const cnnc_conv2d_params *p, const dwc_shape *s) {
     return CNNC_MIN(p->win.n * s->oh, DWC_CHUNKS);
 }
 
-int64_t cnnc_conv_depthwise_backward_workspace_size(const cnnc_ctx *caller, const cnnc_conv2d_params *p,
+int64_t cnnc_conv_depthwise_backward_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params *p,
                                                     int need_dx) {
     dwc_shape s;
-    if (!caller || !p || !cnnc_conv_depthwise_grad_applies(p) || !dwc_shape_of(p, &s)) return -1;
+    if (!ctx || !p || !dwc_shape_of(p, &s) || p->win.layout != CNNC_NHWC) return -1;
     const int64_t slots = align_up(wgrad_chunks(p, &s) * wgrad_slot(p) * (int64_t)sizeof(float));
     return CNNC_ALIGN + slots + (need_dx ? cols_bytes(p->win.w, p->win.kw) : 0);
 }
@@ -416,6 +404,8 @@ static void weight_grad_task(void *arg, int64_t lo, int64_t hi, int slot) {
     const cnnc_window2d *w = &p->win;
     const dwc_shape *s = j->s;
     const int64_t C = w->c, CO = p->cout, m = s->m, rows = w->n * s->oh;
+    int64_t span[DWC_MAX_K][2]; /* each tap column's output columns [span[kw][0], span[kw][1]) */
+    for (int64_t kw = 0; kw < w->kw; ++kw) tap_span(w, s, kw, &span[kw][0], &span[kw][1]);
     (void)slot;
     for (int64_t g = lo; g < hi; ++g) {
         float *acc = j->slots + g * j->slot, *accb = acc + w->kh * w->kw * CO;
@@ -429,8 +419,7 @@ static void weight_grad_task(void *arg, int64_t lo, int64_t hi, int slot) {
                 if (ih < 0 || ih >= w->h) continue;
                 const float *xrow = j->x + (n * w->h + ih) * w->w * C;
                 for (int64_t kw = 0; kw < w->kw; ++kw) {
-                    int64_t a, b;
-                    tap_span(w, s, kw, &a, &b);
+                    const int64_t a = span[kw][0], b = span[kw][1];
                     if (b <= a) continue;
                     const float *xp = xrow + (a * w->sw - w->pl + kw * w->dw) * C, *dp = dyr + a * CO;
                     float *t = acc + (kh * w->kw + kw) * CO;
@@ -491,36 +480,34 @@ static void mark_padded_wgrad(const cnnc_conv2d_params *p, const dwc_shape *s, c
     }
 }
 
-int cnnc_conv_depthwise_backward(const cnnc_ctx *caller, const cnnc_conv2d_params *p, const float *x,
+int cnnc_conv_depthwise_backward(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x,
                                  const float *w, const float *dy, float *dx, float *dw, float *db, void *ws,
                                  int64_t ws_size) {
     dwc_shape s;
-    if (!caller || !p || !dy || (dw && !x) || (dx && !w) || !cnnc_conv_depthwise_grad_applies(p) ||
-        !dwc_shape_of(p, &s))
+    if (!ctx || !p || !dy || (dw && !x) || (dx && !w) || !dwc_shape_of(p, &s) || p->win.layout != CNNC_NHWC)
         return CNNC_EINVAL;
     if (!dx && !dw) return CNNC_OK; /* db alone: cnnc_bias_grad_rows' */
-    const int64_t need = cnnc_conv_depthwise_backward_workspace_size(caller, p, dx != NULL);
+    const int64_t need = cnnc_conv_depthwise_backward_workspace_size(ctx, p, dx != NULL);
     if (need < 0) return CNNC_EOVERFLOW;
     if (!ws || ws_size < need) return CNNC_EWORKSPACE;
-    const cnnc_ctx ctx = dwc_ctx(caller, p, &s);
     const cnnc_window2d *win = &p->win;
     char *base = (char *)cnnc_align_ptr(ws);
-    bwd_job j = {p, &s, cnnc_dwc_fns_for(&ctx.k), x, w, dy, dx, dw, db, {NULL, NULL, NULL},
+    bwd_job j = {p, &s, cnnc_dwc_fns_for(&ctx->k), x, w, dy, dx, dw, db, {NULL, NULL, NULL},
                  (float *)base, wgrad_chunks(p, &s), wgrad_slot(p)};
     if (dw) {
-        const int nt = cnnc_threads(&ctx, j.chunks);
-        cnnc_parallel_for(&ctx, nt, j.chunks, 1, weight_grad_task, &j);
+        const int nt = cnnc_threads(ctx, j.chunks);
+        cnnc_parallel_for(ctx, nt, j.chunks, 1, weight_grad_task, &j);
         const int64_t items = CNNC_CEIL_DIV(j.slot, REDUCE_BLOCK);
-        const int nr = j.slot * j.chunks < 65536 ? 1 : cnnc_threads(&ctx, items);
-        cnnc_parallel_for(&ctx, nr, items, cnnc_grain(items, nr, 1), reduce_task, &j);
+        const int nr = j.slot * j.chunks < 65536 ? 1 : cnnc_threads(ctx, items);
+        cnnc_parallel_for(ctx, nr, items, cnnc_grain(items, nr, 1), reduce_task, &j);
         if (!all_finite(j.slots, j.slot)) mark_padded_wgrad(p, &s, dy, dw);
     }
     if (dx) {
         j.cols = cols_at(base + align_up(j.chunks * j.slot * (int64_t)sizeof(float)), win->w, win->kw);
         data_grad_cols(p, &s, j.cols);
         const int64_t rows = win->n * win->h;
-        const int nt = cnnc_threads(&ctx, rows);
-        cnnc_parallel_for(&ctx, nt, rows, cnnc_grain(rows, nt, 1), data_grad_task, &j);
+        const int nt = cnnc_threads(ctx, rows);
+        cnnc_parallel_for(ctx, nt, rows, cnnc_grain(rows, nt, 1), data_grad_task, &j);
     }
     return CNNC_OK;
 }

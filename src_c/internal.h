@@ -138,7 +138,8 @@ int cnnc_conv_dw_direct(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const 
 int cnnc_conv_direct_runs(const cnnc_ctx *ctx, const cnnc_conv2d_params *p);
 /* Depthwise convolutions (groups = C, Cout = m * C, kernels up to 16 x 16) computed directly
  * (conv_depthwise.c): the forward in NHWC and NCHW (applies), the backward in NHWC (grad_applies; db
- * only with dw). The forward takes a residual res (NULL: none) as cnnc_gemm_epilogue does. */
+ * only with dw). The forward takes a residual res (NULL: none) as cnnc_gemm_epilogue does. They use
+ * every thread ctx allows: conv.c hands them its context for the shape (one thread for small ones). */
 int cnnc_conv_depthwise_applies(const cnnc_conv2d_params *p);
 int cnnc_conv_depthwise_grad_applies(const cnnc_conv2d_params *p);
 int64_t cnnc_conv_depthwise_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params *p);
