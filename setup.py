@@ -5,6 +5,10 @@ Files under src_c/arch/<isa>/ get that ISA's compiler flags and nothing else doe
 objects run on any x86-64 (or other) CPU; the ISA path is picked at run time. No -march=native and
 no -ffast-math. The thread pool (src_c/threads.c) needs POSIX threads; without them (or with
 CNNC_NO_THREADS=1) the build says so and the library runs single-threaded.
+
+CNNC_AVX512_EMULATION=1 makes a test build, never one to ship: the files of src_c/arch/avx512/ are
+compiled for AVX2 + FMA against SIMDe's AVX-512 emulation header (pip install simde-py), and the AVX-512
+path then runs, slowly, on any AVX2 machine, so its tests run where no AVX-512 CPU is at hand.
 """
 import os
 import platform
@@ -75,8 +79,17 @@ class BuildExt(build_ext):
             print("cnnc: WARNING: the C compiler cannot build with POSIX threads; building without them. "
                   "cnnc will run single-threaded.")
             thread_cflags = ["-DCNNC_NO_THREADS"]
+        isa_flags, emulation_cflags = dict(ISA_FLAGS), []
+        if os.environ.get("CNNC_AVX512_EMULATION"):
+            try:
+                import simde_py
+            except ImportError:
+                sys.exit("cnnc: CNNC_AVX512_EMULATION needs SIMDe's headers: pip install simde-py")
+            print("cnnc: AVX-512 kernels emulated on AVX2 (CNNC_AVX512_EMULATION): a test build, not for use")
+            isa_flags["avx512"] = ["-mavx2", "-mfma", "-Wno-psabi", "-I" + simde_py.get_include()]
+            emulation_cflags = ["-DCNNC_AVX512_EMULATED"]
         for ext in self.extensions:
-            ext.extra_compile_args = base + thread_cflags
+            ext.extra_compile_args = base + thread_cflags + emulation_cflags
             ext.extra_link_args = thread_ldflags
 
         # Per-file ISA flags: wrap the compiler's single-file compile step.
@@ -87,7 +100,7 @@ class BuildExt(build_ext):
             extra = list(extra_postargs)
             if "arch" in parts:
                 isa = parts[parts.index("arch") + 1]
-                extra += ISA_FLAGS.get(isa, [])
+                extra += isa_flags.get(isa, [])
             return original(obj, src, ext, cc_args, extra, pp_opts)
 
         if not is_msvc:

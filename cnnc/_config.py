@@ -49,6 +49,7 @@ def show_config(print_=True):
         "threads": get_num_threads() if _core.has_threads() else 1,  # threads the kernels use
         "simd": _core.arch_name(),
         "simd_supported": [a for a in ("generic", "avx2", "avx512") if _core.cpu_supports(a)],
+        "avx512_emulated": _core.avx512_emulated(),  # a test build's AVX-512 path, run on AVX2
         "gemm_blocking": _core.gemm_blocking(),
         "cpu_count": os.cpu_count(),
     }

@@ -46,6 +46,7 @@ cdef extern from "cnnc.h" nogil:
     const char *cnnc_strerror(int code)
     int cnnc_ctx_init(cnnc_ctx *ctx, int arch, int nthreads)
     int cnnc_cpu_supports(int arch)
+    int cnnc_avx512_emulated()
     const char *cnnc_arch_name(int arch)
     int cnnc_has_threads()
     int cnnc_default_threads()

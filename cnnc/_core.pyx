@@ -52,6 +52,10 @@ def cpu_supports(name):
     return bool(cnnc_cpu_supports(_ARCH_BY_NAME[name]))
 
 
+def avx512_emulated():
+    return bool(cnnc_avx512_emulated())
+
+
 def has_threads():
     return bool(cnnc_has_threads())
 

@@ -110,6 +110,7 @@ typedef struct {
  * arch used; a request the CPU cannot run falls back to the best supported one. */
 int cnnc_ctx_init(cnnc_ctx *ctx, int arch, int nthreads);
 int cnnc_cpu_supports(int arch);     /* 1 if this CPU (and this build) can run that ISA path */
+int cnnc_avx512_emulated(void);      /* 1 in a test build whose AVX-512 kernels run emulated on AVX2 */
 const char *cnnc_arch_name(int arch);
 int cnnc_has_threads(void);          /* 1 if built with the thread pool */
 int cnnc_default_threads(void);      /* OMP_NUM_THREADS if set, else the CPUs this process may use; 1 without threads */

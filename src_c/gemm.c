@@ -26,6 +26,7 @@ static void pack_copy(int64_t kc, const float *restrict src, int64_t ld, int64_t
                       float *restrict dst) {
     if (w == W && W == 6) copy_fixed(kc, src, ld, 6, dst);
     else if (w == W && W == 8) copy_fixed(kc, src, ld, 8, dst);
+    else if (w == W && W == 12) copy_fixed(kc, src, ld, 12, dst);
     else if (w == W && W == 16) copy_fixed(kc, src, ld, 16, dst);
     else {
         for (int64_t p = 0; p < kc; ++p) {

@@ -1,4 +1,5 @@
 """Shared fixtures for the cnnc core-op tests."""
+import warnings
 import zlib
 
 import numpy as np
@@ -35,12 +36,23 @@ def isa():
     before = _core.arch_name()
 
     def use(name):
-        if _core._init_arch(name) != name:
+        with warnings.catch_warnings():  # the warning of a fallback: the test skips instead
+            warnings.simplefilter("ignore", RuntimeWarning)
+            got = _core._init_arch(name)
+        if got != name:
             _core._init_arch(before)
             pytest.skip(f"{name} is not available here")
 
     yield use
     _core._init_arch(before)
+
+
+@pytest.fixture
+def isa_paths():
+    """The ISA paths this CPU and build run, 'generic' first: a test loops over them with isa(name)."""
+    from cnnc import _core
+
+    return [a for a in ("generic", "avx2", "avx512") if _core.cpu_supports(a)]
 
 
 @pytest.fixture

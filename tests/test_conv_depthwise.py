@@ -106,15 +106,15 @@ def test_finite_differences(case):
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("case", [GRID[2], GRID[3], GRID[5], GRID[9]], ids=[IDS[2], IDS[3], IDS[5], IDS[9]])
-def test_every_isa_and_thread_count_gives_the_exact_sums(case, layout, isa):
-    """Exact integer data: the twin's values, bit for bit, on both ISA builds at 1 and 2 threads."""
+def test_every_isa_and_thread_count_gives_the_exact_sums(case, layout, isa, isa_paths):
+    """Exact integer data: the twin's values, bit for bit, on every ISA path at 1 and 2 threads."""
     x, w, b, kw = _case(case, layout, seed=7, integers=True)
     dy = _dy(x, w, kw, seed=8, integers=True)
     want_y = ref.conv2d(x, w, b, **kw).astype(np.float32)
     want = [g.astype(np.float32) for g in ref.conv2d_grad(x, w, dy, **kw)]
     prev = cnnc.get_num_threads()
     try:
-        for arch in ("generic", "avx2"):
+        for arch in isa_paths:
             isa(arch)
             for threads in (1, 2):
                 cnnc.set_num_threads(threads)

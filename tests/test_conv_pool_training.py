@@ -47,7 +47,7 @@ def _op_args(name, layout):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("arch", ["generic", "avx2"])
+@pytest.mark.parametrize("arch", ["generic", "avx2", "avx512"])
 @pytest.mark.parametrize("act", [None, "relu", "tanh"])
 @pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
 @pytest.mark.parametrize("name", sorted(OPS))
@@ -329,10 +329,10 @@ def test_dx_from_the_chosen_elements_is_the_dense_dx(name):
 
 
 @pytest.mark.parametrize("name", DX_CASES)
-def test_dx_from_the_chosen_elements_same_bits_on_every_path(name, isa):
+def test_dx_from_the_chosen_elements_same_bits_on_every_path(name, isa, isa_paths):
     """Exact integer data: both ISA builds and 1 or 2 threads give the dense dx's bits."""
     x, w, g, taps, pool, kw, dense = _pooled_grad_case(name, integers=True)
-    for arch in ("generic", "avx2"):
+    for arch in isa_paths:
         isa(arch)
         for threads in (1, 2):
             with cnnc._config.thread_limit(threads):

@@ -71,7 +71,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("arch", ["generic", "avx2"])
+@pytest.mark.parametrize("arch", ["generic", "avx2", "avx512"])
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_packed_weights_give_the_same_bits(name, arch, threads, monkeypatch, isa):
     isa(arch)

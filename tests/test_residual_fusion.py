@@ -97,7 +97,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("arch", ["generic", "avx2"])
+@pytest.mark.parametrize("arch", ["generic", "avx2", "avx512"])
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_fused_residual_gives_the_unfused_bits(name, arch, threads, monkeypatch, isa):
     isa(arch)

@@ -169,7 +169,7 @@ def test_a_block_whose_transform_overflows_is_computed_directly():
 
 
 @pytest.mark.parametrize("pool", [False, True])
-def test_the_isa_builds_of_the_transforms_agree(isa, pool):
+def test_the_isa_builds_of_the_transforms_agree(isa, isa_paths, pool):
     """The portable and AVX2 builds of the per-tile transforms compute the same sums: with small
     integers (and weights whose transform is exact) every product and sum is exact, so the outputs are
     the same bits whatever the GEMM kernel. 36 and 20 channels: the AVX2 loops' scalar tails too."""
@@ -184,11 +184,11 @@ def test_the_isa_builds_of_the_transforms_agree(isa, pool):
     model.layers[0].set_weights([k, b])
     assert nn.conv2d_algorithm(x, k, padding="same") == "winograd"
     outs = []
-    for arch in ("generic", "avx2"):
+    for arch in isa_paths:
         isa(arch)
         model._runner_cache = None
         outs.append(model.predict(x, batch_size=2, verbose=0))
-    assert np.array_equal(outs[0].view(np.uint32), outs[1].view(np.uint32))
+    assert all(np.array_equal(outs[0].view(np.uint32), o.view(np.uint32)) for o in outs[1:])
     assert not np.isnan(outs[0]).any()  # the NaN's outputs went through relu: NaN > 0 is false, so 0
 
 
@@ -287,7 +287,7 @@ def test_weight_gradient_that_overflows_is_computed_directly():
     ref.assert_close(dw, rdw, mag=ref.conv2d_grad_mag(x, k, dy, padding=pad)[1], name="dw")
 
 
-def test_the_isa_builds_agree_on_the_weight_gradient(isa):
+def test_the_isa_builds_agree_on_the_weight_gradient(isa, isa_paths):
     """Small integers: every product and sum is exact (and G's halves too), so dw is the same bits on
     every ISA path, and equal to the twin's; 36 and 20 channels take the AVX2 loops' scalar tails."""
     rng = np.random.default_rng(29)
@@ -296,8 +296,8 @@ def test_the_isa_builds_agree_on_the_weight_gradient(isa):
     k = np.zeros((3, 3, 36, 20), np.float32)
     assert nn.conv2d_algorithm(x, k, padding="same", weight_grad=True) == "winograd"
     outs = []
-    for arch in ("generic", "avx2"):
+    for arch in isa_paths:
         isa(arch)
         outs.append(nn.conv2d_grad(x, k, dy, padding="same", need_dx=False)[1])
-    assert np.array_equal(outs[0].view(np.uint32), outs[1].view(np.uint32))
+    assert all(np.array_equal(outs[0].view(np.uint32), o.view(np.uint32)) for o in outs[1:])
     np.testing.assert_array_equal(outs[0], ref.conv2d_grad(x, k, dy, padding="same")[1])

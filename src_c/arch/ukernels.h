@@ -9,8 +9,11 @@ void cnnc_f32_gemm_ukernel_6x8__generic(int64_t k, const float *ap, const float 
                                         const cnnc_gemm_params *params);
 void cnnc_f32_gemm_ukernel_6x16__avx2(int64_t k, const float *ap, const float *bp, float *c,
                                       int64_t ldc, int64_t m, int64_t n, const cnnc_gemm_params *params);
+void cnnc_f32_gemm_ukernel_12x16__avx512(int64_t k, const float *ap, const float *bp, float *c,
+                                         int64_t ldc, int64_t m, int64_t n, const cnnc_gemm_params *params);
 /* Transposing packs for full panels: dst[p * W + i] = src[i * ld + p], i < W, p < kc. */
 void cnnc_f32_pack_gather6__avx2(int64_t kc, const float *src, int64_t ld, float *dst);
+void cnnc_f32_pack_gather12__avx2(int64_t kc, const float *src, int64_t ld, float *dst);
 void cnnc_f32_pack_gather16__avx2(int64_t kc, const float *src, int64_t ld, float *dst);
 /* Few-row GEMM kernels (m <= 4, B read in place; contracts at cnnc_gemm_small_fns in internal.h). */
 void cnnc_f32_gemm_rows__generic(int64_t m, int64_t w, int64_t k, const float *a, int64_t lda,

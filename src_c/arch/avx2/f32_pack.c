@@ -1,8 +1,8 @@
-/* f32_pack.c - AVX2 packing for the 6x16 micro-kernel: the transposing (gathering) cases, where the
- * portable loops move one float per load and store. The contiguous cases (a row of the panel is
- * contiguous in memory) are plain fixed-size copies and stay in gemm.c. Compiled with -mavx2 -mfma and
- * called only after dispatch has seen both features. Packing only moves data: results do not depend on
- * which packer ran. */
+/* f32_pack.c - AVX2 packing for the 6x16 micro-kernel and for the AVX-512 12x16 one's A panels: the
+ * transposing (gathering) cases, where the portable loops move one float per load and store. The
+ * contiguous cases (a row of the panel is contiguous in memory) are plain fixed-size copies and stay in
+ * gemm.c. Compiled with -mavx2 -mfma and called only after dispatch has seen both features. Packing only
+ * moves data: results do not depend on which packer ran. */
 #include "../ukernels.h"
 #include <immintrin.h>
 
@@ -83,4 +83,33 @@ void cnnc_f32_pack_gather16__avx2(int64_t kc, const float *restrict src, int64_t
         transpose8(src + 8 * ld + p, ld, dst + p * 16 + 8, 16);
     }
     gather_tail(p, kc, src, ld, 16, dst);
+}
+
+/* dst[j * ds] = column j of the 4 x 8 block at src (rows ld floats apart; 4 floats a column), j < 8. */
+static inline void transpose4x8(const float *src, int64_t ld, float *dst, int64_t ds) {
+    const __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + ld);
+    const __m256 r2 = _mm256_loadu_ps(src + 2 * ld), r3 = _mm256_loadu_ps(src + 3 * ld);
+    const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+    const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+    /* u_j: column j | column j + 4 */
+    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    _mm_storeu_ps(dst + 0 * ds, _mm256_castps256_ps128(u0));
+    _mm_storeu_ps(dst + 1 * ds, _mm256_castps256_ps128(u1));
+    _mm_storeu_ps(dst + 2 * ds, _mm256_castps256_ps128(u2));
+    _mm_storeu_ps(dst + 3 * ds, _mm256_castps256_ps128(u3));
+    _mm_storeu_ps(dst + 4 * ds, _mm256_extractf128_ps(u0, 1));
+    _mm_storeu_ps(dst + 5 * ds, _mm256_extractf128_ps(u1, 1));
+    _mm_storeu_ps(dst + 6 * ds, _mm256_extractf128_ps(u2, 1));
+    _mm_storeu_ps(dst + 7 * ds, _mm256_extractf128_ps(u3, 1));
+}
+
+// dst[kc, 12] = src[12, kc]^T  (src rows ld floats apart): the A panels of the AVX-512 12x16 table
+void cnnc_f32_pack_gather12__avx2(int64_t kc, const float *restrict src, int64_t ld, float *restrict dst) {
+    int64_t p = 0;
+    for (; p + 8 <= kc; p += 8) {
+        transpose8(src + p, ld, dst + p * 12, 12);
+        transpose4x8(src + 8 * ld + p, ld, dst + p * 12 + 8, 12);
+    }
+    gather_tail(p, kc, src, ld, 12, dst);
 }
