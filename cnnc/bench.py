@@ -482,7 +482,7 @@ def describe_machine(ctx):
         f"count{'' if nt.available else '; numpy.matmul* runs with its default thread count (no way to set it found)'}"
         f"; OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT', '-')}, "
         f"CNNC_SPIN_US={os.environ.get('CNNC_SPIN_US', '-')}",
-    ]
+    ] + ([ctx["malloc"]] if ctx.get("malloc") else [])
 
 
 COLUMNS = ("bench", "case", "thr", "cnnc path", "cnnc ms", "reference", "ref ms", "cnnc GF/s", "ref GF/s",
@@ -513,12 +513,13 @@ def format_table(rows):
 
 
 def run(only=("gemm", "infer", "train"), threads=(1, 2), reps=10, models=MODELS, sizes=GEMM_SIZES,
-        batches=INFER_BATCHES, out=print):
+        batches=INFER_BATCHES, out=print, malloc=None):
     """Run the benchmarks, print the configuration and the table through `out`; returns the rows
     (dicts: bench, case, threads, ours, ours_s, ref, ref_s, flop, note; times in seconds, None when
-    skipped). Thread counts of cnnc, numpy's BLAS and torch are restored afterwards."""
+    skipped). Thread counts of cnnc, numpy's BLAS and torch are restored afterwards. `malloc`: a line on
+    the allocator's settings for the header (the command line's keep_freed_memory)."""
     import cnnc
-    ctx = {"numpy_threads": _NumpyThreads()}
+    ctx = {"numpy_threads": _NumpyThreads(), "malloc": malloc}
     threads = list(threads)
     saved = (cnnc.get_num_threads(), ctx["numpy_threads"].get(), sys.modules.get("torch"))
     saved_torch = saved[2].get_num_threads() if saved[2] is not None else None
@@ -583,6 +584,27 @@ def _argv(args):
     return argv
 
 
+# glibc's malloc gives each large block (above 128 KiB at first) fresh pages from the OS and returns them on
+# free; PyTorch takes its tensors from malloc, so with the defaults each training step may fault in its
+# activations anew, and its Chollet step measured 29-32 ms (1 thread) in a fresh process against 22-23 ms
+# with freed memory kept. The command line keeps freed blocks (mallopt), for every candidate alike, so that
+# PyTorch runs at its best whatever ran before it in the process; cnnc's own step time did not change.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def keep_freed_memory():
+    """Ask glibc's malloc to keep freed memory (blocks up to 32 MiB from the heap, no trimming). Returns a
+    description for the table's header, or None where there is no glibc mallopt."""
+    try:
+        import ctypes
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return None
+    if not (mallopt(_M_MMAP_THRESHOLD, 32 << 20) and mallopt(_M_TRIM_THRESHOLD, 1 << 30)):
+        return None
+    return "malloc keeps freed memory (mallopt: mmap threshold 32 MiB, trim threshold 1 GiB)"
+
+
 def run_args(args):
     """Run from parsed arguments. OpenBLAS's workers busy-wait long after each call unless
     OPENBLAS_THREAD_TIMEOUT was set before numpy loaded; when it was not, the benchmark reruns
@@ -598,8 +620,10 @@ def run_args(args):
                    PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
         sys.stdout.flush()
         return subprocess.call([sys.executable, "-m", "cnnc.bench", *_argv(args)], env=env)
+    malloc = keep_freed_memory()
     run(only=args.only or ("gemm", "infer", "train"), threads=args.threads,
-        reps=args.reps or (3 if args.quick else 10), models=args.models, sizes=args.sizes, batches=args.batches)
+        reps=args.reps or (3 if args.quick else 10), models=args.models, sizes=args.sizes, batches=args.batches,
+        malloc=malloc or "malloc as the C library sets it")
     return 0
 
 

@@ -1,5 +1,6 @@
 """`cnnc bench` runs end to end on a tiny subset and prints its table; no timing is ever asserted."""
 import importlib.util
+import platform
 import sys
 
 import pytest
@@ -75,6 +76,8 @@ def test_cli_bench_quick_gemm(tmp_path):
     assert len(header) >= len(COLUMNS) and [l.split()[:3] for l in lines] == [["gemm", "32x16x8", "1"],
                                                                               ["gemm", "32x16x8", "2"]]
     assert "OPENBLAS_THREAD_TIMEOUT=4" in r.stdout  # rerun in a child process with the timeout set
+    if platform.libc_ver()[0] == "glibc":
+        assert "malloc keeps freed memory" in r.stdout
 
 
 def test_cli_bench_bad_sizes(tmp_path):
