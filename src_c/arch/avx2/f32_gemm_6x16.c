@@ -1,6 +1,7 @@
 /* f32_gemm_6x16.c - AVX2+FMA micro-kernel: 6 rows x 16 columns in 12 ymm accumulators. Compiled with
  * -mavx2 -mfma and called only after dispatch has seen both features. */
 #include "../ukernels.h"
+#include "../gemm_edge.h"
 #include <immintrin.h>
 
 #define MR 6
@@ -70,19 +71,11 @@ void cnnc_f32_gemm_ukernel_6x16__avx2(int64_t k, const float *restrict ap, const
              _mm256_setzero_ps(), NULL, params->res, params->ldr};
     float brow[MR] = {0.0f}, bcol[NR] = {0.0f}; /* the biases of an edge tile, zero-padded */
     if (e.col_bias) {
-        const float *bc = params->bias_col;
-        if (n < NR) {
-            for (int64_t j = 0; j < n; ++j) bcol[j] = bc[j];
-            bc = bcol;
-        }
+        const float *bc = edge_vector(params->bias_col, n, NR, bcol);
         e.bc0 = _mm256_loadu_ps(bc);
         e.bc1 = _mm256_loadu_ps(bc + 8);
     } else if (e.row_bias) {
-        e.br = params->bias_row;
-        if (m < MR) {
-            for (int64_t i = 0; i < m; ++i) brow[i] = e.br[i];
-            e.br = brow;
-        }
+        e.br = edge_vector(params->bias_row, m, MR, brow);
     }
     if (m == MR && n == NR) {
         store_row(c + 0 * ldc, c00, c01, valpha, vbeta, beta0, &e, 0);
@@ -96,21 +89,15 @@ void cnnc_f32_gemm_ukernel_6x16__avx2(int64_t k, const float *restrict ap, const
     /* Edge tile: the same vector epilogue on a staging tile, then copy the valid part. */
     float tile[MR * NR] = {0.0f}, rtile[MR * NR]; /* the tile; its residual, zero-padded */
     if (e.res) {
-        for (int64_t i = 0; i < MR; ++i)
-            for (int64_t j = 0; j < NR; ++j) rtile[i * NR + j] = i < m && j < n ? e.res[i * e.ldr + j] : 0.0f;
-        e.res = rtile;
+        e.res = edge_tile(e.res, e.ldr, m, n, MR, NR, rtile);
         e.ldr = NR;
     }
-    if (!beta0) {
-        for (int64_t i = 0; i < m; ++i)
-            for (int64_t j = 0; j < n; ++j) tile[i * NR + j] = c[i * ldc + j];
-    }
+    if (!beta0) edge_copy(c, ldc, tile, NR, m, n);
     store_row(tile + 0 * NR, c00, c01, valpha, vbeta, beta0, &e, 0);
     store_row(tile + 1 * NR, c10, c11, valpha, vbeta, beta0, &e, 1);
     store_row(tile + 2 * NR, c20, c21, valpha, vbeta, beta0, &e, 2);
     store_row(tile + 3 * NR, c30, c31, valpha, vbeta, beta0, &e, 3);
     store_row(tile + 4 * NR, c40, c41, valpha, vbeta, beta0, &e, 4);
     store_row(tile + 5 * NR, c50, c51, valpha, vbeta, beta0, &e, 5);
-    for (int64_t i = 0; i < m; ++i)
-        for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = tile[i * NR + j];
+    edge_copy(tile, NR, c, ldc, m, n);
 }

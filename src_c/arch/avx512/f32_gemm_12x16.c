@@ -9,6 +9,7 @@
  * Every element of C is the AVX2 kernel's sequence of operations: an FMA chain over k from zero, then
  * alpha *, beta * c + (fused), bias +, residual +, max(., 0). The two paths give the same bits. */
 #include "../ukernels.h"
+#include "../gemm_edge.h"
 #include "intrin.h"
 
 #define MR 12
@@ -53,20 +54,8 @@ void cnnc_f32_gemm_ukernel_12x16__avx512(int64_t k, const float *restrict ap, co
     epi e = {params->bias_col != NULL, params->bias_row != NULL, params->relu, _mm512_setzero_ps(), NULL,
              params->res, params->ldr};
     float brow[MR] = {0.0f}, bcol[NR] = {0.0f}; /* the biases of an edge tile, zero-padded */
-    if (e.col_bias) {
-        const float *bc = params->bias_col;
-        if (n < NR) {
-            for (int64_t j = 0; j < n; ++j) bcol[j] = bc[j];
-            bc = bcol;
-        }
-        e.bc = _mm512_loadu_ps(bc);
-    } else if (e.row_bias) {
-        e.br = params->bias_row;
-        if (m < MR) {
-            for (int64_t i = 0; i < m; ++i) brow[i] = e.br[i];
-            e.br = brow;
-        }
-    }
+    if (e.col_bias) e.bc = _mm512_loadu_ps(edge_vector(params->bias_col, n, NR, bcol));
+    else if (e.row_bias) e.br = edge_vector(params->bias_row, m, MR, brow);
     if (m == MR && n == NR) {
 #pragma GCC unroll 12
         for (int i = 0; i < MR; ++i) store_row(c + i * ldc, acc[i], valpha, vbeta, beta0, &e, i);
@@ -75,17 +64,11 @@ void cnnc_f32_gemm_ukernel_12x16__avx512(int64_t k, const float *restrict ap, co
     /* Edge tile: the same vector epilogue on a staging tile, then copy the valid part. */
     float tile[MR * NR] = {0.0f}, rtile[MR * NR]; /* the tile; its residual, zero-padded */
     if (e.res) {
-        for (int64_t i = 0; i < MR; ++i)
-            for (int64_t j = 0; j < NR; ++j) rtile[i * NR + j] = i < m && j < n ? e.res[i * e.ldr + j] : 0.0f;
-        e.res = rtile;
+        e.res = edge_tile(e.res, e.ldr, m, n, MR, NR, rtile);
         e.ldr = NR;
     }
-    if (!beta0) {
-        for (int64_t i = 0; i < m; ++i)
-            for (int64_t j = 0; j < n; ++j) tile[i * NR + j] = c[i * ldc + j];
-    }
+    if (!beta0) edge_copy(c, ldc, tile, NR, m, n);
 #pragma GCC unroll 12
     for (int i = 0; i < MR; ++i) store_row(tile + i * NR, acc[i], valpha, vbeta, beta0, &e, i);
-    for (int64_t i = 0; i < m; ++i)
-        for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = tile[i * NR + j];
+    edge_copy(tile, NR, c, ldc, m, n);
 }
