@@ -136,6 +136,35 @@ def conv2d_pool_data_grad(w, g, taps, dx, tuple win, int64_t cout, int64_t group
     return bool(finite)
 
 
+def conv2d_pool_weight_grad_workspace_size(tuple win, int64_t cout, int64_t groups, int64_t pkh, int64_t pkw):
+    """Bytes of workspace conv2d_pool_weight_grad needs; -1 when it does not apply (NHWC, one group,
+    pool windows of 2 or more taps)."""
+    cdef cnnc_ctx ctx = _ctx()
+    cdef cnnc_conv2d_params p = _conv_params(win, cout, groups)
+    return cnnc_conv2d_pool_weight_grad_workspace_size(&ctx, &p, pkh, pkw)
+
+
+def conv2d_pool_weight_grad(x, g, taps, dw, db, tuple win, int64_t cout, int64_t groups, int64_t pkh, int64_t pkw):
+    """dw and db of a convolution fused with a max pool, from the pooled gradient g and the taps; False
+    (dw, db unwritten) when an input is not finite."""
+    cdef cnnc_ctx ctx = _ctx()
+    cdef cnnc_conv2d_params p = _conv_params(win, cout, groups)
+    cdef const float *px = _cf(x, "x")
+    cdef const float *pg = _cf(g, "g")
+    cdef const uint8_t *pt = _cu8(taps, "taps")
+    cdef float *pdw = _wf(dw, "dw")
+    cdef float *pdb = _wf_opt(db, "db")
+    ws = _workspace(cnnc_conv2d_pool_weight_grad_workspace_size(&ctx, &p, pkh, pkw))
+    cdef void *pws = _wsptr(ws)
+    cdef int64_t nws = ws.shape[0]
+    cdef int finite = 0
+    cdef int rc
+    with nogil:
+        rc = cnnc_conv2d_pool_weight_grad(&ctx, &p, pkh, pkw, px, pg, pt, pdw, pdb, &finite, pws, nws)
+    _check(rc, "conv2d_max_pool_grad")
+    return bool(finite)
+
+
 def conv2d_backward(x, w, dy, dx, dw, db, tuple win, int64_t cout, int64_t groups):
     cdef cnnc_ctx ctx = _ctx()
     cdef cnnc_conv2d_params p = _conv_params(win, cout, groups)

@@ -90,6 +90,11 @@ cdef extern from "cnnc.h" nogil:
     int cnnc_conv2d_pool_data_grad(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, int64_t pkh, int64_t pkw,
                                    const float *w, const float *g, const uint8_t *taps, float *dx, int *finite,
                                    void *ws, int64_t ws_size)
+    int64_t cnnc_conv2d_pool_weight_grad_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params *p,
+                                                         int64_t pkh, int64_t pkw)
+    int cnnc_conv2d_pool_weight_grad(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, int64_t pkh, int64_t pkw,
+                                     const float *x, const float *g, const uint8_t *taps, float *dw, float *db,
+                                     int *finite, void *ws, int64_t ws_size)
     int64_t cnnc_conv2d_backward_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, int need_dx)
     int cnnc_conv2d_backward(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, const float *x,
                              const float *w, const float *dy, float *dx, float *dw, float *db,

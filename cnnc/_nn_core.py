@@ -281,21 +281,58 @@ def conv2d_max_pool_dx(x, w, g, taps, pool_size=2, strides=1, padding="valid", d
     which is as fast or faster) or a weight is not finite (which would meet the skipped zeros); use
     conv2d_grad then. x may be the input or its shape (only the shape is read)."""
     x = np.empty(tuple(x), np.float32) if isinstance(x, (tuple, list)) else x
+    a = _pooled_args("conv2d_max_pool_dx", pool_dx_workspace_size, x, w, g, taps, pool_size, strides, padding,
+                     dilations, groups, data_format)
+    if a is None:
+        return None
+    x, w, g, taps, args = a
+    dx = _alloc.empty(x.shape, dtype=np.float32)
+    if not _core.conv2d_pool_data_grad(w, g, taps, dx, *args):
+        return None
+    return dx
+
+
+def _pooled_args(what, workspace_size, x, w, g, taps, pool_size, strides, padding, dilations, groups,
+                 data_format):
+    """(x, w, g, taps, (win, cout, groups, pkh, pkw)) for a gradient from the pooled elements, checked;
+    None when workspace_size says its path does not apply."""
     layout, x, w, groups, cout, win, yshape = _conv_args(x, w, strides, padding, dilations, groups, data_format)
     pkh, pkw = as_pair(pool_size, "pool_size", 1)
-    if pool_dx_workspace_size(win, cout, groups, pkh, pkw) < 0:
+    if workspace_size(win, cout, groups, pkh, pkw) < 0:
         return None
     pshape = (yshape[0], yshape[1] // pkh, yshape[2] // pkw, cout)
     g = as_float32(g, "g")
     check_shape(g, pshape, "g")
     taps = np.ascontiguousarray(taps)
     if taps.dtype != np.uint8 or taps.shape != pshape:
-        raise ValueError(f"conv2d_max_pool_dx: taps must be uint8 of shape {pshape}, received {taps.dtype} "
-                         f"{taps.shape}")
-    dx = _alloc.empty(x.shape, dtype=np.float32)
-    if not _core.conv2d_pool_data_grad(w, g, taps, dx, win, cout, groups, pkh, pkw):
+        raise ValueError(f"{what}: taps must be uint8 of shape {pshape}, received {taps.dtype} {taps.shape}")
+    return x, w, g, taps, (win, cout, groups, pkh, pkw)
+
+
+def pool_dw_workspace_size(win, cout, groups, pkh, pkw):
+    """Workspace bytes of conv2d_max_pool_dw for this convolution and pool; -1 when it does not take
+    that path."""
+    return _core.conv2d_pool_weight_grad_workspace_size(win, cout, groups, pkh, pkw)
+
+
+def conv2d_max_pool_dw(x, w, g, taps, pool_size=2, strides=1, padding="valid", dilations=1, groups=1,
+                       data_format="NHWC"):
+    """(dw, db) of x -> conv2d_max_pool(x, w, ..., return_taps=True) for NHWC single-group convolutions
+    and pools of 2 or more taps, from g and the taps as conv2d_max_pool_dx takes them: dw sums g times
+    the input window of each pooled output's chosen element only, instead of a dense weight gradient
+    that also multiplies the zeros of every other element; conv2d_grad's dw and db up to rounding.
+    None when it does not apply or an element of x is not finite (which would meet the skipped zeros);
+    use conv2d_grad then. w may be the weights or their shape."""
+    w = np.empty(tuple(w), np.float32) if isinstance(w, (tuple, list)) else w
+    a = _pooled_args("conv2d_max_pool_dw", pool_dw_workspace_size, x, w, g, taps, pool_size, strides, padding,
+                     dilations, groups, data_format)
+    if a is None:
         return None
-    return dx
+    x, w, g, taps, args = a
+    dw, db = _alloc.empty(w.shape, dtype=np.float32), _alloc.empty(args[1], dtype=np.float32)
+    if not _core.conv2d_pool_weight_grad(x, g, taps, dw, db, *args):
+        return None
+    return dw, db
 
 
 def conv2d_algorithm(x, w, strides=1, padding="valid", dilations=1, groups=1, data_format="NHWC",
@@ -323,8 +360,9 @@ def conv2d_algorithm(x, w, strides=1, padding="valid", dilations=1, groups=1, da
 
 
 def conv2d_grad(x, w, dy, strides=1, padding="valid", dilations=1, groups=1, data_format="NHWC",
-                need_dx=True):
-    """(dx, dw, db) of y = conv2d(x, w, b, ...) without activation (dx is None when need_dx is False)."""
+                need_dx=True, need_dw=True):
+    """(dx, dw, db) of y = conv2d(x, w, b, ...) without activation (dx is None when need_dx is False,
+    dw and db are None when need_dw is False)."""
     layout, x, w, groups, cout, win, yshape = _conv_args(x, w, strides, padding, dilations, groups,
                                                          data_format)
     dy = as_float32(dy, "dy")
@@ -332,8 +370,9 @@ def conv2d_grad(x, w, dy, strides=1, padding="valid", dilations=1, groups=1, dat
         raise ValueError(f"dy must have the conv2d output shape {yshape} for x {x.shape} and w {w.shape}, "
                          f"received {dy.shape}")
     dx = _alloc.empty_like(x) if need_dx else None
-    dw, db = _alloc.empty_like(w), _alloc.empty(cout, dtype=np.float32)
-    _core.conv2d_backward(x, w, dy, dx, dw, db, win, cout, groups)
+    dw, db = (_alloc.empty_like(w), _alloc.empty(cout, dtype=np.float32)) if need_dw else (None, None)
+    if dx is not None or dw is not None:
+        _core.conv2d_backward(x, w, dy, dx, dw, db, win, cout, groups)
     return dx, dw, db
 
 

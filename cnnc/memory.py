@@ -204,27 +204,29 @@ def _fuse_conv_pool(conv, pool, conv_p, pool_p, in_shape, mid_shape, out_shape, 
     (layers.pooling.conv_max_pool_pairs): the pooled output and its taps are allocated first, then the
     workspace (which holds the convolution's output unless its path pools on the fly); the
     convolution keeps only its input; the pool keeps its taps and, for a non-linear activation, its
-    output, and its backward applies the activation's derivative to a pooled-size gradient before
-    scattering the pre-activation's gradient. Where the convolution's dx comes from the chosen elements
-    (_nn_core.conv2d_max_pool_dx), that pooled-size gradient and the taps stay alive through the
-    convolution's backward, which computes dx first, then dw and db without dx."""
+    output. In backward the pool applies the activation's derivative into a pooled-size gradient g
+    (none for a linear activation) and hands it to the convolution with the taps, both alive through
+    the convolution's backward. That computes dx and dw from the chosen elements where those paths
+    apply (_nn_core.conv2d_max_pool_dx, conv2d_max_pool_dw); otherwise it first scatters g into a
+    gradient of its output's size for the dense paths."""
     win, cin = _conv_window(conv, in_shape)
     cout = mid_shape[1] if conv.data_format == "channels_first" else mid_shape[3]
+    groups = conv._groups(cin)
     kcopy = conv.params[conv._kernel_name].nbytes if conv.data_format == "channels_first" else 0
-    ws = _core.conv2d_pool_workspace_size(win, cout, conv._groups(cin), *pool.pool_size)
+    ws = _core.conv2d_pool_workspace_size(win, cout, groups, *pool.pool_size)
     b_pooled, b_taps = _nbytes(out_shape), _nbytes(out_shape, 1)
     linear = conv.activation.is_linear
-    conv_p.out, conv_p.holds_out, conv_p.saved, conv_p.dz = 0, False, 0, 0
+    conv_p.out, conv_p.holds_out, conv_p.saved, conv_p.dz = 0, False, b_taps, 0
     conv_p.fwd_temp, conv_p.co_alloc = ws + kcopy, b_pooled + b_taps
-    pool_p.out, pool_p.holds_out, pool_p.saved, pool_p.holds_in = b_pooled, not linear, b_taps, False
-    pool_p.dz = 0 if linear else b_pooled
-    ws_dx = -1 if first or conv.data_format != "channels_last" else \
-        _nn_core.pool_dx_workspace_size(win, cout, conv._groups(cin), *pool.pool_size)
-    if ws_dx >= 0:
-        pool_p.dz, pool_p.dx, pool_p.saved = 0, pool_p.dx + b_pooled, 0
-        conv_p.saved = b_taps
-        ws_b = _core.conv2d_workspace_size(win, cout, conv._groups(cin), True, False)
-        conv_p.bwd_temp = max(ws_dx, ws_b)
+    pool_p.out, pool_p.holds_out, pool_p.saved, pool_p.holds_in = b_pooled, not linear, 0, False
+    pool_p.dz, pool_p.dx = 0, 0 if linear else b_pooled
+    ws_dx = -1 if first else _nn_core.pool_dx_workspace_size(win, cout, groups, *pool.pool_size)
+    ws_dw = _nn_core.pool_dw_workspace_size(win, cout, groups, *pool.pool_size)
+    temps = [ws_dx, ws_dw]
+    if ws_dw < 0 or (not first and ws_dx < 0):  # a dense path, from the scattered gradient
+        conv_p.dz = _nbytes(mid_shape)
+        temps.append(_core.conv2d_workspace_size(win, cout, groups, True, not first and ws_dx < 0) + 2 * kcopy)
+    conv_p.bwd_temp = max(temps)
 
 
 # ---- the report ---------------------------------------------------------------------------------

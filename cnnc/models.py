@@ -350,18 +350,20 @@ class Sequential:
         """Backward through every layer; with release, each layer drops what its forward kept as
         soon as its own backward is done (its gradients stay until the update)."""
         n = len(self._layers)
-        fused = self.__dict__.get("_fused_convs", frozenset())  # their pools return dz of the pre-activation
+        fused = self.__dict__.get("_fused_convs", frozenset())
         pooled = None
         for i in range(n - 1, -1, -1):
             layer = self._layers[i]
-            kw = {"need_dx": i > 0}
-            if (i == n - 1 and preactivation) or i in fused:
-                kw["preactivation"] = True
-            if pooled is not None:
-                kw["pooled"] = pooled
-            dy = layer.backward(dy, **kw)
-            # a fused pool hands its convolution what computes dx from the chosen elements
-            pooled = layer._pooled_grad() if i - 1 in fused and i - 1 > 0 else None
+            if i - 1 in fused:  # the pool of a fused pair: its convolution takes the pooled gradient
+                pooled, dy = layer._backward_fused(dy), None
+            else:
+                kw = {"need_dx": i > 0}
+                if i == n - 1 and preactivation:
+                    kw["preactivation"] = True
+                if pooled is not None:
+                    kw["pooled"], pooled = pooled, None
+                dy = layer.backward(dy, **kw)
+                del kw  # the pooled gradient and taps go as soon as the convolution is done
             if release:
                 layer._release_cache()
 

@@ -200,6 +200,19 @@ int64_t cnnc_conv2d_pool_data_grad_workspace_size(const cnnc_ctx *ctx, const cnn
 int cnnc_conv2d_pool_data_grad(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, int64_t pkh, int64_t pkw,
                                const float *w, const float *g, const uint8_t *taps, float *dx, int *finite,
                                void *ws, int64_t ws_size);
+/* dw and db (db may be NULL) of the same convolution from the same g and taps: dw sums g times the
+ * input window of each pooled output's chosen element only (zero g skipped), where the dense weight
+ * gradient also multiplies the zeros of the other elements. Output channels split over the threads,
+ * each summed over the images in order: the result does not depend on the thread count and differs from
+ * cnnc_conv2d_backward's dw and db by rounding only. Applies to NHWC single-group convolutions and pool
+ * windows of 2 to CNNC_POOL_MAX_TAPS taps (the workspace size is -1 otherwise). A non-finite input
+ * (which would meet those zeros) sets *finite = 0 and leaves dw and db unwritten: take
+ * cnnc_conv2d_backward then. CNNC_EINVAL for a tap outside its window. */
+int64_t cnnc_conv2d_pool_weight_grad_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, int64_t pkh,
+                                                     int64_t pkw);
+int cnnc_conv2d_pool_weight_grad(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, int64_t pkh, int64_t pkw,
+                                 const float *x, const float *g, const uint8_t *taps, float *dw, float *db,
+                                 int *finite, void *ws, int64_t ws_size);
 /* Workspace of cnnc_conv2d_backward; need_dx = 0 when it is called without dx (dx NULL). */
 int64_t cnnc_conv2d_backward_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, int need_dx);
 /* Gradients of y = conv(x, w) + b (no activation: apply its backward to dy first).

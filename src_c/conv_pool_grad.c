@@ -96,3 +96,225 @@ int cnnc_conv2d_pool_data_grad(const cnnc_ctx *ctx, const cnnc_conv2d_params *p,
     cnnc_parallel_for(ctx, nt, n, cnnc_grain(n, nt, 1), pool_dx_task, &jb);
     return atomic_load(&jb.bad) ? CNNC_EINVAL : CNNC_OK;
 }
+
+/* ---- the weight gradient -------------------------------------------------------------------------
+ * dw[kh, kw, ci, co] is the sum over the pooled outputs (n, py, px, co) of g times the input under the
+ * chosen element's window: only the chosen elements, a pkh * pkw-th of the convolution's outputs, where
+ * a dense dw (im2col + GEMM, Winograd) multiplies every output's gradient, zeros included. For each
+ * output channel, the chosen windows' entries (their offset into x and their g, zeros skipped) stream
+ * through a tile of accumulators (arch/ukernels.h's pool_dw_tile) that holds a block of the channel's
+ * [KH, KW, Cin] gradient: with dilation 1 in width one kernel row of a window is one span of KW * Cin
+ * floats of x, read in place. Output channels are split over the threads, each summing its channels
+ * over all images in order: dw does not depend on the thread count, and differs from the dense paths by
+ * rounding only (the zeros they add change nothing). A non-finite input (which would meet those zeros:
+ * 0 * inf is NaN in the dense sum) sets *finite = 0: take cnnc_conv2d_backward then. */
+
+#define PDW_REGS 12           /* the tile's accumulator vectors (8 floats) */
+#define PDW_MIN_ENTRIES 64    /* images per chunk: enough for this many pooled outputs per channel ... */
+#define PDW_CHUNK_BYTES 16384 /* ... while their input stays within this many bytes (or one image) */
+
+typedef struct {
+    cnnc_pool_dx_geom q;
+    int64_t n, nseg, seglen, lp, nvt;        /* kernel-row segments, their floats, rounded up to 8 */
+    int64_t ns, nv, cb;                      /* the tile: segments, vectors per segment, channels */
+    int64_t hp, wp;                          /* rows and columns of the image as read (padded copy or x) */
+    int copy;                                /* read through a zero-padded copy (padding, or segments
+                                                not a multiple of 8 floats, whose tiles read past them) */
+    int64_t chunk, ppi;                      /* images per chunk; pooled outputs per image */
+    int64_t row;                             /* floats of one channel's accumulators: nseg * lp */
+} pdw_shape;
+
+static int pdw_shape_of(const cnnc_conv2d_params *p, int64_t pkh, int64_t pkw, pdw_shape *s) {
+    if (!geom_of(p, pkh, pkw, &s->q) || pkh * pkw < 2) return 0;
+    const cnnc_pool_dx_geom *q = &s->q;
+    const cnnc_window2d *w = &p->win;
+    s->n = w->n;
+    const int64_t C = q->cin;
+    s->nseg = q->dw == 1 ? q->kh : q->kh * q->kw; /* with dilation 1 in width a kernel row is one span */
+    s->seglen = q->dw == 1 ? q->kw * C : C;
+    s->lp = CNNC_ROUND_UP(s->seglen, 8);
+    s->nvt = s->lp / 8;
+    s->row = s->nseg * s->lp;
+    /* the tile: up to 12 vectors of one segment; several segments of one vector each (equally spaced
+     * when dilation is 1 in width), as many channels as the registers hold */
+    s->ns = s->nvt == 1 && q->dw == 1 ? CNNC_MIN(s->nseg, PDW_REGS) : 1;
+    s->nv = CNNC_MIN(s->nvt, PDW_REGS);
+    s->cb = PDW_REGS / (s->ns * s->nv);
+    s->copy = w->pt || w->pb || w->pl || w->pr || s->lp != s->seglen;
+    /* what the pooled windows read: rows and columns from the top-left padding on */
+    const int64_t rows = (q->ph * q->pkh - 1) * q->sh + (q->kh - 1) * q->dh + 1;
+    const int64_t cols = (q->pw * q->pkw - 1) * q->sw + (q->kw - 1) * q->dw + 1;
+    s->hp = s->copy ? rows : q->h;
+    s->wp = s->copy ? cols : q->w;
+    s->ppi = q->ph * q->pw;
+    const int64_t img = cnnc_mul_ok(cnnc_mul_ok(s->hp, s->wp), C);
+    if (img < 0 || img > INT64_MAX / 64 || s->ppi > INT64_MAX / 64) return 0;
+    int64_t chunk = CNNC_CEIL_DIV(PDW_MIN_ENTRIES, s->ppi);
+    chunk = CNNC_MIN(chunk, CNNC_MAX(1, PDW_CHUNK_BYTES / (img * 4)));
+    s->chunk = CNNC_MAX(1, CNNC_MIN(chunk, w->n));
+    return cnnc_mul_ok(s->chunk, img) >= 0 && cnnc_mul_ok(q->cout, s->row) >= 0 &&
+           cnnc_mul_ok(s->chunk, s->ppi) >= 0;
+}
+
+/* Per thread: the padded chunk (with 8 floats to spare), the chunk's window offsets, the channels' db
+ * sums, the taps' offsets. */
+static int64_t pdw_slot_bytes(const pdw_shape *s) {
+    int64_t b = s->copy ? CNNC_ROUND_UP((s->chunk * s->hp * s->wp * s->q.cin + 8) * 4, CNNC_ALIGN) : 0;
+    return b + CNNC_ROUND_UP(s->chunk * s->ppi * 8, CNNC_ALIGN) + CNNC_ROUND_UP(s->q.cout * 8, CNNC_ALIGN) +
+           CNNC_ROUND_UP(CNNC_POOL_MAX_TAPS * 8, CNNC_ALIGN);
+}
+
+static int pdw_threads(const cnnc_ctx *ctx, const pdw_shape *s) {
+    return cnnc_threads(ctx, CNNC_CEIL_DIV(s->q.cout, CNNC_MIN(s->cb, 8)));
+}
+
+int64_t cnnc_conv2d_pool_weight_grad_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, int64_t pkh,
+                                                     int64_t pkw) {
+    pdw_shape s;
+    if (!ctx || !p || !pdw_shape_of(p, pkh, pkw, &s)) return -1;
+    const int64_t acc = CNNC_ROUND_UP(s.q.cout * s.row * 4, CNNC_ALIGN), slot = pdw_slot_bytes(&s);
+    const int nt = pdw_threads(ctx, &s);
+    if (slot > (INT64_MAX - acc) / 2 / nt) return -1;
+    return CNNC_ALIGN + acc + nt * slot;
+}
+
+typedef struct {
+    const pdw_shape *s;
+    const cnnc_window2d *w;
+    const float *x, *g;
+    const uint8_t *taps;
+    float *acc, *dw, *db;
+    char *scratch;
+    int64_t slot_bytes;
+    cnnc_pool_dw_tile_fn tile;
+} pdw_job;
+
+/* Images [n0, n0 + nb) into buf: the rows and columns the windows read, padding as zeros. */
+static void pdw_copy(const pdw_shape *s, const cnnc_window2d *w, const float *x, int64_t n0, int64_t nb, float *buf) {
+    const int64_t C = s->q.cin, H = s->q.h, W = s->q.w;
+    const int64_t lo = CNNC_MIN(w->pl, s->wp), hi = CNNC_MAX(lo, CNNC_MIN(s->wp, W + w->pl));
+    for (int64_t b = 0; b < nb; ++b)
+        for (int64_t r = 0; r < s->hp; ++r) {
+            float *d = buf + (b * s->hp + r) * s->wp * C;
+            const int64_t iy = r - w->pt;
+            if (iy < 0 || iy >= H) {
+                memset(d, 0, (size_t)(s->wp * C) * sizeof(float));
+                continue;
+            }
+            const float *src = x + ((n0 + b) * H + iy) * W * C;
+            if (lo) memset(d, 0, (size_t)(lo * C) * sizeof(float));
+            if (hi > lo) memcpy(d + lo * C, src + (lo - w->pl) * C, (size_t)((hi - lo) * C) * sizeof(float));
+            if (s->wp > hi) memset(d + hi * C, 0, (size_t)((s->wp - hi) * C) * sizeof(float));
+        }
+    memset(buf + nb * s->hp * s->wp * C, 0, 8 * sizeof(float));
+}
+
+static void pdw_task(void *arg, int64_t lo, int64_t hi, int slot) {
+    pdw_job *jb = (pdw_job *)arg;
+    const pdw_shape *s = jb->s;
+    const cnnc_pool_dx_geom *q = &s->q;
+    const int64_t C = q->cin, CO = q->cout, ntaps = q->pkh * q->pkw;
+    char *sp = jb->scratch + slot * jb->slot_bytes;
+    float *buf = NULL;
+    if (s->copy) {
+        buf = (float *)sp;
+        sp += CNNC_ROUND_UP((s->chunk * s->hp * s->wp * C + 8) * 4, CNNC_ALIGN);
+    }
+    int64_t *base = (int64_t *)sp;
+    sp += CNNC_ROUND_UP(s->chunk * s->ppi * 8, CNNC_ALIGN);
+    double *dbs = (double *)sp;
+    sp += CNNC_ROUND_UP(CO * 8, CNNC_ALIGN);
+    int64_t *tapoff = (int64_t *)sp;
+    for (int64_t t = 0; t < ntaps; ++t) tapoff[t] = ((t / q->pkw) * q->sh * s->wp + (t % q->pkw) * q->sw) * C;
+    for (int64_t co = lo; co < hi; ++co) dbs[co] = 0.0;
+    memset(jb->acc + lo * s->row, 0, (size_t)((hi - lo) * s->row) * sizeof(float));
+    const int64_t nblk = CNNC_CEIL_DIV(hi - lo, s->cb); /* the channels in blocks as even as they come */
+    for (int64_t n0 = 0; n0 < s->n; n0 += s->chunk) {
+        const int64_t nb = CNNC_MIN(s->chunk, s->n - n0), ne = nb * s->ppi;
+        const float *xb = jb->x + n0 * q->h * q->w * C;
+        if (s->copy) {
+            pdw_copy(s, jb->w, jb->x, n0, nb, buf);
+            xb = buf;
+        }
+        for (int64_t b = 0; b < nb; ++b)
+            for (int64_t py = 0; py < q->ph; ++py)
+                for (int64_t px = 0; px < q->pw; ++px)
+                    base[(b * q->ph + py) * q->pw + px] =
+                        ((b * s->hp + py * q->pkh * q->sh) * s->wp + px * q->pkw * q->sw) * C;
+        const float *g = jb->g + n0 * s->ppi * CO;
+        const uint8_t *tp = jb->taps + n0 * s->ppi * CO;
+        for (int64_t e = 0; e < ne; ++e)
+            for (int64_t co = lo; co < hi; ++co) dbs[co] += g[e * CO + co];
+        for (int64_t k = 0; k < nblk; ++k) {
+            const int64_t c0 = lo + k * (hi - lo) / nblk, cb = lo + (k + 1) * (hi - lo) / nblk - c0;
+            cnnc_pool_dw_tile t = {s->ns, s->nv, cb, ne, CO, q->dh * s->wp * C, s->row, s->lp,
+                                   base, tapoff, tp + c0, g + c0, NULL, NULL};
+            for (int64_t e = 0; e < s->nseg; e += s->ns) {
+                t.ns = CNNC_MIN(s->ns, s->nseg - e);
+                const int64_t kh = q->dw == 1 ? e : e / q->kw, kw = q->dw == 1 ? 0 : e % q->kw;
+                for (int64_t v = 0; v < s->nvt; v += s->nv) {
+                    t.nv = CNNC_MIN(s->nv, s->nvt - v);
+                    t.x = xb + (kh * q->dh * s->wp + kw * q->dw) * C + 8 * v;
+                    t.acc = jb->acc + c0 * s->row + e * s->lp + 8 * v;
+                    if (!jb->tile(&t)) cnnc_f32_pool_dw_tile__generic(&t); /* not taken: the shapes
+                                                                               above are the AVX2 kernel's */
+                }
+            }
+        }
+    }
+    /* the channels' columns of dw ([KH, KW, Cin, Cout]: segment e, float l is row e * seglen + l) */
+    for (int64_t co = lo; co < hi; ++co) {
+        const float *a = jb->acc + co * s->row;
+        for (int64_t e = 0; e < s->nseg; ++e)
+            for (int64_t l = 0; l < s->seglen; ++l) jb->dw[(e * s->seglen + l) * CO + co] = a[e * s->lp + l];
+        if (jb->db) jb->db[co] = (float)dbs[co];
+    }
+}
+
+typedef struct {
+    const float *x;
+    const uint8_t *taps;
+    int64_t img, out, ntaps;
+    atomic_int nonfinite, badtap;
+} pdw_scan_job;
+
+/* The images' inputs all finite, their taps all inside the window. */
+static void pdw_scan_task(void *arg, int64_t lo, int64_t hi, int slot) {
+    pdw_scan_job *jb = (pdw_scan_job *)arg;
+    (void)slot;
+    const uint32_t *u = (const uint32_t *)(const void *)(jb->x + lo * jb->img);
+    int64_t n = (hi - lo) * jb->img;
+    uint32_t bad = 0;
+    for (int64_t i = 0; i < n; ++i) bad |= (~u[i] & 0x7f800000u) == 0; /* exponent all ones */
+    if (bad) atomic_store_explicit(&jb->nonfinite, 1, memory_order_relaxed);
+    const uint8_t *t = jb->taps + lo * jb->out;
+    n = (hi - lo) * jb->out;
+    uint8_t most = 0;
+    for (int64_t i = 0; i < n; ++i) most = t[i] > most ? t[i] : most;
+    if (most >= jb->ntaps) atomic_store_explicit(&jb->badtap, 1, memory_order_relaxed);
+}
+
+int cnnc_conv2d_pool_weight_grad(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, int64_t pkh, int64_t pkw,
+                                 const float *x, const float *g, const uint8_t *taps, float *dw, float *db,
+                                 int *finite, void *ws, int64_t ws_size) {
+    pdw_shape s;
+    if (!ctx || !p || !x || !g || !taps || !dw || !finite || !pdw_shape_of(p, pkh, pkw, &s)) return CNNC_EINVAL;
+    const int64_t need = cnnc_conv2d_pool_weight_grad_workspace_size(ctx, p, pkh, pkw);
+    if (need < 0) return CNNC_EOVERFLOW;
+    if (!ws || ws_size < need) return CNNC_EWORKSPACE;
+    const int64_t img = s.q.h * s.q.w * s.q.cin;
+    pdw_scan_job sj = {x, taps, img, s.ppi * s.q.cout, pkh * pkw, 0, 0};
+    const int ns = cnnc_threads(ctx, s.n * img / 65536 + 1);
+    cnnc_parallel_for(ctx, ns, s.n, cnnc_grain(s.n, ns, 1), pdw_scan_task, &sj);
+    if (atomic_load(&sj.badtap)) return CNNC_EINVAL;
+    *finite = !atomic_load(&sj.nonfinite);
+    if (!*finite) return CNNC_OK;
+    float *acc = (float *)cnnc_align_ptr(ws);
+    pdw_job jb = {&s, &p->win, x, g, taps, acc, dw, db,
+                  (char *)acc + CNNC_ROUND_UP(s.q.cout * s.row * 4, CNNC_ALIGN), pdw_slot_bytes(&s),
+                  cnnc_pool_dw_tile_for(&ctx->k)};
+    /* one contiguous range of channels per thread: each reads every image once */
+    const int nt = pdw_threads(ctx, &s);
+    cnnc_parallel_for(ctx, nt, s.q.cout, CNNC_CEIL_DIV(s.q.cout, nt), pdw_task, &jb);
+    return CNNC_OK;
+}

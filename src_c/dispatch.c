@@ -117,6 +117,15 @@ cnnc_pool_dx_image_fn cnnc_pool_dx_image_for(const cnnc_kernels *k) {
     return cnnc_f32_pool_dx_image__generic;
 }
 
+cnnc_pool_dw_tile_fn cnnc_pool_dw_tile_for(const cnnc_kernels *k) {
+#ifdef CNNC_X86
+    if (k->arch >= CNNC_ARCH_AVX2) return cnnc_f32_pool_dw_tile__avx2;
+#else
+    (void)k;
+#endif
+    return cnnc_f32_pool_dw_tile__generic;
+}
+
 cnnc_dwc_fns cnnc_dwc_fns_for(const cnnc_kernels *k) {
     cnnc_dwc_fns f = {cnnc_f32_dwc_row__generic, cnnc_f32_dwc_plane_row__generic, cnnc_f32_dwc_wgrad_span__generic};
 #ifdef CNNC_X86

@@ -91,6 +91,9 @@ cnnc_conv_dw_row_fn cnnc_conv_dw_row_for(const cnnc_kernels *k);
 typedef int (*cnnc_pool_dx_image_fn)(const cnnc_pool_dx_geom *q, const float *g, const uint8_t *taps,
                                      const float *wt, float *dx, float *f, int32_t *idx);
 cnnc_pool_dx_image_fn cnnc_pool_dx_image_for(const cnnc_kernels *k);
+/* The pooled convolution's weight-gradient tile (contract: arch/ukernels.h), built for the context's ISA. */
+typedef int (*cnnc_pool_dw_tile_fn)(const cnnc_pool_dw_tile *t);
+cnnc_pool_dw_tile_fn cnnc_pool_dw_tile_for(const cnnc_kernels *k);
 /* The depthwise convolution's kernels for a kernel table (arch/conv_depthwise.h). */
 typedef struct {
     void (*row)(const cnnc_dwc_taps *t, int64_t npix, const float *w, int64_t c, float *y);

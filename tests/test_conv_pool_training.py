@@ -169,8 +169,9 @@ TRAIN = {
 def _train(model, x, y, fuse, monkeypatch, steps=2, pooled_dx=False):
     if not fuse:
         monkeypatch.setattr(pooling, "conv_max_pool_pairs", lambda ls: frozenset())
-    if not pooled_dx:
+    if not pooled_dx:  # the dense dx and dw
         monkeypatch.setattr(_nn_core, "pool_dx_workspace_size", lambda *a: -1)
+        monkeypatch.setattr(_nn_core, "pool_dw_workspace_size", lambda *a: -1)
     try:
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
         losses = [model.train_on_batch(x, y) for _ in range(steps)]
@@ -184,7 +185,7 @@ def _train(model, x, y, fuse, monkeypatch, steps=2, pooled_dx=False):
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
 @pytest.mark.parametrize("name", sorted(TRAIN))
 def test_fused_training_gives_the_unfused_bits(name, data_format, lead, threads, monkeypatch):
-    """With dx computed densely (conv2d_grad), the fused step is the unfused step, bit for bit."""
+    """With dx and dw computed densely (conv2d_grad), the fused step is the unfused step, bit for bit."""
     make_conv, make_pool, c, hw = TRAIN[name]
     shape = (4, hw, hw, c) if data_format == "channels_last" else (4, c, hw, hw)
     x = RNG.standard_normal(shape).astype(np.float32)
@@ -249,10 +250,14 @@ def test_fused_backward_against_finite_differences(act):
     assert pooling.conv_max_pool_pairs(model.layers) == {0}
     y = model._forward(x, training=True)
     r = rng.standard_normal(y.shape)
-    dz = pool.backward(r.astype(np.float32))
+    pooled = pool._backward_fused(r.astype(np.float32))  # the gradient at the chosen elements
+    g, taps, pool_kw, _ = pooled
+    assert _nn_core.conv2d_max_pool_dx(x.shape, w, g, taps, 2) is not None
+    assert _nn_core.conv2d_max_pool_dw(x, w, g, taps, 2) is not None
+    dx_pooled = conv.backward(None, pooled=pooled)
+    grads_pooled = dict(conv.grads)
+    dz = pool.backward(r.astype(np.float32))  # scattered: the dense paths
     dx = conv.backward(dz, preactivation=True)
-    dx_pooled = conv.backward(dz, preactivation=True, pooled=pool._pooled_grad())
-    assert _nn_core.conv2d_max_pool_dx(x.shape, w, *pool._pooled_grad()) is not None
 
     def f_x(xv):
         return ref_pool.max_pool2d(ref.conv2d(xv, w, b, activation=act), (2, 2))[0]
@@ -263,6 +268,12 @@ def test_fused_backward_against_finite_differences(act):
     gradcheck.check_grad(f_x, x, r, dx, rng, count=24, name="dx")
     gradcheck.check_grad(f_x, x, r, dx_pooled, rng, count=24, name="dx from the chosen elements")
     gradcheck.check_grad(f_w, w, r, conv.grads["kernel"], rng, count=24, name="dw")
+    gradcheck.check_grad(f_w, w, r, grads_pooled["kernel"], rng, count=24, name="dw from the chosen elements")
+
+    def f_b(bv):
+        return ref_pool.max_pool2d(ref.conv2d(x, w, bv, activation=act), (2, 2))[0]
+
+    gradcheck.check_grad(f_b, b, r, grads_pooled["bias"], rng, count=4, name="db from the chosen elements")
 
 
 @pytest.mark.parametrize("act,data_format", [("relu", "channels_last"), ("linear", "channels_first"),

@@ -30,6 +30,11 @@ def _data(b, seed=0):
 
 
 CASES = [(name, b) for name in ("chollet", "geron") for b in (1, 64, 256)]
+# What the resident set holds besides cnnc's buffers, which no estimate of them includes: Python's objects
+# of the step and each small buffer rounded up to whole pages. About 65 KB in the Chollet step at batch
+# 1 (its resident growth 586 KB, NumPy's buffers as tracemalloc sees them 550 KB, cnnc's 521 KB), a
+# tenth of a step that small; nothing beside the megabytes of larger batches.
+RSS_SLACK = 128 * 1024
 
 
 @pytest.mark.parametrize("name,b", CASES)
@@ -102,13 +107,13 @@ def test_estimate_matches_resident_memory_and_tracemalloc(name, b, mode, tmp_pat
         assert abs(out["arena_bytes"] - est) <= 0.10 * est, out
     if not out["statm_exact"]:
         pytest.skip("this kernel's /proc/self/statm batches the resident count per CPU: no exact peak")
-    assert abs(est - out["rss_growth"]) <= 0.10 * out["rss_growth"], out
+    assert abs(est - out["rss_growth"]) <= 0.10 * out["rss_growth"] + RSS_SLACK, out
     if mode == "train":
         # the step that first touches the block grows by the estimate plus what every step touches
         # besides (Python's objects, the buffers that outlive the step: a steady step's growth); the
         # step after it touches no block page again
         reused = out["rss_growth_reused"] - out["rss_growth_steady"]
-        assert abs(est - reused) <= 0.10 * reused, out
+        assert abs(est - reused) <= 0.10 * reused + RSS_SLACK, out
         assert out["rss_growth_steady"] <= out["rss_growth_reused"] / 4, out
 
 
@@ -123,10 +128,11 @@ def test_report_rows_table_and_dict():
     conv = r.rows[0]
     assert conv["output_bytes"] == 64 * 28 * 28 * 64 * 4
     assert conv["optimizer_bytes"] == 2 * conv["grad_bytes"]  # Adam: two slots
-    # the convolution trains fused with the max pool after it: it keeps no output, and the pool keeps its
-    # output (the relu's derivative at the chosen elements) and a one-byte tap per output
-    assert conv["saved_bytes"] == 0
-    assert r.rows[1]["saved_bytes"] == 64 * 14 * 14 * 64 * (4 + 1)
+    # the convolution trains fused with the max pool after it: it keeps no output but the pool's taps, a
+    # byte per pooled output (its backward takes them), and the pool keeps its output (the relu's
+    # derivative at the chosen elements)
+    assert conv["saved_bytes"] == 64 * 14 * 14 * 64
+    assert r.rows[1]["saved_bytes"] == 64 * 14 * 14 * 64 * 4
     assert all(row["grad_bytes"] == 0 for row in r.rows if row["params"] == 0)
     text = str(r)
     assert "Training peak" in text and "Inference peak" in text and " *" in text and "MB" in text

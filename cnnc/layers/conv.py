@@ -141,8 +141,11 @@ class _Conv2DBase(Layer):
         return y
 
     def backward(self, dy, need_dx=True, preactivation=False, pooled=None):
-        """pooled: (g, taps, pool_size) from the max pool this layer ran fused with (dy is then the
-        pre-activation's gradient): dx from the chosen elements only where that path applies."""
+        """pooled: what the max pool this layer ran fused with hands back instead of dy
+        (MaxPooling2D._backward_fused): then dx and dw come from the chosen elements where those paths
+        apply, the dense paths taking the pool's scattered gradient otherwise."""
+        if pooled is not None:
+            return self._backward_pooled(need_dx, *pooled)
         act = self.activation
         if preactivation or act.is_linear:
             dz = dy
@@ -150,13 +153,27 @@ class _Conv2DBase(Layer):
             dz = nn.softmax_grad(self._z, dy, axis=1)
         else:
             dz = act.backward(dy, z=self._z, y=self._y)
-        dx = None
-        if pooled is not None and need_dx and self.data_format == "channels_last":
-            dx = _nn_core.conv2d_max_pool_dx(self._x, self._c_kernel(), *pooled, **self._op_kwargs())
-        dense_dx, dw, db = nn.conv2d_grad(self._x, self._c_kernel(), dz, need_dx=need_dx and dx is None,
-                                          **self._op_kwargs())
-        if dx is None:
-            dx = dense_dx
+        dx, dw, db = nn.conv2d_grad(self._x, self._c_kernel(), dz, need_dx=need_dx, **self._op_kwargs())
+        return self._set_grads(dx, dw, db)
+
+    def _backward_pooled(self, need_dx, g, taps, pool_kw, conv_shape):
+        """g: the gradient of the pre-activation at the pooled outputs' chosen elements (taps)."""
+        kw, w = self._op_kwargs(), self._c_kernel()
+        size = pool_kw["pool_size"]
+        dx = _nn_core.conv2d_max_pool_dx(self._x, w, g, taps, size, **kw) if need_dx else None
+        pooled_dw = _nn_core.conv2d_max_pool_dw(self._x, w, g, taps, size, **kw)
+        dw, db = pooled_dw if pooled_dw is not None else (None, None)
+        if pooled_dw is None or (need_dx and dx is None):  # the dense paths, from the scattered gradient
+            dz = nn.max_pool2d_grad(conv_shape, g, taps=taps, **pool_kw)
+            dense_dx, dense_dw, dense_db = nn.conv2d_grad(self._x, w, dz, need_dx=need_dx and dx is None,
+                                                          need_dw=pooled_dw is None, **kw)
+            del dz
+            dx = dense_dx if dx is None else dx
+            if pooled_dw is None:
+                dw, db = dense_dw, dense_db
+        return self._set_grads(dx, dw, db)
+
+    def _set_grads(self, dx, dw, db):
         if self.data_format == "channels_first":
             dw = _alloc.copy(dw.transpose(2, 3, 1, 0))
         self.grads = {self._kernel_name: self._kernel_grad(dw)}

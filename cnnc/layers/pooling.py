@@ -69,7 +69,7 @@ class MaxPooling2D(_Pooling2D):
     convolution's pre-activation, the activation's derivative taken at the pooled values (each chosen
     element's)."""
 
-    _CACHE_ATTRS = _Pooling2D._CACHE_ATTRS + ("_taps", "_xshape", "_act", "_g")
+    _CACHE_ATTRS = _Pooling2D._CACHE_ATTRS + ("_taps", "_xshape", "_act")
 
     def forward(self, x, training=False):
         if not training:
@@ -94,10 +94,14 @@ class MaxPooling2D(_Pooling2D):
                 and kh * kw <= _core.POOL_MAX_TAPS
                 and (act.is_linear or (act.from_output and not act.softmax and act.fused_name is not None)))
 
-    def _pooled_grad(self):
-        """After a fused backward: (g, taps, pool_size), g the gradient of the convolution's
-        pre-activation at the chosen elements, for its dx (conv2d_max_pool_dx)."""
-        return self._g, self._taps, self.pool_size
+    def _backward_fused(self, dy):
+        """The backward of a pool fused with the convolution before it, up to the pooled outputs: (g,
+        taps, the pool's arguments, the convolution's output shape), g the gradient of the
+        convolution's pre-activation at the chosen elements (the activation's derivative at the pooled
+        values, each the activated value of its chosen element, times dy). The convolution takes it
+        (_Conv2DBase.backward's pooled) and scatters it only if a dense path needs it."""
+        g = self._act.backward(dy, y=self._y)
+        return g, self._taps, self._kw(), self._xshape
 
     def _keep_fused(self, conv_shape, y, taps, act):
         """What backward needs after the fused op: the taps, and the pooled values for the activation."""
@@ -105,8 +109,9 @@ class MaxPooling2D(_Pooling2D):
                    _y=None if act.is_linear else y, _act=act)
 
     def backward(self, dy, need_dx=True):
-        if self._act is not None:  # fused: each chosen element's activated value is its pooled value
-            dy = self._g = self._act.backward(dy, y=self._y)  # the convolution's dx may start from it
+        if self._act is not None:  # fused: the gradient of the convolution's pre-activation
+            g, taps, kw, shape = self._backward_fused(dy)
+            return nn.max_pool2d_grad(shape, g, taps=taps, **kw)
         if self._taps is not None:
             return nn.max_pool2d_grad(self._xshape, dy, taps=self._taps, **self._kw())
         return nn.max_pool2d_grad(self._x, dy, argmax=self._argmax, **self._kw())

@@ -49,6 +49,22 @@ int cnnc_f32_pool_dx_image__generic(const cnnc_pool_dx_geom *q, const float *g, 
                                     const float *wt, float *dx, float *f, int32_t *idx);
 int cnnc_f32_pool_dx_image__avx2(const cnnc_pool_dx_geom *q, const float *g, const uint8_t *taps,
                                  const float *wt, float *dx, float *f, int32_t *idx);
+/* The weight gradient of a convolution fused with a max pool (conv_pool_grad.c): one tile of
+ * accumulators, cb output channels by ns segments of 8 * nv floats of their [KH, KW, Cin] gradient
+ * rows. For j < cb, s < ns, l < 8 * nv, in order of p < npix:
+ *     acc[j * accstride + s * accseg + l] += g[p * ld + j] * x[base[p] + tapoff[taps[p * ld + j]] + s * segstep + l]
+ * (g and taps point at the tile's first channel; every tap indexes tapoff). The AVX2 kernel fuses each
+ * multiply-add and takes ns * nv * cb <= 12 with ns = 1 or nv = 1 (its registers), the portable one
+ * rounds the product, then the sum, and takes any shape; each returns 0 for a shape it does not take. */
+typedef struct {
+    int64_t ns, nv, cb, npix, ld, segstep, accstride, accseg;
+    const int64_t *base, *tapoff;
+    const uint8_t *taps;
+    const float *g, *x;
+    float *acc;
+} cnnc_pool_dw_tile;
+int cnnc_f32_pool_dw_tile__generic(const cnnc_pool_dw_tile *t);
+int cnnc_f32_pool_dw_tile__avx2(const cnnc_pool_dw_tile *t);
 /* The direct depthwise convolution's kernels (arch/conv_depthwise.h; the contracts are there). The taps
  * of dwc_row's pixels: row taps times each pixel's column taps. */
 typedef struct {
