@@ -87,17 +87,9 @@ static void dw_group_task(void *arg, int64_t lo, int64_t hi, int slot) {
         for (int64_t r = r0; r < r1; ++r) {
             const int64_t n = r / s->oh, oy = r % s->oh;
             for (int64_t kh = 0; kh < KH; ++kh) { /* input row oy*sh - pt + kh*dh, columns from -pl */
-                float *d = buf + kh * s->wp;
                 const int64_t iy = oy * w->sh - w->pt + kh * w->dh;
-                if (iy < 0 || iy >= H) {
-                    memset(d, 0, (size_t)s->wp * sizeof(float));
-                    continue;
-                }
-                const float *src = jb->x + (n * H + iy) * W * C;
-                const int64_t lo_c = CNNC_MIN(w->pl, cols), hi_c = CNNC_MAX(lo_c, CNNC_MIN(cols, W + w->pl));
-                if (lo_c) memset(d, 0, (size_t)(lo_c * C) * sizeof(float));
-                if (hi_c > lo_c) memcpy(d + lo_c * C, src + (lo_c - w->pl) * C, (size_t)((hi_c - lo_c) * C) * sizeof(float));
-                if (cols > hi_c) memset(d + hi_c * C, 0, (size_t)((cols - hi_c) * C) * sizeof(float));
+                cnnc_pad_row(buf + kh * s->wp, iy < 0 || iy >= H ? NULL : jb->x + (n * H + iy) * W * C, cols,
+                             w->pl, W, C);
             }
             jb->row(xt, w->sw * C, s->k, jb->dy + r * s->ow * CO, s->ow, CO, acc);
         }

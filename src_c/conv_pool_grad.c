@@ -192,19 +192,11 @@ typedef struct {
 /* Images [n0, n0 + nb) into buf: the rows and columns the windows read, padding as zeros. */
 static void pdw_copy(const pdw_shape *s, const cnnc_window2d *w, const float *x, int64_t n0, int64_t nb, float *buf) {
     const int64_t C = s->q.cin, H = s->q.h, W = s->q.w;
-    const int64_t lo = CNNC_MIN(w->pl, s->wp), hi = CNNC_MAX(lo, CNNC_MIN(s->wp, W + w->pl));
     for (int64_t b = 0; b < nb; ++b)
         for (int64_t r = 0; r < s->hp; ++r) {
-            float *d = buf + (b * s->hp + r) * s->wp * C;
             const int64_t iy = r - w->pt;
-            if (iy < 0 || iy >= H) {
-                memset(d, 0, (size_t)(s->wp * C) * sizeof(float));
-                continue;
-            }
-            const float *src = x + ((n0 + b) * H + iy) * W * C;
-            if (lo) memset(d, 0, (size_t)(lo * C) * sizeof(float));
-            if (hi > lo) memcpy(d + lo * C, src + (lo - w->pl) * C, (size_t)((hi - lo) * C) * sizeof(float));
-            if (s->wp > hi) memset(d + hi * C, 0, (size_t)((s->wp - hi) * C) * sizeof(float));
+            cnnc_pad_row(buf + (b * s->hp + r) * s->wp * C, iy < 0 || iy >= H ? NULL : x + ((n0 + b) * H + iy) * W * C,
+                         s->wp, w->pl, W, C);
         }
     memset(buf + nb * s->hp * s->wp * C, 0, 8 * sizeof(float));
 }

@@ -51,6 +51,19 @@ static inline int64_t cnnc_grain(int64_t n, int nt, int64_t min_grain) {
     return CNNC_MAX(g, CNNC_MAX(min_grain, 1));
 }
 
+/* One NHWC input row as a window reads it: d[j * c + ch] for cols columns j = padded column (input column
+ * j - pl), zeros where j - pl is outside [0, w); src the input row (NULL: a row of padding only). */
+static inline void cnnc_pad_row(float *d, const float *src, int64_t cols, int64_t pl, int64_t w, int64_t c) {
+    if (!src) {
+        memset(d, 0, (size_t)(cols * c) * sizeof(float));
+        return;
+    }
+    const int64_t lo = CNNC_MIN(pl, cols), hi = CNNC_MAX(lo, CNNC_MIN(cols, w + pl));
+    if (lo) memset(d, 0, (size_t)(lo * c) * sizeof(float));
+    if (hi > lo) memcpy(d + lo * c, src + (lo - pl) * c, (size_t)((hi - lo) * c) * sizeof(float));
+    if (cols > hi) memset(d + hi * c, 0, (size_t)((cols - hi) * c) * sizeof(float));
+}
+
 /* Align a workspace pointer up to CNNC_ALIGN bytes. */
 static inline void *cnnc_align_ptr(void *p) {
     uintptr_t u = (uintptr_t)p;
