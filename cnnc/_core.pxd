@@ -45,6 +45,7 @@ cdef extern from "cnnc.h" nogil:
 
     const char *cnnc_strerror(int code)
     int cnnc_ctx_init(cnnc_ctx *ctx, int arch, int nthreads)
+
     int cnnc_cpu_supports(int arch)
     int cnnc_avx512_emulated()
     const char *cnnc_arch_name(int arch)
@@ -200,3 +201,21 @@ cdef extern from "cnnc.h" nogil:
                               const float *const *inputs, float *const *outputs, const float *const *consts)
     int cnnc_model_prepack(cnnc_model *model, const float *const *consts)
     int64_t cnnc_model_packed_bytes(const cnnc_model *model)
+
+    enum:
+        CNNC_OPTIM_SGD
+        CNNC_OPTIM_RMSPROP
+        CNNC_OPTIM_ADAM
+        CNNC_OPTIM_ADAGRAD
+
+    ctypedef struct cnnc_optim_rule:
+        int kind
+        int nesterov, weight_decay
+        float lr, momentum, epsilon
+        float rho, one_minus_rho
+        float one_minus_beta1, one_minus_beta2
+        float decay
+
+    int cnnc_optim_update(const cnnc_ctx *ctx, const cnnc_optim_rule *r, int64_t nvars, const int64_t *n,
+                          const float *const *g, float *const *w, float *const *s0, float *const *s1,
+                          float *const *s2, int64_t *start)

@@ -326,12 +326,15 @@ class _Timeline:
 
 
 def _optimizer_bytes(optimizer, params):
-    """Slot arrays (per-variable state) plus the scratch buffer of the largest variable."""
+    """Slot arrays (per-variable state) plus the scratch buffer of the largest variable the NumPy rule
+    updates (the C core updates float32 variables in place, without one: Optimizer._c_rule)."""
     if optimizer is None:
         return 0, 0
     names = optimizer._slot_names() if hasattr(optimizer, "_slot_names") else []
     slots = len(names) * sum(p.nbytes for p in params)
-    scratch = max((p.nbytes for p in params), default=0) if getattr(optimizer, "_uses_scratch", True) else 0
+    in_c = hasattr(optimizer, "_c_rule") and optimizer._c_rule(0.0) is not None
+    numpy_params = [p for p in params if not (in_c and p.dtype == np.float32 and p.flags.c_contiguous and p.size)]
+    scratch = max((p.nbytes for p in numpy_params), default=0) if getattr(optimizer, "_uses_scratch", True) else 0
     return slots, scratch
 
 

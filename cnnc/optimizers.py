@@ -23,8 +23,10 @@ import warnings
 
 import numpy as np
 
-from . import _alloc
+from . import _alloc, _core
 from ._registry import Registry
+
+_F32 = np.dtype(np.float32)
 
 __all__ = [
     "Optimizer", "SGD", "RMSprop", "Adam", "AdamW", "Adagrad",
@@ -278,12 +280,23 @@ class Optimizer:
                 raise TypeError(f"gradient {i} must hold real numbers, received dtype {g.dtype.name}")
             if g.shape != v.shape:
                 raise ValueError(f"gradient {i} has shape {g.shape} but its variable has shape {v.shape}")
-            grads.append(g.astype(v.dtype, copy=False))
+            grads.append(g if g.dtype is v.dtype else g.astype(v.dtype, copy=False))
         grads = self._clip_gradients(grads)
         lr = self.learning_rate
+        rule = self._c_rule(lr)
+        batch = []  # the variables the C core updates, all in one call
         for i, (g, (_, v)) in enumerate(zip(grads, pairs)):
-            if g is not None:
+            if g is None:
+                continue
+            if rule is not None and v.dtype is _F32 and v.flags.c_contiguous and v.size:
+                batch.append(i)
+            else:
                 self._update(i, g, v, lr)
+        if batch:
+            kind, slot_names, scalars = rule
+            slots = [None if name is None else [self._slots[name][i] for i in batch] for name in slot_names]
+            _core.optim_update(kind, [np.ascontiguousarray(grads[i]) for i in batch], [pairs[i][1] for i in batch],
+                               *slots, **scalars)
         self.iterations += 1
 
     def _clip_gradients(self, grads):
@@ -311,6 +324,13 @@ class Optimizer:
 
     def _update(self, i, g, v, lr):  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _c_rule(self, lr):
+        """(kind, slot names, float32 scalars) of this step's _core.optim_update: the C core's update of
+        every C-contiguous float32 variable, exactly _update's (the same bits) in one threaded pass
+        instead of a NumPy operation per term; a slot name is None where the rule takes none. None when
+        there is no C twin (or a subclass overrides _update)."""
+        return None
 
     # ---- state ---------------------------------------------------------------------------------
     def get_state(self):
@@ -449,6 +469,14 @@ class SGD(Optimizer):
         else:
             v += m
 
+    def _c_rule(self, lr):
+        if type(self)._update is not SGD._update:
+            return None
+        t = np.float32
+        if self.momentum == 0:
+            return "sgd", (), {"lr": t(lr)}
+        return "sgd", ("momentum",), {"lr": t(lr), "momentum": t(self.momentum), "nesterov": self.nesterov}
+
     def get_config(self):
         cfg = super().get_config()
         cfg.update(momentum=self.momentum, nesterov=self.nesterov)
@@ -510,6 +538,14 @@ class RMSprop(Optimizer):
         else:
             v -= tmp
 
+    def _c_rule(self, lr):
+        if type(self)._update is not RMSprop._update:
+            return None
+        t = np.float32
+        slots = ("velocity", "momentum" if self.momentum > 0 else None, "average_gradient" if self.centered else None)
+        return "rmsprop", slots, {"lr": t(lr), "rho": t(self.rho), "one_minus_rho": t(1.0 - self.rho),
+                                  "epsilon": t(self.epsilon), "momentum": t(self.momentum)}
+
     def get_config(self):
         cfg = super().get_config()
         cfg.update(rho=self.rho, momentum=self.momentum, epsilon=self.epsilon, centered=self.centered)
@@ -559,6 +595,20 @@ class Adam(Optimizer):
         tmp *= t(alpha)
         v -= tmp                                             # w -= alpha*m/(sqrt(v)+eps)
 
+    def _c_rule(self, lr):
+        if type(self)._update is not Adam._update:
+            return None
+        return self._adam_rule(lr)
+
+    def _adam_rule(self, lr, weight_decay=None):
+        t = np.float32
+        step = self.iterations + 1
+        alpha = lr * math.sqrt(1.0 - self.beta_2 ** step) / (1.0 - self.beta_1 ** step)
+        slots = ("momentum", "velocity", "velocity_hat" if self.amsgrad else None)
+        return "adam", slots, {"lr": t(alpha), "one_minus_beta1": t(1.0 - self.beta_1),
+                               "one_minus_beta2": t(1.0 - self.beta_2), "epsilon": t(self.epsilon),
+                               "weight_decay": weight_decay}
+
     def get_config(self):
         cfg = super().get_config()
         cfg.update(beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon, amsgrad=self.amsgrad)
@@ -585,6 +635,11 @@ class AdamW(Adam):
             np.multiply(v, v.dtype.type(self.weight_decay * lr), out=tmp)
             v -= tmp
         super()._update(i, g, v, lr)
+
+    def _c_rule(self, lr):
+        if type(self)._update is not AdamW._update:
+            return None
+        return self._adam_rule(lr, np.float32(self.weight_decay * lr) if self.weight_decay else None)
 
     def get_config(self):
         cfg = super().get_config()
@@ -622,6 +677,12 @@ class Adagrad(Optimizer):
         np.divide(g, tmp, out=tmp)
         tmp *= t(lr)
         v -= tmp                                             # w -= lr*g/sqrt(acc+eps)
+
+    def _c_rule(self, lr):
+        if type(self)._update is not Adagrad._update:
+            return None
+        t = np.float32
+        return "adagrad", ("accumulator",), {"lr": t(lr), "epsilon": t(self.epsilon)}
 
     def get_config(self):
         cfg = super().get_config()

@@ -260,6 +260,30 @@ int cnnc_softmax_forward(const cnnc_ctx *ctx, int64_t rows, int64_t cols, int lo
 int cnnc_softmax_backward(const cnnc_ctx *ctx, int64_t rows, int64_t cols, int logsm, const float *y,
                           const float *dy, float *dx);
 
+/* ---- Optimizers ---------------------------------------------------------------------------------- */
+/* One update of float32 variables w[v][n[v]] (v < nvars) from their gradients g[v] and the rule's
+ * slots s0[v].. (each the variable's size), in place, as cnnc.optimizers' rules (Keras 3's) do it in
+ * float32 (the scalars are float32 too); start: nvars int64 of scratch. A slot the rule does not use
+ * may be NULL (the array, or an entry):
+ *   SGD      s0: momentum (NULL: none)   m = momentum*m - lr*g; w += m, nesterov: w += momentum*m - lr*g
+ *                                        (no momentum: w -= lr*g)
+ *   RMSPROP  s0: velocity, s1: momentum (NULL: none), s2: average gradient (NULL: not centered)
+ *   ADAM     s0: first moment, s1: second moment, s2: its running maximum (NULL: not amsgrad); lr is the
+ *            step's bias-corrected rate; weight_decay: first w -= w*decay (AdamW, decay = rate * lr)
+ *   ADAGRAD  s0: accumulator. */
+typedef enum { CNNC_OPTIM_SGD = 0, CNNC_OPTIM_RMSPROP = 1, CNNC_OPTIM_ADAM = 2, CNNC_OPTIM_ADAGRAD = 3 } cnnc_optim_kind;
+typedef struct {
+    int kind;                                /* cnnc_optim_kind */
+    int nesterov, weight_decay;              /* SGD; ADAM (AdamW) */
+    float lr, momentum, epsilon;             /* momentum: SGD, RMSPROP */
+    float rho, one_minus_rho;                /* RMSPROP */
+    float one_minus_beta1, one_minus_beta2;  /* ADAM */
+    float decay;                             /* ADAM with weight_decay */
+} cnnc_optim_rule;
+int cnnc_optim_update(const cnnc_ctx *ctx, const cnnc_optim_rule *r, int64_t nvars, const int64_t *n,
+                      const float *const *g, float *const *w, float *const *s0, float *const *s1, float *const *s2,
+                      int64_t *start);
+
 /* ---- Pooling ------------------------------------------------------------------------------------- */
 typedef struct {
     cnnc_window2d win;          /* c = channels; kh/kw = pool size */

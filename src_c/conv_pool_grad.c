@@ -10,6 +10,9 @@
 
 #define PDX_MAX_FILTER 16384 /* KH * KW * Cin */
 #define PDX_MAX_COUT 8192
+#define PDX_CB 64           /* output channels per block ...                                        */
+#define PDX_EB 64           /* ... by at most this many filter elements: 16 KB of filters, in L1 ...  */
+#define PDX_GROUP_INTS 8192 /* ... by a group of pooled outputs whose channel lists fill this many int32 */
 
 static int geom_of(const cnnc_conv2d_params *p, int64_t pkh, int64_t pkw, cnnc_pool_dx_geom *q) {
     const cnnc_window2d *w = &p->win;
@@ -18,18 +21,21 @@ static int geom_of(const cnnc_conv2d_params *p, int64_t pkh, int64_t pkw, cnnc_p
         return 0;
     int64_t oh, ow;
     if (cnnc_window2d_output(w, &oh, &ow) != CNNC_OK || pkh > oh || pkw > ow) return 0;
-    /* the filter-sized block and the channel indices are per-thread scratch: bounded, so are the filters */
+    /* the filters and the weight gradient's per-channel accumulators are copied whole into the
+     * workspace: bounded */
     if (w->kh * w->kw > PDX_MAX_FILTER || w->c > PDX_MAX_FILTER || w->kh * w->kw * w->c > PDX_MAX_FILTER ||
         p->cout > PDX_MAX_COUT)
         return 0;
     *q = (cnnc_pool_dx_geom){w->h, w->w, w->c, w->kh, w->kw, w->sh, w->sw, w->dh, w->dw, w->pt, w->pl,
-                             oh, ow, p->cout, pkh, pkw, oh / pkh, ow / pkw};
+                             oh, ow, p->cout, pkh, pkw, oh / pkh, ow / pkw, CNNC_MIN(p->cout, PDX_CB),
+                             CNNC_CEIL_DIV(w->kh * w->kw * w->c, PDX_EB), 1};
+    q->pg = CNNC_MAX(1, CNNC_MIN(q->ph * q->pw, PDX_GROUP_INTS / (q->cb + 3 * pkh * pkw)));
     return 1;
 }
 
-/* The transposed filters wt, then per thread a filter-sized block f and cout + pkh * pkw channel indices. */
+/* The transposed filters wt, then per thread a block f and the channel lists of a group of outputs. */
 static int64_t slot_bytes(const cnnc_pool_dx_geom *q) {
-    return CNNC_CEIL_DIV((q->kh * q->kw * q->cin + q->cout + q->pkh * q->pkw) * 4, CNNC_ALIGN) * CNNC_ALIGN;
+    return CNNC_CEIL_DIV((PDX_EB + q->pg * (q->cb + 3 * q->pkh * q->pkw)) * 4, CNNC_ALIGN) * CNNC_ALIGN;
 }
 
 int64_t cnnc_conv2d_pool_data_grad_workspace_size(const cnnc_ctx *ctx, const cnnc_conv2d_params *p, int64_t pkh,
@@ -55,7 +61,7 @@ static void pool_dx_task(void *arg, int64_t lo, int64_t hi, int slot) {
     const cnnc_pool_dx_geom *q = jb->q;
     const int64_t in = q->h * q->w * q->cin, out = q->ph * q->pw * q->cout;
     float *f = (float *)(jb->scratch + slot * slot_bytes(q));
-    int32_t *idx = (int32_t *)(f + q->kh * q->kw * q->cin);
+    int32_t *idx = (int32_t *)(f + PDX_EB);
     for (int64_t n = lo; n < hi; ++n) {
         float *dx = jb->dx + n * in;
         memset(dx, 0, (size_t)in * sizeof(float));
@@ -72,24 +78,32 @@ int cnnc_conv2d_pool_data_grad(const cnnc_ctx *ctx, const cnnc_conv2d_params *p,
     const int64_t need = cnnc_conv2d_pool_data_grad_workspace_size(ctx, p, pkh, pkw);
     if (need < 0) return CNNC_EOVERFLOW;
     if (!ws || ws_size < need) return CNNC_EWORKSPACE;
-    /* wt[co][kh][kw][ci] = w[kh][kw][ci][co]; a non-finite weight would meet the zeros this path skips
-     * (0 * inf is NaN in the dense sum): the caller then takes the dense path */
+    /* wt: the filters w[kh][kw][ci][co] as [co][kh][kw][ci], in blocks (arch/conv_pool_dx.h); a non-finite
+     * weight would meet the zeros this path skips (0 * inf is NaN in the dense sum): the caller then takes
+     * the dense path */
     float *wt = (float *)cnnc_align_ptr(ws);
-    const int64_t CI = q.cin, CO = q.cout, taps_k = q.kh * q.kw;
+    const int64_t CO = q.cout, filt = q.kh * q.kw * q.cin;
     uint32_t nonfinite = 0;
-    for (int64_t e = 0; e < taps_k; ++e)
-        for (int64_t ci = 0; ci < CI; ++ci) {
-            const float *src = w + (e * CI + ci) * CO;
-            for (int64_t co = 0; co < CO; ++co) {
-                uint32_t bits;
-                memcpy(&bits, src + co, sizeof bits);
-                nonfinite |= (bits & 0x7f800000u) == 0x7f800000u;
-                wt[(co * taps_k + e) * CI + ci] = src[co];
+    for (int64_t c0 = 0; c0 < CO; c0 += q.cb) {
+        const int64_t cn = CNNC_MIN(q.cb, CO - c0);
+        for (int64_t k = 0; k < q.eb; ++k) {
+            int64_t e0;
+            const int64_t en = cnnc_pool_dx_block(filt, q.eb, k, &e0);
+            float *dst = wt + c0 * filt + cn * e0;
+            for (int64_t e = 0; e < en; ++e) {
+                const float *src = w + (e0 + e) * CO + c0;
+                for (int64_t c = 0; c < cn; ++c) {
+                    uint32_t bits;
+                    memcpy(&bits, src + c, sizeof bits);
+                    nonfinite |= (bits & 0x7f800000u) == 0x7f800000u;
+                    dst[c * en + e] = src[c];
+                }
             }
         }
+    }
     *finite = !nonfinite;
     if (nonfinite) return CNNC_OK;
-    const int64_t n = p->win.n, nw = CI * CO * taps_k;
+    const int64_t n = p->win.n, nw = filt * CO;
     pool_dx_job jb = {&q, g, wt, taps, dx, (char *)wt + CNNC_CEIL_DIV(nw * 4, CNNC_ALIGN) * CNNC_ALIGN,
                       cnnc_pool_dx_image_for(&ctx->k), 0};
     const int nt = cnnc_threads(ctx, n);

@@ -108,6 +108,15 @@ cnnc_conv_dw_row_fn cnnc_conv_dw_row_for(const cnnc_kernels *k) {
     return cnnc_f32_conv_dw_row__generic;
 }
 
+cnnc_optim_span_fn cnnc_optim_span_for(const cnnc_kernels *k) {
+#ifdef CNNC_X86
+    if (k->arch >= CNNC_ARCH_AVX2) return cnnc_f32_optim_span__avx2;
+#else
+    (void)k;
+#endif
+    return cnnc_f32_optim_span__generic;
+}
+
 cnnc_pool_dx_image_fn cnnc_pool_dx_image_for(const cnnc_kernels *k) {
 #ifdef CNNC_X86
     if (k->arch >= CNNC_ARCH_AVX2) return cnnc_f32_pool_dx_image__avx2;

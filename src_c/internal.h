@@ -107,6 +107,10 @@ cnnc_pool_dx_image_fn cnnc_pool_dx_image_for(const cnnc_kernels *k);
 /* The pooled convolution's weight-gradient tile (contract: arch/ukernels.h), built for the context's ISA. */
 typedef int (*cnnc_pool_dw_tile_fn)(const cnnc_pool_dw_tile *t);
 cnnc_pool_dw_tile_fn cnnc_pool_dw_tile_for(const cnnc_kernels *k);
+/* The optimizers' update rules on one span (contract: arch/optim.h), built for the context's ISA. */
+typedef void (*cnnc_optim_span_fn)(const cnnc_optim_rule *r, int64_t n, const float *g, float *w, float *s0,
+                                   float *s1, float *s2);
+cnnc_optim_span_fn cnnc_optim_span_for(const cnnc_kernels *k);
 /* The depthwise convolution's kernels for a kernel table (arch/conv_depthwise.h). */
 typedef struct {
     void (*row)(const cnnc_dwc_taps *t, int64_t npix, const float *w, int64_t c, float *y);

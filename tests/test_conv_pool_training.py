@@ -35,14 +35,27 @@ OPS = {
 }
 
 
+# dx from the chosen elements only (NHWC, one group), its blocks: channel blocks of 64 (a partial one),
+# filter blocks of whole vectors (a tail that is not), several groups of pooled outputs, windows that
+# are not one span per kernel row (padding, dilation); the last field is the dilation
+DX_OPS = {
+    "dx: two channel blocks, a 45-float filter": ((2, 9, 9, 5), 100, 3, "valid", 1, 2, 1, 1),
+    "dx: 361 pooled outputs in four groups, 70 channels": ((1, 40, 40, 3), 70, 3, "valid", 1, 2, 1, 1),
+    "dx: three filter blocks, dilation 2": ((2, 15, 15, 16), 24, 3, "valid", 1, 2, 1, 2),
+    "dx: 5x5 same, filter blocks of 7, 7 and 8 vectors with a tail": ((2, 10, 10, 7), 9, 5, "same", 1, 2, 1, 1),
+}
+
+
 def _op_args(name, layout):
-    xs, cout, k, pad, st, pool, groups = OPS[name]
+    xs, cout, k, pad, st, pool, groups, *dil = OPS[name] if name in OPS else DX_OPS[name]
     x = RNG.standard_normal(xs).astype(np.float32)
     w = (RNG.standard_normal((k, k, xs[3] // groups, cout)) * 0.3).astype(np.float32)
     b = RNG.standard_normal(cout).astype(np.float32) * 0.1
     if layout == "NCHW":
         x, w = np.ascontiguousarray(x.transpose(0, 3, 1, 2)), np.ascontiguousarray(w.transpose(3, 2, 0, 1))
     kw = dict(strides=st, padding=pad, groups=groups, data_format=layout)
+    if dil:
+        kw["dilations"] = dil[0]
     return x, w, b, pool, kw
 
 
@@ -323,14 +336,14 @@ def _pooled_grad_case(name, integers=False):
     return x, w, g, taps, pool, kw, dense
 
 
-DX_CASES = sorted(n for n in OPS if OPS[n][6] == 1)
+DX_CASES = sorted(n for n in OPS if OPS[n][6] == 1) + sorted(DX_OPS)
 
 
 @pytest.mark.parametrize("name", DX_CASES)
 def test_dx_from_the_chosen_elements_is_the_dense_dx(name):
     x, w, g, taps, pool, kw, dense = _pooled_grad_case(name)
     assert (g == 0).any() and (g != 0).any()
-    if _nn_core.pool_dx_workspace_size(nn._nn_core._conv_args(x, w, kw["strides"], kw["padding"], 1, 1, "NHWC")[5],
+    if _nn_core.pool_dx_workspace_size(nn._nn_core._conv_args(x, w, kw["strides"], kw["padding"], kw.get("dilations", 1), 1, "NHWC")[5],
                                        w.shape[3], 1, *ref.pair(pool)) < 0:
         pytest.skip("conv2d_grad's dx takes Winograd here")
     dx = _nn_core.conv2d_max_pool_dx(x.shape, w, g, taps, pool, **kw)

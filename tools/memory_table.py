@@ -69,8 +69,9 @@ m = zoo.ARCHITECTURES[name]()
 if mode == "train":
     m.compile("rmsprop", "sparse_categorical_crossentropy")
     m._build_optimizer()
-    for i in range(len(m.optimizer._shapes)):
-        m.optimizer._tmp(i)
+    if m.optimizer._c_rule(0.0) is None:  # the NumPy rule's scratch, made before the step as it persists
+        for i in range(len(m.optimizer._shapes)):
+            m.optimizer._tmp(i)
     est = m.memory_estimate(b).training_bytes
     step = lambda n: m.fit(x[:n], y[:n], batch_size=n, epochs=1, verbose=0)
 else:

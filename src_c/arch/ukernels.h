@@ -44,7 +44,15 @@ void cnnc_f32_conv_dw_row__avx2(const float *const *xt, int64_t xstep, int64_t n
 typedef struct {
     int64_t h, w, cin, kh, kw, sh, sw, dh, dw, pt, pl; /* the convolution: NHWC, one group */
     int64_t oh, ow, cout, pkh, pkw, ph, pw;            /* its output; the pool's windows; the pooled size */
+    int64_t cb, eb, pg; /* the blocks: output channels per block, blocks per filter, pooled outputs */
 } cnnc_pool_dx_geom;
+/* Element block k of a filter of filt floats in nb blocks of whole vectors, as even as they come (the
+ * last one takes the tail): [*e0, *e0 + return). */
+static inline int64_t cnnc_pool_dx_block(int64_t filt, int64_t nb, int64_t k, int64_t *e0) {
+    const int64_t nv = (filt + 7) / 8, e1 = 8 * ((k + 1) * nv / nb);
+    *e0 = 8 * (k * nv / nb);
+    return (e1 < filt ? e1 : filt) - *e0;
+}
 int cnnc_f32_pool_dx_image__generic(const cnnc_pool_dx_geom *q, const float *g, const uint8_t *taps,
                                     const float *wt, float *dx, float *f, int32_t *idx);
 int cnnc_f32_pool_dx_image__avx2(const cnnc_pool_dx_geom *q, const float *g, const uint8_t *taps,
@@ -83,4 +91,9 @@ void cnnc_f32_dwc_wgrad_span__generic(int64_t npix, const float *x, int64_t xste
                                       float *acc);
 void cnnc_f32_dwc_wgrad_span__avx2(int64_t npix, const float *x, int64_t xstep, const float *dy, int64_t c,
                                    float *acc);
+/* The optimizers' update rules on one span of a variable (arch/optim.h). */
+void cnnc_f32_optim_span__generic(const cnnc_optim_rule *r, int64_t n, const float *g, float *w, float *s0, float *s1,
+                                  float *s2);
+void cnnc_f32_optim_span__avx2(const cnnc_optim_rule *r, int64_t n, const float *g, float *w, float *s0, float *s1,
+                               float *s2);
 #endif

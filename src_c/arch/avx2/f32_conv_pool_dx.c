@@ -1,47 +1,45 @@
 /* f32_conv_pool_dx.c - the pooled convolution's data gradient (arch/conv_pool_dx.h) with AVX2 + FMA:
- * 64 filter elements in eight registers summed over the output channels of one tap, each term one
- * fused multiply-add (fmaf past the last multiple of eight, the same rounding). Called only after
+ * a block of up to 64 filter elements in up to eight registers summed over the output channels of one
+ * tap, each term one fused multiply-add (fmaf past the last multiple of eight, the same rounding). Called only after
  * dispatch has seen AVX2 and FMA. */
 #include "../ukernels.h"
 #include <immintrin.h>
 #include <math.h>
 
-static inline void pdx_filter(int64_t filt, const float *g, const int32_t *co, int64_t cnt, const float *wt,
+/* f[8 * v + l] for v < NV: NV accumulators, one chain of fused multiply-adds each. */
+static inline __attribute__((always_inline)) void pdx_vectors(const int nv, int64_t n, const float *g,
+                                                              const int32_t *co, int64_t cnt, const float *wb,
+                                                              float *f) {
+    __m256 a[8];
+#pragma GCC unroll 8
+    for (int v = 0; v < nv; ++v) a[v] = _mm256_setzero_ps();
+    for (int64_t k = 0; k < cnt; ++k) {
+        const __m256 gk = _mm256_broadcast_ss(g + co[k]);
+        const float *w = wb + co[k] * n;
+#pragma GCC unroll 8
+        for (int v = 0; v < nv; ++v) a[v] = _mm256_fmadd_ps(gk, _mm256_loadu_ps(w + 8 * v), a[v]);
+    }
+#pragma GCC unroll 8
+    for (int v = 0; v < nv; ++v) _mm256_storeu_ps(f + 8 * v, a[v]);
+}
+
+static inline void pdx_filter(int64_t n, const float *g, const int32_t *co, int64_t cnt, const float *wb,
                               float *f) {
-    int64_t e0 = 0;
-    for (; e0 + 64 <= filt; e0 += 64) {
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
-        for (int64_t k = 0; k < cnt; ++k) {
-            const __m256 v = _mm256_broadcast_ss(g + co[k]);
-            const float *w = wt + co[k] * filt + e0;
-            a0 = _mm256_fmadd_ps(v, _mm256_loadu_ps(w), a0);
-            a1 = _mm256_fmadd_ps(v, _mm256_loadu_ps(w + 8), a1);
-            a2 = _mm256_fmadd_ps(v, _mm256_loadu_ps(w + 16), a2);
-            a3 = _mm256_fmadd_ps(v, _mm256_loadu_ps(w + 24), a3);
-            a4 = _mm256_fmadd_ps(v, _mm256_loadu_ps(w + 32), a4);
-            a5 = _mm256_fmadd_ps(v, _mm256_loadu_ps(w + 40), a5);
-            a6 = _mm256_fmadd_ps(v, _mm256_loadu_ps(w + 48), a6);
-            a7 = _mm256_fmadd_ps(v, _mm256_loadu_ps(w + 56), a7);
-        }
-        _mm256_storeu_ps(f + e0, a0);
-        _mm256_storeu_ps(f + e0 + 8, a1);
-        _mm256_storeu_ps(f + e0 + 16, a2);
-        _mm256_storeu_ps(f + e0 + 24, a3);
-        _mm256_storeu_ps(f + e0 + 32, a4);
-        _mm256_storeu_ps(f + e0 + 40, a5);
-        _mm256_storeu_ps(f + e0 + 48, a6);
-        _mm256_storeu_ps(f + e0 + 56, a7);
+    switch (n / 8) {
+    case 1: pdx_vectors(1, n, g, co, cnt, wb, f); break;
+    case 2: pdx_vectors(2, n, g, co, cnt, wb, f); break;
+    case 3: pdx_vectors(3, n, g, co, cnt, wb, f); break;
+    case 4: pdx_vectors(4, n, g, co, cnt, wb, f); break;
+    case 5: pdx_vectors(5, n, g, co, cnt, wb, f); break;
+    case 6: pdx_vectors(6, n, g, co, cnt, wb, f); break;
+    case 7: pdx_vectors(7, n, g, co, cnt, wb, f); break;
+    case 8: pdx_vectors(8, n, g, co, cnt, wb, f); break;
+    default: break; /* n < 8 (a block is at most 64 floats) */
     }
-    for (; e0 + 8 <= filt; e0 += 8) {
-        __m256 a = _mm256_setzero_ps();
-        for (int64_t k = 0; k < cnt; ++k)
-            a = _mm256_fmadd_ps(_mm256_broadcast_ss(g + co[k]), _mm256_loadu_ps(wt + co[k] * filt + e0), a);
-        _mm256_storeu_ps(f + e0, a);
-    }
-    for (; e0 < filt; ++e0) {
+    for (int64_t e = n / 8 * 8; e < n; ++e) {
         float a = 0.0f;
-        for (int64_t k = 0; k < cnt; ++k) a = fmaf(g[co[k]], wt[co[k] * filt + e0], a);
-        f[e0] = a;
+        for (int64_t k = 0; k < cnt; ++k) a = fmaf(g[co[k]], wb[co[k] * n + e], a);
+        f[e] = a;
     }
 }
 

@@ -2,20 +2,13 @@
  * each term a multiply, then an add. */
 #include "../ukernels.h"
 
-#define PDX_BLOCK 64
-
-static inline void pdx_filter(int64_t filt, const float *g, const int32_t *co, int64_t cnt, const float *wt,
+static inline void pdx_filter(int64_t n, const float *g, const int32_t *co, int64_t cnt, const float *wb,
                               float *f) {
-    for (int64_t e0 = 0; e0 < filt; e0 += PDX_BLOCK) {
-        const int64_t n = filt - e0 < PDX_BLOCK ? filt - e0 : PDX_BLOCK;
-        float acc[PDX_BLOCK];
-        for (int64_t e = 0; e < n; ++e) acc[e] = 0.0f;
-        for (int64_t k = 0; k < cnt; ++k) {
-            const float a = g[co[k]];
-            const float *w = wt + co[k] * filt + e0;
-            for (int64_t e = 0; e < n; ++e) acc[e] += a * w[e];
-        }
-        for (int64_t e = 0; e < n; ++e) f[e0 + e] = acc[e];
+    for (int64_t e = 0; e < n; ++e) f[e] = 0.0f;
+    for (int64_t k = 0; k < cnt; ++k) {
+        const float a = g[co[k]];
+        const float *w = wb + co[k] * n;
+        for (int64_t e = 0; e < n; ++e) f[e] += a * w[e];
     }
 }
 
