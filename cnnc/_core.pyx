@@ -15,6 +15,7 @@ import numpy as np
 from cnnc import _alloc
 
 from libc.stdint cimport int64_t, uint64_t, uint8_t, uintptr_t
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_WRITABLE
 from cnnc._core cimport *
 
 __c_version__ = CNNC_VERSION.decode()
@@ -154,49 +155,66 @@ cdef inline cnnc_ctx _ctx():
     return c
 
 
+_F32, _I64, _U8 = np.dtype(np.float32), np.dtype(np.int64), np.dtype(np.uint8)
+
+
+cdef int _addr_error(object dtype, bint writable, str name) except -1:
+    raise TypeError(f"internal: {name} must be a C-contiguous {'writable ' if writable else ''}"
+                    f"{np.dtype(dtype).name} ndarray")
+
+
 cdef inline uintptr_t _addr(object a, object dtype, bint writable, str name) except 0:
-    # Internal contract check: the Python layer must hand over exactly this.
-    if (type(a) is not np.ndarray or a.dtype != dtype or not a.flags.c_contiguous
-            or (writable and not a.flags.writeable)):
-        raise TypeError(f"internal: {name} must be a C-contiguous {'writable ' if writable else ''}"
-                        f"{np.dtype(dtype).name} ndarray")
-    if a.size == 0:
+    # Internal contract check: the Python layer must hand over exactly this. The data pointer, the
+    # contiguity and the writability come from the buffer protocol (a fraction of a microsecond, where
+    # __array_interface__ builds a dict: this runs for every array of every call).
+    cdef Py_buffer view
+    cdef uintptr_t ptr
+    cdef Py_ssize_t nbytes
+    if type(a) is not np.ndarray or (a.dtype is not dtype and a.dtype != dtype):
+        _addr_error(dtype, writable, name)
+    try:
+        PyObject_GetBuffer(a, &view, PyBUF_C_CONTIGUOUS | (PyBUF_WRITABLE if writable else 0))
+    except (BufferError, ValueError):
+        _addr_error(dtype, writable, name)
+    ptr, nbytes = <uintptr_t>view.buf, view.len
+    PyBuffer_Release(&view)
+    if nbytes == 0:
         raise ValueError(f"{name} must not be empty, received shape {a.shape}")
-    return <uintptr_t>a.__array_interface__["data"][0]
+    return ptr
 
 
 cdef inline const float *_cf(object a, str name) except NULL:
-    return <const float *>_addr(a, np.float32, False, name)
+    return <const float *>_addr(a, _F32, False, name)
 
 
 cdef inline float *_wf(object a, str name) except NULL:
-    return <float *>_addr(a, np.float32, True, name)
+    return <float *>_addr(a, _F32, True, name)
 
 
 cdef inline float *_wf_opt(object a, str name) except? NULL:
     if a is None:
         return NULL
-    return <float *>_addr(a, np.float32, True, name)
+    return <float *>_addr(a, _F32, True, name)
 
 
 cdef inline const float *_cf_opt(object a, str name) except? NULL:
     if a is None:
         return NULL
-    return <const float *>_addr(a, np.float32, False, name)
+    return <const float *>_addr(a, _F32, False, name)
 
 
 cdef inline int64_t *_wi64(object a, str name) except NULL:
-    return <int64_t *>_addr(a, np.int64, True, name)
+    return <int64_t *>_addr(a, _I64, True, name)
 
 
 cdef inline int64_t *_wi64_opt(object a, str name) except? NULL:
     if a is None:
         return NULL
-    return <int64_t *>_addr(a, np.int64, True, name)
+    return <int64_t *>_addr(a, _I64, True, name)
 
 
 cdef inline const int64_t *_ci64(object a, str name) except NULL:
-    return <const int64_t *>_addr(a, np.int64, False, name)
+    return <const int64_t *>_addr(a, _I64, False, name)
 
 
 cdef inline object _workspace(int64_t nbytes):

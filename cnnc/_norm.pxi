@@ -76,11 +76,11 @@ def batch_norm_backward(int64_t outer, int64_t c, int64_t inner, x, dy, gamma, s
 
 
 cdef inline uint8_t *_wu8(object a, str name) except NULL:
-    return <uint8_t *>_addr(a, np.uint8, True, name)
+    return <uint8_t *>_addr(a, _U8, True, name)
 
 
 cdef inline const uint8_t *_cu8(object a, str name) except NULL:
-    return <const uint8_t *>_addr(a, np.uint8, False, name)
+    return <const uint8_t *>_addr(a, _U8, False, name)
 
 
 def dropout_forward(float rate, uint64_t seed, x, y, mask):

@@ -1,27 +1,9 @@
 # Optimizer update bindings (included by _core.pyx).
 
-from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_WRITABLE
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 
 OPTIM_KINDS = {"sgd": CNNC_OPTIM_SGD, "rmsprop": CNNC_OPTIM_RMSPROP, "adam": CNNC_OPTIM_ADAM,
                "adagrad": CNNC_OPTIM_ADAGRAD}
-
-
-cdef int _f32_buffer(object a, bint writable, str name, void **ptr, int64_t *n) except -1:
-    """The data and size of a C-contiguous float32 array, by the buffer protocol (cheaper per array
-    than _addr, for calls that take many)."""
-    cdef Py_buffer view
-    if type(a) is not np.ndarray:
-        raise TypeError(f"internal: {name} must be a float32 ndarray, received {type(a).__name__}")
-    PyObject_GetBuffer(a, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (PyBUF_WRITABLE if writable else 0))
-    try:
-        if view.itemsize != 4 or view.format == NULL or view.format[0] != b"f" or view.format[1] != 0:
-            raise TypeError(f"internal: {name} must be a float32 ndarray, received dtype {a.dtype}")
-        ptr[0] = view.buf
-        n[0] = view.len // 4
-    finally:
-        PyBuffer_Release(&view)
-    return 0
 
 
 def optim_update(str kind, list g, list w, list s0=None, list s1=None, list s2=None, float lr=0.0,
@@ -65,7 +47,9 @@ def optim_update(str kind, list g, list w, list s0=None, list s1=None, list s2=N
                 ptrs[k * nv + v] = NULL
                 if lists[k] is None or lists[k][v] is None:
                     continue
-                _f32_buffer(lists[k][v], k > 0, f"{name}[{v}]", &ptrs[k * nv + v], &m)
+                a = lists[k][v]
+                ptrs[k * nv + v] = <void *>_addr(a, _F32, k > 0, f"{name}[{v}]")
+                m = a.size
                 if k == 1:
                     sizes[v] = m
                 elif m != sizes[v]:
