@@ -350,6 +350,7 @@ static void nhwc_pool_task(void *arg, int64_t t0, int64_t t1, int slot) {
     const int64_t co = jb->c.cout, ow = jb->c.ow, oh = jb->c.oh, pix = jb->c.pix;
     const int64_t pkh = jb->pkh, pkw = jb->pkw, ph = jb->ph, pw = jb->pw;
     float ap[DIRECT_BUF], band[POOL_BAND];
+    const cnnc_pool2x2_fn pool2x2 = cnnc_pool2x2_for(jb->c.kt);
     for (int64_t t = t0; t < t1; ++t) {
         const int64_t ni = t / ph, po = t % ph;
         const int64_t b0 = (ni * oh + po * pkh) * ow, b1 = b0 + pkh * ow;
@@ -363,7 +364,7 @@ static void nhwc_pool_task(void *arg, int64_t t0, int64_t t1, int slot) {
         if (pkh == 2 && pkw == 2) {
             for (int64_t pc = 0; pc < pw; ++pc) {
                 const float *t = band + pc * 2 * co;
-                pool2x2_window(t, t + co, t + ow * co, t + (ow + 1) * co, yr + pc * co, tr ? tr + pc * co : NULL, co);
+                pool2x2(t, t + co, t + ow * co, t + (ow + 1) * co, yr + pc * co, tr ? tr + pc * co : NULL, co);
             }
             continue;
         }

@@ -87,16 +87,23 @@ cnnc_gemm_packers cnnc_gemm_packers_for(const cnnc_kernels *k) {
 }
 
 cnnc_winograd_fns cnnc_winograd_fns_for(const cnnc_kernels *k) {
-    cnnc_winograd_fns f = {cnnc_f32_wg_in_block__generic, cnnc_f32_wg_out_block__generic};
+    cnnc_winograd_fns f = {cnnc_f32_wg_in_block__generic, cnnc_f32_wg_out_block__generic, cnnc_pool2x2_for(k)};
 #ifdef CNNC_X86
     if (k->arch >= CNNC_ARCH_AVX2) {
         f.in_block = cnnc_f32_wg_in_block__avx2;
         f.out_block = cnnc_f32_wg_out_block__avx2;
     }
+#endif
+    return f;
+}
+
+cnnc_pool2x2_fn cnnc_pool2x2_for(const cnnc_kernels *k) {
+#ifdef CNNC_X86
+    if (k->arch >= CNNC_ARCH_AVX2) return cnnc_f32_pool2x2_window__avx2;
 #else
     (void)k;
 #endif
-    return f;
+    return cnnc_f32_pool2x2_window__generic;
 }
 
 cnnc_conv_dw_row_fn cnnc_conv_dw_row_for(const cnnc_kernels *k) {

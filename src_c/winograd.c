@@ -411,8 +411,8 @@ static void output_transform_task(void *arg, int64_t lo, int64_t hi, int slot) {
                     const cnnc_gemm_epilogue ep = {b ? b + c0 : NULL, 0, act, NULL, 0};
                     cnnc_gemm_epilogue_block(&ep, o[0], CB, 0, 4, 0, cn);
                 }
-                pool2x2_window(o[0], o[1], o[2], o[3], y + (t0 + k) * CO + c0,
-                               jb->taps ? jb->taps + (t0 + k) * CO + c0 : NULL, cn);
+                jb->fns.pool2x2(o[0], o[1], o[2], o[3], y + (t0 + k) * CO + c0,
+                                jb->taps ? jb->taps + (t0 + k) * CO + c0 : NULL, cn);
             }
         }
         return;

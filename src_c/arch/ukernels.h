@@ -96,4 +96,9 @@ void cnnc_f32_optim_span__generic(const cnnc_optim_rule *r, int64_t n, const flo
                                   float *s2);
 void cnnc_f32_optim_span__avx2(const cnnc_optim_rule *r, int64_t n, const float *g, float *w, float *s0, float *s1,
                                float *s2);
+/* A 2x2 max-pool window over n channels (arch/pool2x2.h's pool2x2_window). */
+void cnnc_f32_pool2x2_window__generic(const float *t00, const float *t01, const float *t10, const float *t11, float *y,
+                                      uint8_t *taps, int64_t n);
+void cnnc_f32_pool2x2_window__avx2(const float *t00, const float *t01, const float *t10, const float *t11, float *y,
+                                   uint8_t *taps, int64_t n);
 #endif
