@@ -15,7 +15,7 @@ import numpy as np
 from cnnc import _alloc
 
 from libc.stdint cimport int64_t, uint64_t, uint8_t, uintptr_t
-from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_WRITABLE
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE
 from cnnc._core cimport *
 
 __c_version__ = CNNC_VERSION.decode()

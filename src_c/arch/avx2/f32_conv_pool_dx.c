@@ -1,7 +1,7 @@
 /* f32_conv_pool_dx.c - the pooled convolution's data gradient (arch/conv_pool_dx.h) with AVX2 + FMA:
  * a block of up to 64 filter elements in up to eight registers summed over the output channels of one
- * tap, each term one fused multiply-add (fmaf past the last multiple of eight, the same rounding). Called only after
- * dispatch has seen AVX2 and FMA. */
+ * tap, each term one fused multiply-add (fmaf past the last multiple of eight, the same rounding).
+ * Called only after dispatch has seen AVX2 and FMA. */
 #include "../ukernels.h"
 #include <immintrin.h>
 #include <math.h>
